@@ -1,0 +1,196 @@
+//! The definition of grouped 2-D convolution, as loops.
+//!
+//! For output element `(n, co, oh, ow)`, with `G_in = C_in / g`, `G_out = C_out / g` and the
+//! group `grp = co / G_out` of the filter:
+//!
+//! ```text
+//! y[n, co, oh, ow] = b[co] + Σ_{c < G_in} Σ_{i < kH} Σ_{j < kW}
+//!                    x[n, grp·G_in + c, oh·sH − pad_top + i·dH, ow·sW − pad_left + j·dW] · w[co, c, i, j]
+//! ```
+//!
+//! where `x` outside `0 ≤ row < H`, `0 ≤ col < W` is the zero padding: those taps contribute no
+//! term. (A non-finite *weight* on a tap that only ever meets padding therefore does not turn
+//! the output into NaN; NaN and infinity in the *input* propagate as in any sum.)
+//!
+//! The sum runs in the order `c`, `i`, `j` in `f64` (each `f32` product is exact in `f64`), then
+//! the bias is added and the result rounded once to `f32`.
+
+use gconv_shape::{Geometry, ShapeError};
+
+/// Grouped convolution of an NCHW `input` with `weight` `[C_out, C_in/g, kH, kW]` and
+/// optional `bias` `[C_out]` (required when the geometry has a bias, refused when not).
+/// Returns the NCHW output.
+pub fn conv2d(
+    geometry: &Geometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>, ShapeError> {
+    let mut output = vec![0.0; geometry.output_len()];
+    conv2d_into(geometry, input, weight, bias, &mut output)?;
+    Ok(output)
+}
+
+/// [`conv2d`] into a caller-provided NCHW `output` of `geometry.output_len()` elements.
+pub fn conv2d_into(
+    geometry: &Geometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) -> Result<(), ShapeError> {
+    geometry.check_buffer_lengths(
+        input.len(),
+        weight.len(),
+        bias.map(<[f32]>::len),
+        output.len(),
+    )?;
+    let [batch, in_channels, height, width] = geometry.input_shape();
+    let [_, out_channels, out_height, out_width] = geometry.output_shape();
+    let [kernel_h, kernel_w] = geometry.kernel_size();
+    let [stride_h, stride_w] = geometry.stride();
+    let [dilation_h, dilation_w] = geometry.dilation();
+    let padding = geometry.padding();
+    let in_per_group = geometry.in_channels_per_group();
+    let out_per_group = geometry.out_channels_per_group();
+
+    for n in 0..batch {
+        for co in 0..out_channels {
+            let group = co / out_per_group;
+            for oh in 0..out_height {
+                for ow in 0..out_width {
+                    let mut sum = 0.0f64;
+                    for c in 0..in_per_group {
+                        let ci = group * in_per_group + c;
+                        for i in 0..kernel_h {
+                            for j in 0..kernel_w {
+                                // Padded coordinates fit in usize: Geometry checked the padded size.
+                                let Some(row) =
+                                    (oh * stride_h + i * dilation_h).checked_sub(padding.top)
+                                else {
+                                    continue;
+                                };
+                                let Some(col) =
+                                    (ow * stride_w + j * dilation_w).checked_sub(padding.left)
+                                else {
+                                    continue;
+                                };
+                                if row >= height || col >= width {
+                                    continue;
+                                }
+                                let x =
+                                    input[((n * in_channels + ci) * height + row) * width + col];
+                                let w =
+                                    weight[((co * in_per_group + c) * kernel_h + i) * kernel_w + j];
+                                sum += f64::from(x) * f64::from(w);
+                            }
+                        }
+                    }
+                    if let Some(bias) = bias {
+                        sum += f64::from(bias[co]);
+                    }
+                    output[((n * out_channels + co) * out_height + oh) * out_width + ow] =
+                        sum as f32;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gconv_shape::{Conv2dParams, Padding};
+
+    #[test]
+    fn a_2x2_kernel_of_ones_sums_each_window() {
+        // 1 2 3
+        // 4 5 6      windows of 2x2: 1+2+4+5 = 12, 2+3+5+6 = 16,
+        // 7 8 9                      4+5+7+8 = 24, 5+6+8+9 = 28.
+        let geometry = Conv2dParams::new(1, 1, 2)
+            .bias(false)
+            .geometry([1, 1, 3, 3])
+            .unwrap();
+        let input: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let output = conv2d(&geometry, &input, &[1.0; 4], None).unwrap();
+        assert_eq!(output, [12.0, 16.0, 24.0, 28.0]);
+    }
+
+    #[test]
+    fn padding_stride_and_bias_by_hand() {
+        // Input 1 2 / 3 4 padded by 1 on each side (4x4), 3x3 kernel with a 1 at the centre
+        // and a 10 at the top-left tap, stride 2, bias 0.5: (4 - 3) / 2 + 1 = 1 output.
+        // Its window covers rows and columns -1..=1: the centre tap meets x[0,0] = 1, the
+        // top-left tap meets padding, so the output is 1 + 0.5.
+        let geometry = Conv2dParams::new(1, 1, 3)
+            .stride(2)
+            .padding(Padding::uniform(1))
+            .geometry([1, 1, 2, 2])
+            .unwrap();
+        assert_eq!(geometry.output_size(), [1, 1]);
+        let weight = [10.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+        let output = conv2d(&geometry, &[1.0, 2.0, 3.0, 4.0], &weight, Some(&[0.5])).unwrap();
+        assert_eq!(output, [1.5]);
+
+        // Same, padding only at the bottom/right: window rows 0..3, cols 0..3.
+        // Top-left tap x[0,0]·10 = 10, centre x[1,1]·1 = 4, bias 0.5 -> 14.5.
+        let geometry = Conv2dParams::new(1, 1, 3)
+            .padding(Padding::per_side(0, 1, 0, 1))
+            .geometry([1, 1, 2, 2])
+            .unwrap();
+        let output = conv2d(&geometry, &[1.0, 2.0, 3.0, 4.0], &weight, Some(&[0.5])).unwrap();
+        assert_eq!(output, [14.5]);
+    }
+
+    #[test]
+    fn each_group_sees_only_its_own_channels() {
+        // 4 input channels in 2 groups, each a constant image: 1, 2, 3, 4.
+        // 2 filters per group, 1x1, weights [w0, w1] over the group's 2 channels.
+        // Group 0 (channels 1, 2): filter (1, 1) -> 3, filter (1, -1) -> -1.
+        // Group 1 (channels 3, 4): filter (2, 0) -> 6, filter (0, 3) -> 12.
+        let geometry = Conv2dParams::new(4, 4, 1)
+            .groups(2)
+            .bias(false)
+            .geometry([1, 4, 1, 2])
+            .unwrap();
+        let input = [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0];
+        let weight = [1.0, 1.0, 1.0, -1.0, 2.0, 0.0, 0.0, 3.0];
+        let output = conv2d(&geometry, &input, &weight, None).unwrap();
+        assert_eq!(output, [3.0, 3.0, -1.0, -1.0, 6.0, 6.0, 12.0, 12.0]);
+    }
+
+    #[test]
+    fn dilation_spreads_the_taps() {
+        // 1x5 input 1..5, kernel 1x2 of ones with dilation 3: x[j] + x[j+3] for j = 0, 1.
+        let geometry = Conv2dParams::new(1, 1, [1, 2])
+            .dilation([1, 3])
+            .bias(false)
+            .geometry([1, 1, 1, 5])
+            .unwrap();
+        let output = conv2d(&geometry, &[1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 1.0], None).unwrap();
+        assert_eq!(output, [5.0, 7.0]);
+    }
+
+    #[test]
+    fn nan_and_infinity_in_the_input_propagate() {
+        let geometry = Conv2dParams::new(1, 1, [1, 2])
+            .bias(false)
+            .geometry([1, 1, 1, 4])
+            .unwrap();
+        let input = [f32::NAN, 1.0, f32::INFINITY, 1.0];
+        let output = conv2d(&geometry, &input, &[1.0, 1.0], None).unwrap();
+        assert!(output[0].is_nan());
+        assert_eq!(output[1], f32::INFINITY);
+        assert_eq!(output[2], f32::INFINITY);
+    }
+
+    #[test]
+    fn wrong_buffer_lengths_are_errors_not_panics() {
+        let geometry = Conv2dParams::new(1, 1, 1).geometry([1, 1, 2, 2]).unwrap();
+        assert!(conv2d(&geometry, &[1.0; 3], &[1.0], Some(&[0.0])).is_err());
+        assert!(conv2d(&geometry, &[1.0; 4], &[1.0], None).is_err());
+        let mut output = [0.0; 3];
+        assert!(conv2d_into(&geometry, &[1.0; 4], &[1.0], Some(&[0.0]), &mut output).is_err());
+    }
+}

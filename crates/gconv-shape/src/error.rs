@@ -1,0 +1,113 @@
+use thiserror::Error;
+
+/// A broken rule of the convolution contract, with the values that broke it.
+///
+/// Messages follow PyTorch's wording where PyTorch has one (`in_channels (6) must be divisible
+/// by groups (4)`), so that a user moving between the two recognises them.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ShapeError {
+    /// A size, count, stride or dilation that must be at least 1 was 0.
+    #[error("{what} must be at least 1, got 0")]
+    Zero {
+        /// The parameter or dimension, in PyTorch's words (`stride height`, `input width`, …).
+        what: &'static str,
+    },
+    /// `in_channels % groups != 0`.
+    #[error("in_channels ({in_channels}) must be divisible by groups ({groups})")]
+    InChannelsNotDivisible {
+        /// The number of input channels.
+        in_channels: usize,
+        /// The number of groups.
+        groups: usize,
+    },
+    /// `out_channels % groups != 0`.
+    #[error("out_channels ({out_channels}) must be divisible by groups ({groups})")]
+    OutChannelsNotDivisible {
+        /// The number of output channels.
+        out_channels: usize,
+        /// The number of groups.
+        groups: usize,
+    },
+    /// `padding = same` asked for a strided convolution, which PyTorch refuses because the
+    /// output would not be the same size as the input.
+    #[error(
+        "padding 'same' is not supported for strided convolutions (stride is {stride_h}x{stride_w}, it must be 1x1)"
+    )]
+    SamePaddingWithStride {
+        /// The vertical stride.
+        stride_h: usize,
+        /// The horizontal stride.
+        stride_w: usize,
+    },
+    /// The input tensor does not have the four dimensions `[N, C, H, W]`.
+    #[error("input must have 4 dimensions [N, C, H, W], got {} dimensions {actual:?}", actual.len())]
+    InputRank {
+        /// The shape that was given.
+        actual: Vec<usize>,
+    },
+    /// The input's channel dimension is not `in_channels`.
+    #[error(
+        "input {input_shape:?} must have in_channels ({expected}) channels in dimension 1, but has {actual}"
+    )]
+    InputChannels {
+        /// `in_channels` of the convolution.
+        expected: usize,
+        /// The input's dimension 1.
+        actual: usize,
+        /// The whole input shape.
+        input_shape: [usize; 4],
+    },
+    /// The effective kernel `dilation * (kernel - 1) + 1` does not fit in the padded input.
+    #[error(
+        "effective kernel {axis} ({effective_kernel} = dilation {dilation} * (kernel {kernel} - 1) + 1) is larger than the padded input {axis} ({padded_input})"
+    )]
+    KernelLargerThanInput {
+        /// `height` or `width`.
+        axis: &'static str,
+        /// The kernel size along that axis.
+        kernel: usize,
+        /// The dilation along that axis.
+        dilation: usize,
+        /// `dilation * (kernel - 1) + 1`.
+        effective_kernel: usize,
+        /// Input size plus padding on both sides.
+        padded_input: usize,
+    },
+    /// The weight tensor's shape is not `[C_out, C_in/g, kH, kW]`.
+    #[error(
+        "weight must have shape {expected:?} = [out_channels, in_channels / groups, kernel_h, kernel_w], got {actual:?}"
+    )]
+    WeightShape {
+        /// The shape the parameters imply.
+        expected: [usize; 4],
+        /// The shape that was given.
+        actual: Vec<usize>,
+    },
+    /// A bias was given to a convolution declared without one, or its shape is not `[C_out]`.
+    #[error("bias must have shape {expected:?}, got {actual:?}")]
+    BiasShape {
+        /// `[out_channels]`, or `[]` meaning "no bias" for a convolution declared with `bias = false`.
+        expected: Vec<usize>,
+        /// The shape that was given (`[]` when no bias was given).
+        actual: Vec<usize>,
+    },
+    /// A flat buffer's length disagrees with the shape it is supposed to hold.
+    #[error("{what} buffer holds {actual} elements, but its shape {shape:?} needs {expected}")]
+    BufferLength {
+        /// `input`, `weight`, `bias` or `output`.
+        what: &'static str,
+        /// The shape the buffer is supposed to hold.
+        shape: Vec<usize>,
+        /// The product of that shape.
+        expected: usize,
+        /// The buffer's length.
+        actual: usize,
+    },
+    /// A size derived from the parameters does not fit in `usize` (or a FLOP count in `u64`).
+    #[error("size arithmetic overflowed while computing {what}")]
+    Overflow {
+        /// What was being computed.
+        what: &'static str,
+    },
+}

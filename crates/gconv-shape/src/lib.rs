@@ -1,0 +1,37 @@
+//! The contract of a grouped 2-D convolution, as PyTorch's `torch.nn.Conv2d(..., groups=g)`
+//! defines it, and nothing else.
+//!
+//! A convolution is described by [`Conv2dParams`] (channels, kernel, stride, [`Padding`],
+//! dilation, groups, bias). Validating those parameters against an input shape `[N, C, H, W]`
+//! yields a [`Geometry`]: every size a kernel needs (output shape, weight shape
+//! `[C_out, C_in/g, kH, kW]`, parameter and FLOP counts, the channel range of each group, the
+//! interior of the output whose windows never touch padding), with all size arithmetic
+//! overflow-checked once so that kernels may index freely below the lengths it reports.
+//! Every broken rule is its own [`ShapeError`] variant carrying the offending values.
+//!
+//! ```
+//! use gconv_shape::{Conv2dParams, Padding, ShapeError};
+//!
+//! // ResNeXt-50's grouped 3x3 convolution: 32 groups of 4 channels.
+//! let params = Conv2dParams::new(128, 128, [3, 3]).groups(32).padding(Padding::uniform(1));
+//! let geometry = params.geometry([1, 128, 56, 56])?;
+//! assert_eq!(geometry.weight_shape(), [128, 4, 3, 3]);
+//! assert_eq!(geometry.output_shape(), [1, 128, 56, 56]);
+//! assert_eq!(geometry.weight_count(), 128 * 128 * 3 * 3 / 32);
+//!
+//! // Groups must divide the channel counts, as PyTorch insists.
+//! let error = Conv2dParams::new(6, 6, [1, 1]).groups(4).validate().unwrap_err();
+//! assert_eq!(error.to_string(), "in_channels (6) must be divisible by groups (4)");
+//! # Ok::<(), ShapeError>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod error;
+mod geometry;
+mod padding;
+mod params;
+
+pub use error::ShapeError;
+pub use geometry::Geometry;
+pub use padding::{Padding, PaddingPerSide};
+pub use params::{Conv2dParams, Spatial, ValidParams};

@@ -1,0 +1,276 @@
+//! Comparing an output with the reference, and saying where and how they differ.
+
+use std::fmt;
+
+use gconv_shape::Geometry;
+
+use crate::Problem;
+use crate::tolerance::{Tolerance, is_exact_in_f32};
+
+/// How many mismatching elements an [`OutputDiff`] lists by name.
+const LISTED: usize = 8;
+
+/// Why an output does not match the expected one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputDiff {
+    /// The outputs do not even have the same number of elements.
+    Length {
+        /// Elements of the expected output.
+        expected: usize,
+        /// Elements of the actual output.
+        actual: usize,
+    },
+    /// Some elements are further apart than the tolerance allows.
+    Values {
+        /// `[N, C, H, W]` of the output.
+        shape: [usize; 4],
+        /// The tolerance that was applied.
+        tolerance: Tolerance,
+        /// How many elements are out of tolerance.
+        count: usize,
+        /// The first few of them, in NCHW order, then the worst one if not among them.
+        listed: Vec<ElementDiff>,
+    },
+}
+
+/// One output element out of tolerance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ElementDiff {
+    /// `[n, c, h, w]`.
+    pub index: [usize; 4],
+    /// The reference value.
+    pub expected: f32,
+    /// The value under test.
+    pub actual: f32,
+    /// The largest difference allowed for this element.
+    pub bound: f32,
+}
+
+impl fmt::Display for OutputDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutputDiff::Length { expected, actual } => write!(
+                f,
+                "output has {actual} elements, the reference has {expected}"
+            ),
+            OutputDiff::Values {
+                shape,
+                tolerance,
+                count,
+                listed,
+            } => {
+                let total: usize = shape.iter().product();
+                writeln!(
+                    f,
+                    "{count} of {total} output elements of shape {shape:?} differ from the reference \
+                     (tolerance {:e} x magnitude + {:e}):",
+                    tolerance.relative, tolerance.absolute
+                )?;
+                for element in listed {
+                    writeln!(
+                        f,
+                        "  at [n, c, h, w] = {:?}: expected {:e}, got {:e} (difference {:e}, allowed {:e})",
+                        element.index,
+                        element.expected,
+                        element.actual,
+                        (element.actual - element.expected).abs(),
+                        element.bound
+                    )?;
+                }
+                if *count > listed.len() {
+                    writeln!(f, "  … and {} more", count - listed.len())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for OutputDiff {}
+
+/// Compares `actual` with `expected`, element by element, allowing
+/// `tolerance.bound(magnitudes[i])` at element `i`. A NaN must meet a NaN, an infinity the
+/// same infinity; `+0` equals `−0`.
+pub fn compare_outputs(
+    shape: [usize; 4],
+    expected: &[f32],
+    actual: &[f32],
+    magnitudes: &[f32],
+    tolerance: Tolerance,
+) -> Result<(), OutputDiff> {
+    if expected.len() != actual.len() || magnitudes.len() != expected.len() {
+        return Err(OutputDiff::Length {
+            expected: expected.len(),
+            actual: actual.len(),
+        });
+    }
+    let [_, channels, height, width] = shape;
+    let index_of = |flat: usize| {
+        [
+            flat / (width * height * channels),
+            flat / (width * height) % channels,
+            flat / width % height,
+            flat % width,
+        ]
+    };
+    let mut count = 0;
+    let mut listed = Vec::new();
+    let mut worst: Option<(f32, ElementDiff)> = None;
+    for (flat, ((&expected, &actual), &magnitude)) in
+        expected.iter().zip(actual).zip(magnitudes).enumerate()
+    {
+        let bound = tolerance.bound(magnitude);
+        let matches = if expected.is_nan() {
+            actual.is_nan()
+        } else if expected.is_infinite() {
+            actual == expected
+        } else {
+            (actual - expected).abs() <= bound
+        };
+        if matches {
+            continue;
+        }
+        count += 1;
+        let element = ElementDiff {
+            index: index_of(flat),
+            expected,
+            actual,
+            bound,
+        };
+        if listed.len() < LISTED {
+            listed.push(element);
+        }
+        // NaN excess (a NaN where a number was expected) counts as the worst of all.
+        let excess = (actual - expected).abs() - bound;
+        let excess = if excess.is_nan() {
+            f32::INFINITY
+        } else {
+            excess
+        };
+        if worst.is_none_or(|(largest, _)| excess > largest) {
+            worst = Some((excess, element));
+        }
+    }
+    match worst {
+        None => Ok(()),
+        Some((_, worst)) => {
+            if !listed.contains(&worst) {
+                listed.push(worst);
+            }
+            Err(OutputDiff::Values {
+                shape,
+                tolerance,
+                count,
+                listed,
+            })
+        }
+    }
+}
+
+/// Compares an implementation's output for `problem` with [`gconv_reference::conv2d`]: exactly
+/// when the data are small integers (see [`is_exact_in_f32`]), otherwise within
+/// [`Tolerance::for_geometry`] of each element's magnitude `Σ|x·w| + |b|`.
+pub fn check_against_reference(problem: &Problem, actual: &[f32]) -> Result<(), OutputDiff> {
+    let Problem {
+        geometry,
+        input,
+        weight,
+        bias,
+    } = problem;
+    let expected = reference(geometry, input, weight, bias.as_deref());
+    let tolerance = if is_exact_in_f32(geometry, input, weight, bias.as_deref()) {
+        Tolerance::EXACT
+    } else {
+        Tolerance::for_geometry(geometry)
+    };
+    let absolute = |values: &[f32]| values.iter().map(|v| v.abs()).collect::<Vec<_>>();
+    let magnitudes = reference(
+        geometry,
+        &absolute(input),
+        &absolute(weight),
+        bias.as_deref().map(absolute).as_deref(),
+    );
+    compare_outputs(
+        geometry.output_shape(),
+        &expected,
+        actual,
+        &magnitudes,
+        tolerance,
+    )
+}
+
+fn reference(geometry: &Geometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    gconv_reference::conv2d(geometry, input, weight, bias)
+        .expect("a Problem's buffers match its geometry by construction")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHAPE: [usize; 4] = [1, 2, 1, 2];
+
+    #[test]
+    fn values_within_the_bound_match() {
+        let tolerance = Tolerance {
+            relative: 0.1,
+            absolute: 0.0,
+        };
+        let result = compare_outputs(
+            SHAPE,
+            &[1.0, -0.0, f32::NAN, f32::INFINITY],
+            &[1.05, 0.0, f32::NAN, f32::INFINITY],
+            &[1.0; 4],
+            tolerance,
+        );
+        assert_eq!(result, Ok(()));
+    }
+
+    #[test]
+    fn a_mismatch_is_reported_in_nchw_coordinates() {
+        let diff = compare_outputs(
+            SHAPE,
+            &[1.0, 2.0, 3.0, f32::INFINITY],
+            &[1.0, 2.0, 3.5, f32::NAN],
+            &[1.0; 4],
+            Tolerance::EXACT,
+        )
+        .unwrap_err();
+        let OutputDiff::Values { count, listed, .. } = &diff else {
+            panic!("expected a value diff, got {diff}");
+        };
+        assert_eq!(*count, 2);
+        assert_eq!(listed[0].index, [0, 1, 0, 0]);
+        assert_eq!(listed[1].index, [0, 1, 0, 1]);
+        let text = diff.to_string();
+        assert!(text.contains("2 of 4 output elements"), "{text}");
+        assert!(
+            text.contains("[0, 1, 0, 0]: expected 3e0, got 3.5e0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_nan_where_a_number_was_expected_is_a_mismatch() {
+        let result = compare_outputs(
+            [1, 1, 1, 1],
+            &[1.0],
+            &[f32::NAN],
+            &[1.0],
+            Tolerance::for_reduction(1000),
+        );
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn different_lengths_are_reported() {
+        let result = compare_outputs(SHAPE, &[0.0; 4], &[0.0; 3], &[0.0; 4], Tolerance::EXACT);
+        assert_eq!(
+            result,
+            Err(OutputDiff::Length {
+                expected: 4,
+                actual: 3
+            })
+        );
+    }
+}
