@@ -1,6 +1,6 @@
 //! Property-test a grouped 2-D convolution against gconv's reference.
 //!
-//! * [`strategy`] — proptest strategies for valid problems (shapes biased towards the edges of
+//! * [`strategy`] (feature `strategies`, on by default) — proptest strategies for valid problems (shapes biased towards the edges of
 //!   SIMD tiles, groups from 1 to `C_in`, channel multipliers, strides, dilations, asymmetric
 //!   kernels and padding, batches) with random or small-integer data, and for deliberately
 //!   invalid parameters paired with the rule they break.
@@ -9,6 +9,9 @@
 //!   where the data are small integers.
 //! * [`diff`] — compares two outputs under that bound and explains a mismatch in NCHW
 //!   coordinates.
+//!
+//! Without the `strategies` feature the crate does not depend on proptest, so a binary can use
+//! the tolerance and the diff to check its own results.
 //!
 //! The example checks a naive convolution, written here, against the reference:
 //!
@@ -50,9 +53,13 @@
 //! ```
 
 pub mod diff;
+mod problem;
+#[cfg(feature = "strategies")]
 pub mod strategy;
 pub mod tolerance;
 
 pub use diff::{OutputDiff, check_against_reference, compare_outputs};
-pub use strategy::{Limits, Problem};
+pub use problem::Problem;
+#[cfg(feature = "strategies")]
+pub use strategy::Limits;
 pub use tolerance::Tolerance;

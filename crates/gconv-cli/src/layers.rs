@@ -1,0 +1,146 @@
+//! Layer lists in the format of `benches/layers/published.csv`:
+//! `name,batch,in_channels,out_channels,height,width,kernel_h,kernel_w,stride,padding,dilation,groups`,
+//! symmetric zero padding, stride and dilation on both axes, `#` comments, an optional header.
+
+use std::fmt;
+
+use gconv_shape::{Conv2dParams, Geometry, Padding, ShapeError};
+
+/// The published layers the repository ships, compiled into the binary.
+pub const PUBLISHED: &str = include_str!("../../../benches/layers/published.csv");
+
+/// One convolution layer of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// `network.layer`.
+    pub name: String,
+    /// The validated shapes.
+    pub geometry: Geometry,
+}
+
+/// A line of a layer list that could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for LayerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.problem)
+    }
+}
+
+impl std::error::Error for LayerError {}
+
+const COLUMNS: [&str; 12] = [
+    "name",
+    "batch",
+    "in_channels",
+    "out_channels",
+    "height",
+    "width",
+    "kernel_h",
+    "kernel_w",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+];
+
+/// Parses a whole layer list.
+pub fn parse(text: &str) -> Result<Vec<Layer>, LayerError> {
+    let mut layers = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line_number = index + 1;
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("name,") {
+            continue;
+        }
+        let error = |problem: String| LayerError {
+            line: line_number,
+            problem,
+        };
+        let fields: Vec<&str> = trimmed.split(',').map(str::trim).collect();
+        if fields.len() != COLUMNS.len() {
+            return Err(error(format!(
+                "expected {} comma-separated fields ({}), found {}",
+                COLUMNS.len(),
+                COLUMNS.join(","),
+                fields.len()
+            )));
+        }
+        let mut numbers = [0usize; 11];
+        for (slot, (field, column)) in numbers
+            .iter_mut()
+            .zip(fields[1..].iter().zip(&COLUMNS[1..]))
+        {
+            *slot = field
+                .parse()
+                .map_err(|_| error(format!("{column} '{field}' is not a non-negative integer")))?;
+        }
+        let [
+            batch,
+            in_channels,
+            out_channels,
+            height,
+            width,
+            kernel_h,
+            kernel_w,
+            stride,
+            padding,
+            dilation,
+            groups,
+        ] = numbers;
+        let geometry = Conv2dParams::new(in_channels, out_channels, [kernel_h, kernel_w])
+            .stride(stride)
+            .padding(Padding::uniform(padding))
+            .dilation(dilation)
+            .groups(groups)
+            .bias(false)
+            .geometry([batch, in_channels, height, width])
+            .map_err(|shape_error: ShapeError| {
+                error(format!("layer '{}': {shape_error}", fields[0]))
+            })?;
+        layers.push(Layer {
+            name: fields[0].to_string(),
+            geometry,
+        });
+    }
+    Ok(layers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_list_parses() {
+        let layers = parse(PUBLISHED).unwrap();
+        assert!(layers.len() >= 30);
+        let conv2 = layers.iter().find(|l| l.name == "alexnet.conv2").unwrap();
+        assert_eq!(conv2.geometry.weight_shape(), [256, 48, 5, 5]);
+        assert_eq!(conv2.geometry.output_shape(), [1, 256, 27, 27]);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_problem() {
+        let text = "# comment\nname,batch,in_channels,out_channels,height,width,kernel_h,kernel_w,stride,padding,dilation,groups\n\
+                    ok,1,4,4,8,8,3,3,1,1,1,4\nbad,1,6,6,8,8,1,1,1,0,1,4\n";
+        let error = parse(text).unwrap_err();
+        assert_eq!(error.line, 4);
+        assert!(
+            error.to_string().contains("must be divisible by groups"),
+            "{error}"
+        );
+        let error = parse("x,1,2,3\n").unwrap_err();
+        assert!(
+            error.to_string().starts_with("line 1: expected 12"),
+            "{error}"
+        );
+        let error = parse("x,1,4,4,8,8,3,3,one,1,1,4\n").unwrap_err();
+        assert!(error.to_string().contains("stride 'one'"), "{error}");
+    }
+}

@@ -1,0 +1,73 @@
+//! `gconv`: grouped 2-D convolution (PyTorch's `Conv2d(..., groups=g)`) from the command line.
+// Doc comments on the clap types are `--help` text, where `[N, C, H, W]` means a shape.
+#![allow(rustdoc::broken_intra_doc_links)]
+
+/// `println!` that returns the write error (`?`) instead of panicking, so that a closed pipe
+/// (`gconv demo | head`) ends the program quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+mod data;
+mod demo;
+mod implementations;
+mod layers;
+mod measure;
+mod npy;
+mod options;
+mod run;
+mod shape;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Grouped 2-D convolution with PyTorch's Conv2d semantics: shape arithmetic, convolution of
+/// .npy files, and a demo of the kernels on layers of published networks.
+#[derive(Debug, Parser)]
+#[command(name = "gconv", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show grouped convolution on built-in data: the weight shapes and parameter counts of the
+    /// seed examples, then real layers of published networks through every implementation,
+    /// each checked against the reference, with time and GFLOP/s.
+    Demo(demo::DemoArgs),
+    /// Print the weight shape, parameter count and, given an input shape, the output shape and
+    /// FLOPs of a convolution.
+    Shape(shape::ShapeArgs),
+    /// Convolve float32 NCHW .npy tensors and write the output as .npy.
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::demo(&args),
+        Command::Shape(args) => shape::shape(&args),
+        Command::Run(args) => run::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the context chain joined by ": ".
+            eprintln!("gconv: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether the reader of standard output went away (`| head`): not an error of ours.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}

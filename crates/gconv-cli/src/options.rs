@@ -1,0 +1,111 @@
+//! Parsing of the convolution options shared by `shape`, `run` and friends:
+//! `--stride S|SH,SW`, `--padding P|PH,PW|T,B,L,R|same|valid`, `--dilation D|DH,DW`,
+//! `--kernel-size K|KH,KW`, `--input-shape N,C,H,W`.
+
+use clap::Args;
+use gconv_shape::{Conv2dParams, Padding};
+
+/// A comma-separated list of 1..=4 non-negative integers, with messages that say which
+/// element is wrong.
+fn parse_list(text: &str, what: &str) -> Result<Vec<usize>, String> {
+    text.split(',')
+        .map(|part| {
+            let part = part.trim();
+            part.parse::<usize>().map_err(|error| {
+                format!(
+                    "{what}: '{part}' is not a non-negative integer that fits in usize ({error})"
+                )
+            })
+        })
+        .collect()
+}
+
+/// `S` or `SH,SW`.
+pub fn parse_pair(text: &str) -> Result<[usize; 2], String> {
+    match parse_list(text, "expected S or SH,SW")?[..] {
+        [both] => Ok([both, both]),
+        [height, width] => Ok([height, width]),
+        _ => Err(format!("expected S or SH,SW, got '{text}'")),
+    }
+}
+
+/// `P`, `PH,PW`, `T,B,L,R`, `same` or `valid`.
+pub fn parse_padding(text: &str) -> Result<Padding, String> {
+    match text.trim() {
+        "same" => return Ok(Padding::Same),
+        "valid" => return Ok(Padding::Valid),
+        _ => {}
+    }
+    let what = "expected P, PH,PW, T,B,L,R, same or valid";
+    match parse_list(text, what)?[..] {
+        [all] => Ok(Padding::uniform(all)),
+        [vertical, horizontal] => Ok(Padding::symmetric(vertical, horizontal)),
+        [top, bottom, left, right] => Ok(Padding::per_side(top, bottom, left, right)),
+        _ => Err(format!("{what}, got '{text}'")),
+    }
+}
+
+/// `N,C,H,W`.
+pub fn parse_shape4(text: &str) -> Result<[usize; 4], String> {
+    match parse_list(text, "expected N,C,H,W")?[..] {
+        [n, c, h, w] => Ok([n, c, h, w]),
+        _ => Err(format!("expected four sizes N,C,H,W, got '{text}'")),
+    }
+}
+
+/// The hyper-parameters that `run` cannot read off the tensors.
+#[derive(Debug, Clone, Args)]
+pub struct GeometryOptions {
+    /// Stride: S for both axes, or SH,SW.
+    #[arg(long, value_name = "S|SH,SW", default_value = "1", value_parser = parse_pair)]
+    pub stride: [usize; 2],
+    /// Zero padding: P on every side, PH,PW (rows above and below, columns left and right),
+    /// T,B,L,R per side, `same` (output as large as the input; stride 1 only; an odd total goes
+    /// to the bottom/right) or `valid` (none).
+    #[arg(long, value_name = "P|PH,PW|T,B,L,R|same|valid", default_value = "0", value_parser = parse_padding)]
+    pub padding: Padding,
+    /// Dilation (spacing between kernel taps): D for both axes, or DH,DW.
+    #[arg(long, value_name = "D|DH,DW", default_value = "1", value_parser = parse_pair)]
+    pub dilation: [usize; 2],
+}
+
+impl GeometryOptions {
+    /// Applies these options to `params`.
+    pub fn apply(&self, params: Conv2dParams) -> Conv2dParams {
+        params
+            .stride(self.stride)
+            .padding(self.padding)
+            .dilation(self.dilation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_take_one_or_two_values() {
+        assert_eq!(parse_pair("2"), Ok([2, 2]));
+        assert_eq!(parse_pair("2,1"), Ok([2, 1]));
+        assert!(parse_pair("1,2,3").is_err());
+        assert!(parse_pair("-1").unwrap_err().contains("'-1'"));
+        assert!(parse_pair("99999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn padding_takes_every_form() {
+        assert_eq!(parse_padding("same"), Ok(Padding::Same));
+        assert_eq!(parse_padding("valid"), Ok(Padding::Valid));
+        assert_eq!(parse_padding("1"), Ok(Padding::uniform(1)));
+        assert_eq!(parse_padding("1,2"), Ok(Padding::symmetric(1, 2)));
+        assert_eq!(parse_padding("0,1,2,3"), Ok(Padding::per_side(0, 1, 2, 3)));
+        assert!(parse_padding("1,2,3").is_err());
+        assert!(parse_padding("full").is_err());
+    }
+
+    #[test]
+    fn shapes_need_four_sizes() {
+        assert_eq!(parse_shape4("1,6,8,8"), Ok([1, 6, 8, 8]));
+        assert!(parse_shape4("6,8,8").is_err());
+    }
+}

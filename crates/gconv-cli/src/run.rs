@@ -1,0 +1,111 @@
+//! `gconv run`: convolve `.npy` tensors.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use gconv_shape::{Conv2dParams, Geometry, ShapeError};
+
+use crate::implementations::{self, KernelChoice};
+use crate::npy;
+use crate::options::GeometryOptions;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Input tensor [N, C_in, H, W], float32 .npy in C order.
+    #[arg(long, value_name = "X.npy")]
+    input: PathBuf,
+    /// Weight tensor [C_out, C_in/groups, kH, kW], float32 .npy in C order.
+    #[arg(long, value_name = "W.npy")]
+    weight: PathBuf,
+    /// Bias [C_out], float32 .npy; without it the convolution has no bias.
+    #[arg(long, value_name = "B.npy")]
+    bias: Option<PathBuf>,
+    #[command(flatten)]
+    geometry: GeometryOptions,
+    /// Number of groups; must divide C_in and C_out.
+    #[arg(long, value_name = "G", default_value_t = 1)]
+    groups: usize,
+    /// Implementation: `auto` picks the fastest for the problem, `reference` runs the scalar
+    /// specification.
+    #[arg(long, value_enum, default_value_t = KernelChoice::Auto)]
+    kernel: KernelChoice,
+    /// Worker threads (default: all cores). The output is bit-identical for every count.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
+    /// Where to write the output [N, C_out, H_out, W_out] as float32 .npy. Written to a
+    /// temporary file and renamed, so an existing file is only replaced on success.
+    #[arg(long, value_name = "Y.npy")]
+    output: PathBuf,
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    refuse_overwriting_an_operand(args)?;
+    let input = npy::read(&args.input)?;
+    let weight = npy::read(&args.weight)?;
+    let bias = args.bias.as_deref().map(npy::read).transpose()?;
+
+    let geometry = geometry_of(args, &input.shape, &weight.shape, bias.as_ref())
+        .context("the tensors do not make a valid convolution")?;
+    let implementation = implementations::chosen(args.kernel);
+    let output = implementation.run(
+        &geometry,
+        &input.data,
+        &weight.data,
+        bias.as_ref().map(|b| b.data.as_slice()),
+    )?;
+    npy::write_atomically(&args.output, &geometry.output_shape(), &output)
+}
+
+/// The convolution the tensors' shapes and the flags describe: `C_in` from the input, `C_out`
+/// and the kernel from the weight, everything checked.
+fn geometry_of(
+    args: &RunArgs,
+    input_shape: &[usize],
+    weight_shape: &[usize],
+    bias: Option<&npy::Array>,
+) -> Result<Geometry> {
+    let &[_, in_channels, ..] = input_shape else {
+        return Err(ShapeError::InputRank {
+            actual: input_shape.to_vec(),
+        })?;
+    };
+    let &[out_channels, _, kernel_h, kernel_w] = weight_shape else {
+        bail!(
+            "weight must have 4 dimensions [out_channels, in_channels / groups, kernel_h, kernel_w], got {weight_shape:?}"
+        );
+    };
+    let params = args.geometry.apply(
+        Conv2dParams::new(in_channels, out_channels, [kernel_h, kernel_w])
+            .groups(args.groups)
+            .bias(bias.is_some()),
+    );
+    let geometry = params.geometry(input_shape)?;
+    geometry.check_weight_shape(weight_shape)?;
+    geometry.check_bias_shape(bias.map(|b| b.shape.as_slice()))?;
+    Ok(geometry)
+}
+
+/// An output path that names one of the inputs would destroy it; refuse before reading.
+fn refuse_overwriting_an_operand(args: &RunArgs) -> Result<()> {
+    let Ok(output) = args.output.canonicalize() else {
+        // It does not exist yet (or cannot be resolved): nothing to destroy.
+        return Ok(());
+    };
+    let operands: [(&str, Option<&Path>); 3] = [
+        ("--input", Some(&args.input)),
+        ("--weight", Some(&args.weight)),
+        ("--bias", args.bias.as_deref()),
+    ];
+    for (flag, path) in operands {
+        if let Some(path) = path
+            && path.canonicalize().is_ok_and(|operand| operand == output)
+        {
+            bail!(
+                "--output {} is the same file as {flag}; choose another output path",
+                args.output.display()
+            );
+        }
+    }
+    Ok(())
+}

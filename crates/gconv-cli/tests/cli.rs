@@ -1,0 +1,371 @@
+//! The `gconv` binary as a user runs it: exit status, stdout, stderr and files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gconv_shape::{Conv2dParams, Padding};
+use gconv_testkit::{Problem, check_against_reference};
+
+fn gconv(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gconv"))
+        .args(args)
+        .output()
+        .expect("the gconv binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A float32 C-order `.npy` file, built byte by byte as NumPy 1.0 format describes it (not
+/// with the crate the binary uses, so a shared misunderstanding cannot hide).
+fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape_text = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(dict.as_bytes());
+    for value in data {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    bytes
+}
+
+/// Reads back the data of a file written by `gconv run`, checking the header's shape.
+fn npy_data(path: &Path, shape: &[usize]) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'<f4'"), "{header}");
+    let tuple = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let dims: Vec<usize> = tuple
+        .split(',')
+        .map(str::trim)
+        .filter(|dim| !dim.is_empty())
+        .map(|dim| dim.parse().unwrap())
+        .collect();
+    assert_eq!(dims, shape, "{header}");
+    bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|chunk| f32::from_le_bytes(chunk.try_into().unwrap()))
+        .collect()
+}
+
+struct Files {
+    directory: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        Self {
+            directory: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.directory.path().join(name)
+    }
+
+    fn npy(&self, name: &str, shape: &[usize], data: &[f32]) -> String {
+        let path = self.path(name);
+        std::fs::write(&path, npy_bytes(shape, data)).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+#[test]
+fn shape_prints_the_seed_examples() {
+    for (out_channels, groups, weight) in [
+        ("6", "1", "[6, 6, 1, 1]"),
+        ("3", "1", "[3, 6, 1, 1]"),
+        ("6", "2", "[6, 3, 1, 1]"),
+        ("6", "3", "[6, 2, 1, 1]"),
+    ] {
+        let output = gconv(&[
+            "shape",
+            "--in-channels",
+            "6",
+            "--out-channels",
+            out_channels,
+            "--kernel",
+            "1",
+            "--groups",
+            groups,
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(stdout(&output).contains(weight), "{}", stdout(&output));
+    }
+}
+
+#[test]
+fn shape_refuses_groups_that_do_not_divide_the_channels() {
+    let output = gconv(&[
+        "shape",
+        "--in-channels",
+        "6",
+        "--out-channels",
+        "6",
+        "--kernel",
+        "1",
+        "--groups",
+        "4",
+    ]);
+    assert!(!output.status.success());
+    assert_eq!(
+        stderr(&output).trim(),
+        "gconv: error: in_channels (6) must be divisible by groups (4)"
+    );
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn shape_json_has_output_shape_and_flops() {
+    let output = gconv(&[
+        "shape",
+        "--in-channels",
+        "96",
+        "--out-channels",
+        "256",
+        "--kernel",
+        "5",
+        "--groups",
+        "2",
+        "--padding",
+        "2",
+        "--input-shape",
+        "1,96,27,27",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["weight_shape"], serde_json::json!([256, 48, 5, 5]));
+    assert_eq!(value["output_shape"], serde_json::json!([1, 256, 27, 27]));
+    assert_eq!(
+        value["parameter_count"],
+        serde_json::json!(256 * 48 * 25 + 256)
+    );
+    assert_eq!(
+        value["flops"],
+        serde_json::json!(2u64 * 256 * 27 * 27 * 48 * 25)
+    );
+}
+
+#[test]
+fn run_matches_the_reference_with_bias_stride_padding_and_dilation() {
+    let files = Files::new();
+    let geometry = Conv2dParams::new(6, 4, [3, 2])
+        .groups(2)
+        .stride([2, 1])
+        .padding(Padding::per_side(1, 0, 2, 1))
+        .dilation([1, 2])
+        .geometry([2, 6, 9, 7])
+        .unwrap();
+    let values = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 37 + seed * 11) % 17) as f32 / 8.0 - 1.0)
+            .collect()
+    };
+    let problem = Problem {
+        geometry,
+        input: values(geometry.input_len(), 1),
+        weight: values(geometry.weight_count(), 2),
+        bias: Some(values(4, 3)),
+    };
+    let input = files.npy("x.npy", &geometry.input_shape(), &problem.input);
+    let weight = files.npy("w.npy", &geometry.weight_shape(), &problem.weight);
+    let bias = files.npy("b.npy", &[4], problem.bias.as_ref().unwrap());
+    let out = files.path("y.npy");
+    for kernel in ["auto", "reference"] {
+        let output = gconv(&[
+            "run",
+            "--input",
+            &input,
+            "--weight",
+            &weight,
+            "--bias",
+            &bias,
+            "--groups",
+            "2",
+            "--stride",
+            "2,1",
+            "--padding",
+            "1,0,2,1",
+            "--dilation",
+            "1,2",
+            "--kernel",
+            kernel,
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let result = npy_data(&out, &geometry.output_shape());
+        check_against_reference(&problem, &result).unwrap();
+    }
+}
+
+#[test]
+fn a_failed_run_leaves_an_existing_output_untouched() {
+    let files = Files::new();
+    let input = files.npy("x.npy", &[1, 6, 4, 4], &[1.0; 96]);
+    // Weight for 3 groups while --groups 2 is asked: C_in / g = 3, not 2.
+    let weight = files.npy("w.npy", &[6, 2, 1, 1], &[1.0; 12]);
+    let out = files.path("y.npy");
+    std::fs::write(&out, b"precious").unwrap();
+    let output = gconv(&[
+        "run",
+        "--input",
+        &input,
+        "--weight",
+        &weight,
+        "--groups",
+        "2",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("weight must have shape [6, 3, 1, 1]"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    let leftovers = std::fs::read_dir(files.directory.path()).unwrap().count();
+    assert_eq!(leftovers, 3, "no temporary file may remain");
+}
+
+#[test]
+fn run_refuses_groups_that_do_not_divide_the_input_channels() {
+    let files = Files::new();
+    let input = files.npy("x.npy", &[1, 6, 2, 2], &[1.0; 24]);
+    let weight = files.npy("w.npy", &[6, 1, 1, 1], &[1.0; 6]);
+    let out = files.path("y.npy");
+    let output = gconv(&[
+        "run",
+        "--input",
+        &input,
+        "--weight",
+        &weight,
+        "--groups",
+        "4",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("in_channels (6) must be divisible by groups (4)"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn run_refuses_malformed_npy_and_overwriting_its_input() {
+    let files = Files::new();
+    let input = files.npy("x.npy", &[1, 1, 2, 2], &[1.0; 4]);
+    let weight = files.npy("w.npy", &[1, 1, 1, 1], &[1.0]);
+    let truncated = files.path("short.npy");
+    let mut bytes = npy_bytes(&[1, 1, 2, 2], &[1.0; 4]);
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&truncated, bytes).unwrap();
+    let out = files.path("y.npy");
+    let output = gconv(&[
+        "run",
+        "--input",
+        truncated.to_str().unwrap(),
+        "--weight",
+        &weight,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("short.npy"), "{}", stderr(&output));
+
+    let output = gconv(&[
+        "run", "--input", &input, "--weight", &weight, "--output", &input,
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("same file as --input"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read(&input).unwrap(),
+        npy_bytes(&[1, 1, 2, 2], &[1.0; 4])
+    );
+}
+
+#[test]
+fn every_command_has_complete_help() {
+    for (command, flags) in [
+        ("demo", &["--min-time"][..]),
+        (
+            "shape",
+            &[
+                "--in-channels",
+                "--out-channels",
+                "--kernel",
+                "--groups",
+                "--input-shape",
+                "--stride",
+                "--padding",
+                "--dilation",
+                "--no-bias",
+                "--json",
+            ][..],
+        ),
+        (
+            "run",
+            &[
+                "--input",
+                "--weight",
+                "--bias",
+                "--stride",
+                "--padding",
+                "--dilation",
+                "--groups",
+                "--kernel",
+                "--threads",
+                "--output",
+            ][..],
+        ),
+    ] {
+        let output = gconv(&[command, "--help"]);
+        assert!(output.status.success());
+        let help = stdout(&output);
+        for flag in flags {
+            assert!(
+                help.contains(flag),
+                "`gconv {command} --help` lacks {flag}:\n{help}"
+            );
+        }
+    }
+}
+
+#[test]
+fn demo_checks_every_layer_against_the_reference() {
+    let output = gconv(&["demo", "--min-time", "0"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("error: in_channels (6) must be divisible by groups (4)"));
+    assert!(text.contains("[6, 3, 1, 1]"));
+    assert!(!text.contains("MISMATCH"), "{text}");
+    assert!(text.matches("matches the reference").count() >= 7, "{text}");
+}
