@@ -98,24 +98,22 @@ fn run_layer(layer: &Layer, min_time: Duration) -> Result<()> {
             .then(|| data::uniform(geometry.out_channels(), 3)),
     };
     let bias = problem.bias.as_deref();
-    for implementation in implementations::all() {
-        let output = implementation.run(geometry, &problem.input, &problem.weight, bias)?;
+    let mut output = vec![0.0; geometry.output_len()];
+    for implementation in implementations::all(geometry, &problem.weight, bias)? {
+        implementation.run(&problem.input, &mut output)?;
         let verdict = match check_against_reference(&problem, &output) {
             Ok(()) => "matches the reference".to_string(),
-            Err(diff) => format!(
-                "MISMATCH: {}",
-                diff.to_string().lines().next().unwrap_or("")
-            ),
+            Err(diff) => format!("MISMATCH: {}", diff.to_string().lines().next().unwrap_or("")),
         };
         let timings = measure::repeat(min_time, 1, || {
-            // Validated by the run above; the result is discarded, only the time counts.
-            let _ = implementation.run(geometry, &problem.input, &problem.weight, bias);
+            // Checked by the run above; only the time counts here.
+            let _ = implementation.run(&problem.input, &mut output);
         });
         out!(
-            "{:<26} {:<44} {:<14} {:>10} {:>9.2}  {verdict}",
+            "{:<24} {:<42} {:<36} {:>10} {:>8.2}  {verdict}",
             layer.name,
             describe(layer),
-            implementation.name,
+            implementation.name(),
             human(timings.median()),
             timings.gflops(geometry.flops()),
         );

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use gconv_shape::{Conv2dParams, Geometry, ShapeError};
 
-use crate::implementations::{self, KernelChoice};
+use crate::implementations::{ExecutionOptions, KernelChoice, Prepared};
 use crate::npy;
 use crate::options::GeometryOptions;
 
@@ -30,9 +30,8 @@ pub struct RunArgs {
     /// specification.
     #[arg(long, value_enum, default_value_t = KernelChoice::Auto)]
     kernel: KernelChoice,
-    /// Worker threads (default: all cores). The output is bit-identical for every count.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
-    threads: Option<u32>,
+    #[command(flatten)]
+    execution: ExecutionOptions,
     /// Where to write the output [N, C_out, H_out, W_out] as float32 .npy. Written to a
     /// temporary file and renamed, so an existing file is only replaced on success.
     #[arg(long, value_name = "Y.npy")]
@@ -47,13 +46,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
     let geometry = geometry_of(args, &input.shape, &weight.shape, bias.as_ref())
         .context("the tensors do not make a valid convolution")?;
-    let implementation = implementations::chosen(args.kernel);
-    let output = implementation.run(
-        &geometry,
-        &input.data,
-        &weight.data,
-        bias.as_ref().map(|b| b.data.as_slice()),
-    )?;
+    let bias = bias.as_ref().map(|b| b.data.as_slice());
+    let prepared = Prepared::new(args.kernel, &geometry, &weight.data, bias, &args.execution)?;
+    let mut output = vec![0.0; geometry.output_len()];
+    prepared.run(&input.data, &mut output)?;
     npy::write_atomically(&args.output, &geometry.output_shape(), &output)
 }
 

@@ -32,8 +32,3 @@ pub mod split_concat;
 
 pub use direct::{conv2d, conv2d_into};
 pub use split_concat::{block_diagonal_weight, conv2d_split_concat, dense_conv2d};
-
-/// The README's examples, compiled and run as doc tests.
-#[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

@@ -1,0 +1,359 @@
+//! A validated convolution prepared for one tier: packed weights, the packed-input layout,
+//! the split of output channels into register blocks and tasks, and the per-tier entry points.
+
+use std::sync::Mutex;
+
+use gconv_shape::Geometry;
+use rayon::prelude::*;
+
+use crate::family::Family;
+use crate::layout::Layout;
+use crate::microkernel::convolve_block;
+use crate::simd::Simd;
+use crate::simd::portable::Portable;
+use crate::{Isa, KernelError};
+
+/// Output channels of a register block, and where the block starts within its task's chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Block {
+    pub first_channel: usize,
+    pub channels: usize,
+}
+
+/// Register-tile widths (vectors per tile) for blocks of 1, 2, 4 and 8 channels, and the
+/// largest block: chosen per tier so that accumulators, input vectors and one broadcast weight
+/// fit in the register file (16 registers for AVX2 and the portable tier, 32 for AVX-512).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TileShape {
+    pub max_channels: usize,
+    pub vectors: [usize; 4],
+}
+
+impl TileShape {
+    pub fn for_isa(isa: Isa) -> TileShape {
+        match isa {
+            Isa::X86_64V4 => TileShape {
+                max_channels: 8,
+                vectors: [8, 6, 4, 3],
+            },
+            Isa::X86_64V3 => TileShape {
+                max_channels: 4,
+                vectors: [6, 4, 2, 1],
+            },
+            Isa::Portable => TileShape {
+                max_channels: 4,
+                vectors: [4, 2, 1, 1],
+            },
+        }
+    }
+
+    /// Vectors per tile for a block of `channels`.
+    pub fn vectors_for(&self, channels: usize) -> usize {
+        match channels {
+            1 => self.vectors[0],
+            2 => self.vectors[1],
+            4 => self.vectors[2],
+            _ => self.vectors[3],
+        }
+    }
+}
+
+/// Everything a run needs, fixed at plan creation.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    pub geometry: Geometry,
+    pub isa: Isa,
+    pub family: Family,
+    pub tile: TileShape,
+    pub layout: Layout,
+    /// Output channels per task: a divisor of `C_out/g`, so a task never spans two groups.
+    pub chunk_channels: usize,
+    /// The register blocks of every chunk (the same for all chunks).
+    pub blocks: Vec<Block>,
+    /// Weights in chunk order, each block packed `[tap][m]`.
+    pub weights: Vec<f32>,
+    /// Bias per output channel (zeros without a bias).
+    pub bias: Vec<f32>,
+}
+
+/// Packed-input scratch, one buffer per worker thread.
+#[derive(Debug)]
+pub struct Workspace {
+    slots: Vec<Mutex<Vec<f32>>>,
+}
+
+impl Workspace {
+    pub(crate) fn new(buffers: usize, len: usize) -> Workspace {
+        Workspace {
+            slots: (0..buffers.max(1))
+                .map(|_| Mutex::new(vec![0.0; len]))
+                .collect(),
+        }
+    }
+
+    /// The scratch of the calling rayon worker (or the first one outside a pool).
+    fn with_slot<R>(&self, work: impl FnOnce(&mut [f32]) -> R) -> R {
+        let index = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
+        let mut guard = self.slots[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        work(&mut guard)
+    }
+
+    pub(crate) fn buffers(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+impl Engine {
+    pub fn new(
+        geometry: &Geometry,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        isa: Isa,
+        threads: usize,
+    ) -> Result<Engine, KernelError> {
+        geometry.check_buffer_lengths(
+            geometry.input_len(),
+            weight.len(),
+            bias.map(<[f32]>::len),
+            geometry.output_len(),
+        )?;
+        let layout = Layout::new(geometry, isa.lanes()).ok_or(KernelError::TooLarge {
+            what: "an output plane or a packed input channel",
+        })?;
+        let tile = TileShape::for_isa(isa);
+        let chunk_channels = chunk_channels(geometry, threads);
+        let blocks = blocks(chunk_channels, tile.max_channels);
+        let taps = geometry.reduction_len();
+        let mut packed_weights = Vec::with_capacity(weight.len());
+        for chunk_start in (0..geometry.out_channels()).step_by(chunk_channels) {
+            for block in &blocks {
+                let first = chunk_start + block.first_channel;
+                for tap in 0..taps {
+                    for m in 0..block.channels {
+                        packed_weights.push(weight[(first + m) * taps + tap]);
+                    }
+                }
+            }
+        }
+        Ok(Engine {
+            geometry: *geometry,
+            isa,
+            family: Family::of(geometry),
+            tile,
+            layout,
+            chunk_channels,
+            blocks,
+            weights: packed_weights,
+            bias: bias.map_or_else(|| vec![0.0; geometry.out_channels()], <[f32]>::to_vec),
+        })
+    }
+
+    /// Scratch for `threads` workers.
+    pub fn workspace(&self, threads: usize) -> Workspace {
+        Workspace::new(threads, self.layout.packed_len)
+    }
+
+    /// Convolves `input` into `output` (both checked by the caller against the geometry),
+    /// on the current rayon pool when `parallel`.
+    pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {
+        let out_plane = self.layout.out_rows * self.layout.out_cols;
+        let chunk_len = self.chunk_channels * out_plane;
+        let chunks_per_sample = self.geometry.out_channels() / self.chunk_channels;
+        let task = |(index, chunk): (usize, &mut [f32])| {
+            let (sample, chunk_index) = (index / chunks_per_sample, index % chunks_per_sample);
+            workspace.with_slot(|packed| self.run_task(input, sample, chunk_index, chunk, packed));
+        };
+        if parallel && workspace.buffers() > 1 {
+            output.par_chunks_mut(chunk_len).enumerate().for_each(task);
+        } else {
+            output.chunks_mut(chunk_len).enumerate().for_each(task);
+        }
+    }
+
+    /// Packs the group's input for `sample`, then convolves every block of chunk `chunk_index`.
+    fn run_task(
+        &self,
+        input: &[f32],
+        sample: usize,
+        chunk_index: usize,
+        output: &mut [f32],
+        packed: &mut [f32],
+    ) {
+        let first_channel = chunk_index * self.chunk_channels;
+        let group = first_channel / self.geometry.out_channels_per_group();
+        let image = self.layout.height * self.layout.width;
+        let in_channels = self.geometry.group_input_channels(group);
+        let sample_start = sample * self.geometry.in_channels() * image;
+        let group_input = &input[sample_start + in_channels.start * image..][..in_channels.len() * image];
+        let packed = &mut packed[..self.layout.packed_len];
+        for (channel, target) in group_input
+            .chunks_exact(image)
+            .zip(packed.chunks_exact_mut(self.layout.channel_len))
+        {
+            self.layout.pack_channel(channel, target);
+        }
+        let task = TaskArgs {
+            engine: self,
+            packed,
+            first_channel,
+            output,
+        };
+        match self.isa {
+            Isa::Portable => run_blocks(Portable, task),
+            #[cfg(target_arch = "x86_64")]
+            Isa::X86_64V3 => {
+                let token = crate::simd::x86_64_v3::X86_64V3::detect()
+                    .expect("the plan checked AVX2 and FMA at creation");
+                // SAFETY: the token proves AVX2 and FMA are present.
+                unsafe { run_blocks_x86_64_v3(token, task) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::X86_64V4 => {
+                let token = crate::simd::x86_64_v4::X86_64V4::detect()
+                    .expect("the plan checked AVX-512F at creation");
+                // SAFETY: the token proves AVX-512F is present.
+                unsafe { run_blocks_x86_64_v4(token, task) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("x86-64 tiers are refused at plan creation on other targets"),
+        }
+    }
+}
+
+/// One task's inputs to the per-tier entry points.
+pub(crate) struct TaskArgs<'a> {
+    engine: &'a Engine,
+    packed: &'a [f32],
+    first_channel: usize,
+    output: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn run_blocks_x86_64_v3(simd: crate::simd::x86_64_v3::X86_64V3, task: TaskArgs<'_>) {
+    run_blocks(simd, task)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn run_blocks_x86_64_v4(simd: crate::simd::x86_64_v4::X86_64V4, task: TaskArgs<'_>) {
+    run_blocks(simd, task)
+}
+
+/// Every register block of a task's chunk, with the tile widths of the tier.
+#[inline(always)]
+fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
+    let TaskArgs {
+        engine,
+        packed,
+        first_channel,
+        output,
+    } = task;
+    assert!(packed.len() >= engine.layout.packed_len);
+    let taps = engine.geometry.reduction_len();
+    let out_plane = engine.layout.out_rows * engine.layout.out_cols;
+    let chunk_weights = &engine.weights[first_channel * taps..][..engine.chunk_channels * taps];
+    for block in &engine.blocks {
+        let weights = &chunk_weights[block.first_channel * taps..][..block.channels * taps];
+        let out = &mut output[block.first_channel * out_plane..][..block.channels * out_plane];
+        let channel = first_channel + block.first_channel;
+        let bias = &engine.bias[channel..channel + block.channels];
+        let vectors = engine.tile.vectors_for(block.channels);
+        let layout = &engine.layout;
+        let packed = packed.as_ptr();
+        macro_rules! tiles {
+            ($(($m:literal, $v:literal)),*) => {
+                match (block.channels, vectors) {
+                    $(
+                        // SAFETY: `packed` holds `layout.packed_len` floats (asserted above).
+                        ($m, $v) => unsafe {
+                            convolve_block::<S, $m, $v>(
+                                simd, layout, packed, weights, to_array(bias), out, out_plane,
+                            )
+                        },
+                    )*
+                    (channels, vectors) => unreachable!("no {channels}x{vectors} tile"),
+                }
+            };
+        }
+        tiles!(
+            (1, 8), (1, 6), (1, 4), (2, 6), (2, 4), (2, 2), (4, 4), (4, 2), (4, 1), (8, 3)
+        );
+    }
+}
+
+/// `values` as an array of `M`: the bias of a block.
+#[inline(always)]
+fn to_array<const M: usize>(values: &[f32]) -> [f32; M] {
+    std::array::from_fn(|m| values[m])
+}
+
+/// Output channels per task: all of a group's when there are enough groups and samples to
+/// keep `threads` busy (then each group's input is packed once), otherwise the largest
+/// divisor of `C_out/g` that yields about four tasks per thread.
+fn chunk_channels(geometry: &Geometry, threads: usize) -> usize {
+    let per_group = geometry.out_channels_per_group();
+    let wanted = 4 * threads.max(1);
+    let groups = geometry.batch() * geometry.groups();
+    // Keep at least 8 channels per task where the group has them, so the re-packing of a
+    // group's input that each extra task costs stays small against its arithmetic.
+    let floor = per_group.min(8);
+    let mut choice = per_group;
+    for divisor in (floor..=per_group).rev().filter(|d| per_group % d == 0) {
+        choice = divisor;
+        if groups * (per_group / divisor) >= wanted {
+            break;
+        }
+    }
+    choice
+}
+
+/// A chunk of `channels` split greedily into register blocks of `max`, then 4, 2, 1.
+fn blocks(channels: usize, max: usize) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut first_channel = 0;
+    for size in [8, 4, 2, 1] {
+        if size > max {
+            continue;
+        }
+        while channels - first_channel >= size {
+            blocks.push(Block {
+                first_channel,
+                channels: size,
+            });
+            first_channel += size;
+        }
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gconv_shape::Conv2dParams;
+
+    #[test]
+    fn blocks_cover_the_chunk_largest_first() {
+        let sizes = |channels, max| -> Vec<usize> {
+            blocks(channels, max).iter().map(|b| b.channels).collect()
+        };
+        assert_eq!(sizes(20, 8), [8, 8, 4]);
+        assert_eq!(sizes(7, 8), [4, 2, 1]);
+        assert_eq!(sizes(20, 4), [4, 4, 4, 4, 4]);
+        assert_eq!(sizes(1, 8), [1]);
+        let covered: usize = blocks(27, 8).iter().map(|b| b.channels).sum();
+        assert_eq!(covered, 27);
+    }
+
+    #[test]
+    fn chunks_divide_the_group_and_split_only_when_threads_need_it() {
+        let alexnet = Conv2dParams::new(384, 256, 3).groups(2).geometry([1, 384, 13, 13]).unwrap();
+        assert_eq!(chunk_channels(&alexnet, 1), 128, "one thread: whole groups");
+        let split = chunk_channels(&alexnet, 2);
+        assert!(split < 128 && 128 % split == 0 && split >= 8, "{split}");
+        let depthwise = Conv2dParams::new(96, 96, 3).groups(96).geometry([1, 96, 8, 8]).unwrap();
+        assert_eq!(chunk_channels(&depthwise, 2), 1);
+    }
+}

@@ -1,0 +1,43 @@
+use gconv_shape::ShapeError;
+use thiserror::Error;
+
+use crate::Isa;
+
+/// Why a plan could not be made or run.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum KernelError {
+    /// The shapes or buffers break the convolution contract.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// A tier was forced that this CPU does not have.
+    #[error("instruction set '{requested}' was requested but this CPU only supports {}", names(available))]
+    UnsupportedIsa {
+        /// The tier asked for.
+        requested: Isa,
+        /// The tiers this CPU has.
+        available: Vec<Isa>,
+    },
+    /// `GCONV_ISA` or an option named no known tier.
+    #[error("unknown instruction set '{name}': expected portable, avx2 or avx512")]
+    UnknownIsa {
+        /// What was given.
+        name: String,
+    },
+    /// A thread count of zero, or a thread pool that could not be built.
+    #[error("invalid thread setting: {reason}")]
+    Threads {
+        /// What went wrong.
+        reason: String,
+    },
+    /// A size the kernels index with 32-bit offsets is larger than that.
+    #[error("the problem is too large for the kernels: {what} exceeds 2^32 elements")]
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+    },
+}
+
+fn names(isas: &[Isa]) -> String {
+    isas.iter().map(|isa| isa.name()).collect::<Vec<_>>().join(", ")
+}

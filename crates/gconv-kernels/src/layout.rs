@@ -1,0 +1,268 @@
+//! Where a group's input lives once packed, and where each flat output position goes.
+//!
+//! The kernels never test bounds. Before a group is convolved, its `C_in/g` input channels are
+//! copied into a zero-padded, *phase-split* scratch layout: the padded channel is cut into
+//! `sH · sW` planes, plane `(a, b)` holding the padded rows `a, a + sH, a + 2sH, …` and columns
+//! `b, b + sW, …`. In that layout, for stride `s` and dilation `d`, kernel tap `(i, j)` of
+//! output `(oh, ow)` reads plane `((i·dH) mod sH, (j·dW) mod sW)` at row `oh + ⌊i·dH/sH⌋`,
+//! column `ow + ⌊j·dW/sW⌋`: a fixed shift. With every plane's rows `row_stride` floats apart,
+//! the output position `q = oh · row_stride + ow` reads `packed[tap_shift + q]` for every tap,
+//! so a vector of consecutive `q` is a contiguous load for every tap, whatever the stride,
+//! dilation or padding. Positions with `ow ≥ W_out` are computed and discarded (the few
+//! columns the kernel's width adds to each row); stores map `q` back to `(oh, ow)`.
+
+use gconv_shape::Geometry;
+
+/// The packed layout of one group's input, and the map from flat positions to the output.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    /// Padding above and left, in padded coordinates.
+    pub pad_top: usize,
+    pub pad_left: usize,
+    /// Input rows and columns.
+    pub height: usize,
+    pub width: usize,
+    /// Stride per axis: the number of row and column phases.
+    pub stride_h: usize,
+    pub stride_w: usize,
+    /// Rows of each phase plane.
+    pub plane_rows: usize,
+    /// Floats between consecutive rows of a phase plane (the flat row pitch `q` uses).
+    pub row_stride: usize,
+    /// Floats per input channel: `stride_h · stride_w · plane_rows · row_stride`.
+    pub channel_len: usize,
+    /// Floats of the packed buffer, including the slack that the last vectors read.
+    pub packed_len: usize,
+    /// For each tap in `(c, i, j)` order, the offset of its first input in the packed buffer.
+    pub tap_shifts: Vec<usize>,
+    /// Output rows and columns.
+    pub out_rows: usize,
+    pub out_cols: usize,
+    /// Vectors of `lanes` flat positions that cover every output: `⌈out_rows·row_stride / lanes⌉`.
+    pub vectors: usize,
+    /// Lanes per vector of the tier this layout was made for.
+    pub lanes: usize,
+    /// Per vector: the output offset of its first lane when all its lanes are outputs of one
+    /// row, otherwise [`MIXED`].
+    pub vector_targets: Vec<u32>,
+    /// Per flat position: its output offset, or [`DISCARD`] for a padding column.
+    pub position_targets: Vec<u32>,
+}
+
+/// A vector whose lanes do not all land in one output row.
+pub(crate) const MIXED: u32 = u32::MAX;
+/// A flat position that is not an output.
+pub(crate) const DISCARD: u32 = u32::MAX;
+
+impl Layout {
+    /// The layout for `geometry` with vectors of `lanes` floats. `None` when an output plane is
+    /// too large for 32-bit offsets (more than 4·10⁹ elements per channel).
+    pub fn new(geometry: &Geometry, lanes: usize) -> Option<Layout> {
+        let [height, width] = geometry.input_size();
+        let [out_rows, out_cols] = geometry.output_size();
+        let [kernel_h, kernel_w] = geometry.kernel_size();
+        let [stride_h, stride_w] = geometry.stride();
+        let [dilation_h, dilation_w] = geometry.dilation();
+        let padding = geometry.padding();
+        let padded_h = height + padding.top + padding.bottom;
+        let padded_w = width + padding.left + padding.right;
+        let plane_rows = padded_h.div_ceil(stride_h);
+        let row_stride = padded_w.div_ceil(stride_w);
+        let channel_len = stride_h
+            .checked_mul(stride_w)?
+            .checked_mul(plane_rows)?
+            .checked_mul(row_stride)?;
+        let channels = geometry.in_channels_per_group();
+
+        let mut tap_shifts = Vec::with_capacity(geometry.reduction_len());
+        for c in 0..channels {
+            for i in 0..kernel_h {
+                for j in 0..kernel_w {
+                    let (row_phase, row) = ((i * dilation_h) % stride_h, (i * dilation_h) / stride_h);
+                    let (col_phase, col) = ((j * dilation_w) % stride_w, (j * dilation_w) / stride_w);
+                    let plane = row_phase * stride_w + col_phase;
+                    let shift = c
+                        .checked_mul(channel_len)?
+                        .checked_add(plane * plane_rows * row_stride)?
+                        .checked_add(row * row_stride + col)?;
+                    tap_shifts.push(shift);
+                }
+            }
+        }
+
+        let flat_len = out_rows.checked_mul(row_stride)?;
+        let vectors = flat_len.div_ceil(lanes);
+        let max_shift = tap_shifts.iter().copied().max().unwrap_or(0);
+        let packed_len = channels
+            .checked_mul(channel_len)?
+            .max(max_shift.checked_add(vectors.checked_mul(lanes)?)?);
+
+        let out_plane = out_rows.checked_mul(out_cols)?;
+        if u32::try_from(out_plane).is_err() {
+            return None;
+        }
+        let position_targets: Vec<u32> = (0..vectors * lanes)
+            .map(|q| {
+                let (oh, ow) = (q / row_stride, q % row_stride);
+                if oh < out_rows && ow < out_cols {
+                    (oh * out_cols + ow) as u32
+                } else {
+                    DISCARD
+                }
+            })
+            .collect();
+        let vector_targets = (0..vectors)
+            .map(|v| {
+                let first = v * lanes;
+                let (oh, ow) = (first / row_stride, first % row_stride);
+                if oh < out_rows && ow + lanes <= out_cols {
+                    (oh * out_cols + ow) as u32
+                } else {
+                    MIXED
+                }
+            })
+            .collect();
+
+        Some(Layout {
+            pad_top: padding.top,
+            pad_left: padding.left,
+            height,
+            width,
+            stride_h,
+            stride_w,
+            plane_rows,
+            row_stride,
+            channel_len,
+            packed_len,
+            tap_shifts,
+            out_rows,
+            out_cols,
+            vectors,
+            lanes,
+            vector_targets,
+            position_targets,
+        })
+    }
+
+    /// Copies one input channel (`height × width`, row-major) into its place in `packed`
+    /// (`channel_len` floats): zero padding around it, rows and columns dealt into phases.
+    pub fn pack_channel(&self, channel: &[f32], packed: &mut [f32]) {
+        debug_assert_eq!(channel.len(), self.height * self.width);
+        debug_assert_eq!(packed.len(), self.channel_len);
+        let plane_len = self.plane_rows * self.row_stride;
+        for padded_row in 0..self.plane_rows * self.stride_h {
+            let (row_phase, plane_row) = (padded_row % self.stride_h, padded_row / self.stride_h);
+            let source = padded_row
+                .checked_sub(self.pad_top)
+                .filter(|&row| row < self.height)
+                .map(|row| &channel[row * self.width..(row + 1) * self.width]);
+            for col_phase in 0..self.stride_w {
+                let plane = (row_phase * self.stride_w + col_phase) * plane_len;
+                let target =
+                    &mut packed[plane + plane_row * self.row_stride..][..self.row_stride];
+                match source {
+                    None => target.fill(0.0),
+                    Some(row) => self.pack_row(row, col_phase, target),
+                }
+            }
+        }
+    }
+
+    /// Padded columns `col_phase, col_phase + sW, …` of one input row into `target`.
+    fn pack_row(&self, row: &[f32], col_phase: usize, target: &mut [f32]) {
+        if self.stride_w == 1 {
+            let left = self.pad_left.min(target.len());
+            target[..left].fill(0.0);
+            let copied = row.len().min(target.len() - left);
+            target[left..left + copied].copy_from_slice(&row[..copied]);
+            target[left + copied..].fill(0.0);
+            return;
+        }
+        for (k, slot) in target.iter_mut().enumerate() {
+            let padded_col = k * self.stride_w + col_phase;
+            *slot = padded_col
+                .checked_sub(self.pad_left)
+                .and_then(|col| row.get(col))
+                .copied()
+                .unwrap_or(0.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gconv_shape::{Conv2dParams, Padding};
+
+    /// Reads tap `t` of flat position `q` through the layout, the way the kernels do.
+    fn read(layout: &Layout, packed: &[f32], tap: usize, q: usize) -> f32 {
+        packed[layout.tap_shifts[tap] + q]
+    }
+
+    #[test]
+    fn every_tap_of_every_output_reads_the_right_input_or_zero() {
+        for (stride, dilation, padding) in [
+            ([1, 1], [1, 1], Padding::uniform(1)),
+            ([2, 2], [1, 1], Padding::uniform(1)),
+            ([2, 3], [2, 1], Padding::per_side(0, 2, 3, 1)),
+            ([3, 1], [3, 2], Padding::Valid),
+        ] {
+            let geometry = Conv2dParams::new(2, 2, [3, 2])
+                .stride(stride)
+                .dilation(dilation)
+                .padding(padding)
+                .geometry([1, 2, 9, 11])
+                .unwrap();
+            let layout = Layout::new(&geometry, 8).unwrap();
+            // Input value = 1000·c + 100... unique per element, never zero.
+            let input: Vec<f32> = (0..2 * 9 * 11).map(|v| v as f32 + 1.0).collect();
+            let mut packed = vec![f32::NAN; layout.packed_len];
+            for c in 0..2 {
+                layout.pack_channel(
+                    &input[c * 99..(c + 1) * 99],
+                    &mut packed[c * layout.channel_len..(c + 1) * layout.channel_len],
+                );
+            }
+            let [out_rows, out_cols] = geometry.output_size();
+            for oh in 0..out_rows {
+                for ow in 0..out_cols {
+                    let q = oh * layout.row_stride + ow;
+                    let target = layout.position_targets[q];
+                    assert_eq!(target as usize, oh * out_cols + ow);
+                    for c in 0..2 {
+                        for i in 0..3 {
+                            for j in 0..2 {
+                                let row = (oh * stride[0] + i * dilation[0]) as isize
+                                    - geometry.padding().top as isize;
+                                let col = (ow * stride[1] + j * dilation[1]) as isize
+                                    - geometry.padding().left as isize;
+                                let expected = if (0..9).contains(&row) && (0..11).contains(&col) {
+                                    input[c * 99 + row as usize * 11 + col as usize]
+                                } else {
+                                    0.0
+                                };
+                                let tap = (c * 3 + i) * 2 + j;
+                                assert_eq!(read(&layout, &packed, tap, q), expected);
+                            }
+                        }
+                    }
+                }
+            }
+            // The last vector of the last tap stays inside the buffer.
+            let last = layout.tap_shifts.iter().max().unwrap() + layout.vectors * layout.lanes;
+            assert!(last <= layout.packed_len);
+        }
+    }
+
+    #[test]
+    fn vector_targets_mark_row_crossing_vectors_as_mixed() {
+        // 5x5 output, no padding: row_stride = 7 with a 3-wide kernel, 4 lanes.
+        let geometry = Conv2dParams::new(1, 1, 3).geometry([1, 1, 7, 7]).unwrap();
+        let layout = Layout::new(&geometry, 4).unwrap();
+        assert_eq!(layout.row_stride, 7);
+        assert_eq!(layout.vector_targets[0], 0, "positions 0..4 are row 0, columns 0..4");
+        assert_eq!(layout.vector_targets[1], MIXED, "positions 4..8 cross into row 1");
+        assert_eq!(layout.position_targets[5], DISCARD, "column 5 of row 0 is not an output");
+        assert_eq!(layout.position_targets[7], 5, "position 7 is row 1, column 0");
+    }
+}

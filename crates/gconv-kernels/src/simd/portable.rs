@@ -1,0 +1,37 @@
+//! The portable tier: `wide::f32x8`, lowered to the build's target features.
+
+use wide::f32x8;
+
+use super::Simd;
+
+/// Token for `wide`'s 8-lane vectors; available on every CPU.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Portable;
+
+// SAFETY: `wide` only uses instructions the build's target features guarantee.
+unsafe impl Simd for Portable {
+    const LANES: usize = 8;
+    type Vector = f32x8;
+
+    #[inline(always)]
+    fn splat(self, value: f32) -> f32x8 {
+        f32x8::splat(value)
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: f32x8, b: f32x8, c: f32x8) -> f32x8 {
+        a.mul_add(b, c)
+    }
+
+    #[inline(always)]
+    unsafe fn load(self, source: *const f32) -> f32x8 {
+        // SAFETY: the caller guarantees 8 readable floats; `read_unaligned` needs no alignment.
+        f32x8::from(unsafe { source.cast::<[f32; 8]>().read_unaligned() })
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, target: *mut f32, vector: f32x8) {
+        // SAFETY: the caller guarantees 8 writable floats; `write_unaligned` needs no alignment.
+        unsafe { target.cast::<[f32; 8]>().write_unaligned(vector.to_array()) }
+    }
+}

@@ -1,0 +1,48 @@
+//! The x86-64-v4 tier: AVX-512F, 16 lanes.
+
+use std::arch::x86_64::{
+    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
+};
+
+use super::Simd;
+
+/// Proof that the CPU has AVX-512F.
+#[derive(Debug, Clone, Copy)]
+pub struct X86_64V4(());
+
+impl X86_64V4 {
+    /// The token, if the CPU has AVX-512F.
+    pub fn detect() -> Option<Self> {
+        std::arch::is_x86_feature_detected!("avx512f").then_some(Self(()))
+    }
+}
+
+// SAFETY: a token exists only after `detect` saw AVX-512F.
+unsafe impl Simd for X86_64V4 {
+    const LANES: usize = 16;
+    type Vector = __m512;
+
+    #[inline(always)]
+    fn splat(self, value: f32) -> __m512 {
+        // SAFETY: the token proves AVX-512F is present.
+        unsafe { _mm512_set1_ps(value) }
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: the token proves AVX-512F is present.
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+
+    #[inline(always)]
+    unsafe fn load(self, source: *const f32) -> __m512 {
+        // SAFETY: the token proves AVX-512F; the caller guarantees 16 readable floats.
+        unsafe { _mm512_loadu_ps(source) }
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, target: *mut f32, vector: __m512) {
+        // SAFETY: the token proves AVX-512F; the caller guarantees 16 writable floats.
+        unsafe { _mm512_storeu_ps(target, vector) }
+    }
+}

@@ -1,0 +1,68 @@
+//! Fast kernels against the reference, for every tier this CPU has and thread counts 1, 2, 3,
+//! over random valid problems (see `gconv_testkit::strategy` for the edge cases they aim at).
+
+use std::num::NonZeroUsize;
+
+use gconv::{Conv2d, Isa, Options, Threads};
+use gconv_testkit::strategy::{self, Limits};
+use gconv_testkit::{Problem, check_against_reference};
+use proptest::prelude::*;
+
+fn options(isa: Isa, threads: usize) -> Options {
+    Options {
+        isa: Some(isa),
+        threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
+    }
+}
+
+fn run(problem: &Problem, isa: Isa, threads: usize) -> Vec<f32> {
+    let conv = Conv2d::from_geometry(
+        &problem.geometry,
+        &problem.weight,
+        problem.bias.as_deref(),
+        options(isa, threads),
+    )
+    .unwrap();
+    assert_eq!(conv.isa(), isa, "the forced tier must be the one that runs");
+    conv.forward(&problem.input).unwrap()
+}
+
+/// Every tier this CPU has, with every thread count, matches the reference; and the thread
+/// count never changes a bit.
+fn check_all(problem: &Problem) -> Result<(), TestCaseError> {
+    for isa in Isa::available() {
+        let single = run(problem, isa, 1);
+        check_against_reference(problem, &single)
+            .map_err(|diff| TestCaseError::fail(format!("{isa}: {diff}")))?;
+        for threads in [2, 3] {
+            let parallel = run(problem, isa, threads);
+            let identical = single
+                .iter()
+                .zip(&parallel)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            prop_assert!(identical, "{isa}: {threads} threads differ from 1 thread");
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn fast_kernels_match_the_reference(problem in strategy::problems(Limits::default())) {
+        check_all(&problem)?;
+    }
+
+    #[test]
+    fn fast_kernels_are_exact_on_small_integers(problem in strategy::integer_problems(Limits::default())) {
+        check_all(&problem)?;
+    }
+
+    #[test]
+    fn nan_and_infinity_propagate_as_in_the_reference(
+        problem in strategy::problems_with_non_finite_input(Limits::default())
+    ) {
+        check_all(&problem)?;
+    }
+}
