@@ -103,7 +103,10 @@ fn run_layer(layer: &Layer, min_time: Duration) -> Result<()> {
         implementation.run(&problem.input, &mut output)?;
         let verdict = match check_against_reference(&problem, &output) {
             Ok(()) => "matches the reference".to_string(),
-            Err(diff) => format!("MISMATCH: {}", diff.to_string().lines().next().unwrap_or("")),
+            Err(diff) => format!(
+                "MISMATCH: {}",
+                diff.to_string().lines().next().unwrap_or("")
+            ),
         };
         let timings = measure::repeat(min_time, 1, || {
             // Checked by the run above; only the time counts here.

@@ -48,7 +48,7 @@ impl ExecutionOptions {
 /// A convolution ready to run on one implementation, with a printable id.
 pub enum Prepared<'a> {
     /// A fast-kernel plan.
-    Fast(Conv2d),
+    Fast(Box<Conv2d>),
     /// The scalar reference over these weights.
     Reference {
         geometry: Geometry,
@@ -73,12 +73,12 @@ impl<'a> Prepared<'a> {
         execution: &ExecutionOptions,
     ) -> Result<Prepared<'a>> {
         Ok(match choice {
-            KernelChoice::Auto => Prepared::Fast(Conv2d::from_geometry(
+            KernelChoice::Auto => Prepared::Fast(Box::new(Conv2d::from_geometry(
                 geometry,
                 weight,
                 bias,
                 execution.options(),
-            )?),
+            )?)),
             KernelChoice::Reference => Prepared::Reference {
                 geometry: *geometry,
                 weight,

@@ -11,9 +11,11 @@ macro_rules! out {
     }};
 }
 
+mod bench;
 mod data;
 mod demo;
 mod implementations;
+mod info;
 mod layers;
 mod measure;
 mod npy;
@@ -45,6 +47,11 @@ enum Command {
     Shape(shape::ShapeArgs),
     /// Convolve float32 NCHW .npy tensors and write the output as .npy.
     Run(run::RunArgs),
+    /// Time the layers of a layer list: medians, GFLOP/s, and JSON lines that join with the
+    /// peers script's output.
+    Bench(bench::BenchArgs),
+    /// Show the CPU's instruction-set tiers and, for a problem, the kernel that runs it.
+    Info(info::InfoArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +60,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::demo(&args),
         Command::Shape(args) => shape::shape(&args),
         Command::Run(args) => run::run(&args),
+        Command::Bench(args) => bench::bench(&args),
+        Command::Info(args) => info::info(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -186,7 +186,8 @@ impl Engine {
         let image = self.layout.height * self.layout.width;
         let in_channels = self.geometry.group_input_channels(group);
         let sample_start = sample * self.geometry.in_channels() * image;
-        let group_input = &input[sample_start + in_channels.start * image..][..in_channels.len() * image];
+        let group_input =
+            &input[sample_start + in_channels.start * image..][..in_channels.len() * image];
         let packed = &mut packed[..self.layout.packed_len];
         for (channel, target) in group_input
             .chunks_exact(image)
@@ -279,7 +280,16 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
             };
         }
         tiles!(
-            (1, 8), (1, 6), (1, 4), (2, 6), (2, 4), (2, 2), (4, 4), (4, 2), (4, 1), (8, 3)
+            (1, 8),
+            (1, 6),
+            (1, 4),
+            (2, 6),
+            (2, 4),
+            (2, 2),
+            (4, 4),
+            (4, 2),
+            (4, 1),
+            (8, 3)
         );
     }
 }
@@ -295,13 +305,19 @@ fn to_array<const M: usize>(values: &[f32]) -> [f32; M] {
 /// divisor of `C_out/g` that yields about four tasks per thread.
 fn chunk_channels(geometry: &Geometry, threads: usize) -> usize {
     let per_group = geometry.out_channels_per_group();
-    let wanted = 4 * threads.max(1);
+    if threads <= 1 {
+        return per_group;
+    }
+    let wanted = 4 * threads;
     let groups = geometry.batch() * geometry.groups();
     // Keep at least 8 channels per task where the group has them, so the re-packing of a
     // group's input that each extra task costs stays small against its arithmetic.
     let floor = per_group.min(8);
     let mut choice = per_group;
-    for divisor in (floor..=per_group).rev().filter(|d| per_group % d == 0) {
+    for divisor in (floor..=per_group)
+        .rev()
+        .filter(|d| per_group.is_multiple_of(*d))
+    {
         choice = divisor;
         if groups * (per_group / divisor) >= wanted {
             break;
@@ -349,11 +365,17 @@ mod tests {
 
     #[test]
     fn chunks_divide_the_group_and_split_only_when_threads_need_it() {
-        let alexnet = Conv2dParams::new(384, 256, 3).groups(2).geometry([1, 384, 13, 13]).unwrap();
+        let alexnet = Conv2dParams::new(384, 256, 3)
+            .groups(2)
+            .geometry([1, 384, 13, 13])
+            .unwrap();
         assert_eq!(chunk_channels(&alexnet, 1), 128, "one thread: whole groups");
         let split = chunk_channels(&alexnet, 2);
         assert!(split < 128 && 128 % split == 0 && split >= 8, "{split}");
-        let depthwise = Conv2dParams::new(96, 96, 3).groups(96).geometry([1, 96, 8, 8]).unwrap();
+        let depthwise = Conv2dParams::new(96, 96, 3)
+            .groups(96)
+            .geometry([1, 96, 8, 8])
+            .unwrap();
         assert_eq!(chunk_channels(&depthwise, 2), 1);
     }
 }

@@ -11,7 +11,10 @@ pub enum KernelError {
     #[error(transparent)]
     Shape(#[from] ShapeError),
     /// A tier was forced that this CPU does not have.
-    #[error("instruction set '{requested}' was requested but this CPU only supports {}", names(available))]
+    #[error(
+        "instruction set '{requested}' was requested but this CPU only supports {}",
+        names(available)
+    )]
     UnsupportedIsa {
         /// The tier asked for.
         requested: Isa,
@@ -39,5 +42,8 @@ pub enum KernelError {
 }
 
 fn names(isas: &[Isa]) -> String {
-    isas.iter().map(|isa| isa.name()).collect::<Vec<_>>().join(", ")
+    isas.iter()
+        .map(|isa| isa.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

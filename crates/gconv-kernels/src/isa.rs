@@ -69,7 +69,10 @@ impl Isa {
 
     /// The tiers this CPU supports, slowest first.
     pub fn available() -> Vec<Isa> {
-        Isa::ALL.into_iter().filter(|isa| isa.is_supported()).collect()
+        Isa::ALL
+            .into_iter()
+            .filter(|isa| isa.is_supported())
+            .collect()
     }
 
     /// The fastest tier this CPU supports.

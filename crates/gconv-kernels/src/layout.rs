@@ -78,8 +78,10 @@ impl Layout {
         for c in 0..channels {
             for i in 0..kernel_h {
                 for j in 0..kernel_w {
-                    let (row_phase, row) = ((i * dilation_h) % stride_h, (i * dilation_h) / stride_h);
-                    let (col_phase, col) = ((j * dilation_w) % stride_w, (j * dilation_w) / stride_w);
+                    let (row_phase, row) =
+                        ((i * dilation_h) % stride_h, (i * dilation_h) / stride_h);
+                    let (col_phase, col) =
+                        ((j * dilation_w) % stride_w, (j * dilation_w) / stride_w);
                     let plane = row_phase * stride_w + col_phase;
                     let shift = c
                         .checked_mul(channel_len)?
@@ -158,8 +160,7 @@ impl Layout {
                 .map(|row| &channel[row * self.width..(row + 1) * self.width]);
             for col_phase in 0..self.stride_w {
                 let plane = (row_phase * self.stride_w + col_phase) * plane_len;
-                let target =
-                    &mut packed[plane + plane_row * self.row_stride..][..self.row_stride];
+                let target = &mut packed[plane + plane_row * self.row_stride..][..self.row_stride];
                 match source {
                     None => target.fill(0.0),
                     Some(row) => self.pack_row(row, col_phase, target),
@@ -260,9 +261,21 @@ mod tests {
         let geometry = Conv2dParams::new(1, 1, 3).geometry([1, 1, 7, 7]).unwrap();
         let layout = Layout::new(&geometry, 4).unwrap();
         assert_eq!(layout.row_stride, 7);
-        assert_eq!(layout.vector_targets[0], 0, "positions 0..4 are row 0, columns 0..4");
-        assert_eq!(layout.vector_targets[1], MIXED, "positions 4..8 cross into row 1");
-        assert_eq!(layout.position_targets[5], DISCARD, "column 5 of row 0 is not an output");
-        assert_eq!(layout.position_targets[7], 5, "position 7 is row 1, column 0");
+        assert_eq!(
+            layout.vector_targets[0], 0,
+            "positions 0..4 are row 0, columns 0..4"
+        );
+        assert_eq!(
+            layout.vector_targets[1], MIXED,
+            "positions 4..8 cross into row 1"
+        );
+        assert_eq!(
+            layout.position_targets[5], DISCARD,
+            "column 5 of row 0 is not an output"
+        );
+        assert_eq!(
+            layout.position_targets[7], 5,
+            "position 7 is row 1, column 0"
+        );
     }
 }

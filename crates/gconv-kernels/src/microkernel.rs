@@ -34,12 +34,20 @@ pub(crate) unsafe fn convolve_block<S: Simd, const M: usize, const V: usize>(
     let mut vector = 0;
     while vector + V <= layout.vectors {
         // SAFETY: forwarded from the caller; `vector + V <= layout.vectors`.
-        unsafe { tile::<S, M, V>(simd, layout, packed, weights, bias, output, out_plane, vector) };
+        unsafe {
+            tile::<S, M, V>(
+                simd, layout, packed, weights, bias, output, out_plane, vector,
+            )
+        };
         vector += V;
     }
     while vector < layout.vectors {
         // SAFETY: as above, for one vector.
-        unsafe { tile::<S, M, 1>(simd, layout, packed, weights, bias, output, out_plane, vector) };
+        unsafe {
+            tile::<S, M, 1>(
+                simd, layout, packed, weights, bias, output, out_plane, vector,
+            )
+        };
         vector += 1;
     }
 }
@@ -66,9 +74,8 @@ unsafe fn tile<S: Simd, const M: usize, const V: usize>(
     for (&shift, taps) in layout.tap_shifts.iter().zip(weights.chunks_exact(M)) {
         // SAFETY: `shift + (first + V) · LANES <= layout.packed_len` (see `Layout::new`), and
         // the caller guarantees that many readable floats.
-        let x: [S::Vector; V] = std::array::from_fn(|v| unsafe {
-            simd.load(packed.add(shift + start + v * S::LANES))
-        });
+        let x: [S::Vector; V] =
+            std::array::from_fn(|v| unsafe { simd.load(packed.add(shift + start + v * S::LANES)) });
         for (m, &w) in taps.iter().enumerate() {
             let w = simd.splat(w);
             for v in 0..V {

@@ -78,10 +78,17 @@ impl KernelPlan {
     pub fn run(&self, input: &[f32], output: &mut [f32]) -> Result<(), KernelError> {
         let geometry = &self.engine.geometry;
         let bias_len = geometry.has_bias().then(|| geometry.out_channels());
-        geometry.check_buffer_lengths(input.len(), geometry.weight_count(), bias_len, output.len())?;
+        geometry.check_buffer_lengths(
+            input.len(),
+            geometry.weight_count(),
+            bias_len,
+            output.len(),
+        )?;
         let parallel = self.threads > 1;
         match &self.pool {
-            Some(pool) => pool.install(|| self.engine.run(input, output, &self.workspace, parallel)),
+            Some(pool) => {
+                pool.install(|| self.engine.run(input, output, &self.workspace, parallel))
+            }
             None => self.engine.run(input, output, &self.workspace, parallel),
         }
         Ok(())

@@ -114,13 +114,13 @@ impl Conv2dParams {
         if let Some(&(_, what)) = nonzero.iter().find(|(value, _)| *value == 0) {
             return Err(ShapeError::Zero { what });
         }
-        if self.in_channels % self.groups != 0 {
+        if !self.in_channels.is_multiple_of(self.groups) {
             return Err(ShapeError::InChannelsNotDivisible {
                 in_channels: self.in_channels,
                 groups: self.groups,
             });
         }
-        if self.out_channels % self.groups != 0 {
+        if !self.out_channels.is_multiple_of(self.groups) {
             return Err(ShapeError::OutChannelsNotDivisible {
                 out_channels: self.out_channels,
                 groups: self.groups,

@@ -1,0 +1,91 @@
+//! `gconv info`: the CPU's instruction-set tiers and, for a problem, the kernel that runs it.
+
+use anyhow::Result;
+use clap::Args;
+use gconv::{Conv2d, Conv2dParams, Isa};
+
+use crate::implementations::ExecutionOptions;
+use crate::options::{GeometryOptions, parse_pair, parse_shape4};
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Channels of the input (C_in); with --out-channels, --kernel and --input-shape, shows the
+    /// kernel chosen for that problem.
+    #[arg(long, value_name = "C_IN", requires_all = ["out_channels", "kernel", "input_shape"])]
+    in_channels: Option<usize>,
+    /// Channels of the output (C_out).
+    #[arg(long, value_name = "C_OUT", requires = "in_channels")]
+    out_channels: Option<usize>,
+    /// Kernel size: K for K x K, or KH,KW.
+    #[arg(long, value_name = "K|KH,KW", value_parser = parse_pair, requires = "in_channels")]
+    kernel: Option<[usize; 2]>,
+    /// Number of groups.
+    #[arg(long, value_name = "G", default_value_t = 1)]
+    groups: usize,
+    /// Input shape N,C,H,W.
+    #[arg(long, value_name = "N,C,H,W", value_parser = parse_shape4, requires = "in_channels")]
+    input_shape: Option<[usize; 4]>,
+    #[command(flatten)]
+    geometry: GeometryOptions,
+    #[command(flatten)]
+    execution: ExecutionOptions,
+}
+
+pub fn info(args: &InfoArgs) -> Result<()> {
+    let available = Isa::available();
+    out!("instruction sets (slowest first):");
+    for isa in Isa::ALL {
+        let state = if available.contains(&isa) {
+            "available"
+        } else {
+            "not on this CPU"
+        };
+        out!(
+            "  {:<9} {:<10} {:>2} lanes  {state}",
+            isa.name(),
+            isa.level(),
+            isa.lanes()
+        );
+    }
+    let forced = std::env::var("GCONV_ISA")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    out!(
+        "default: {}{}",
+        Isa::best().name(),
+        forced.map_or(String::new(), |v| format!(" (GCONV_ISA={v} forces a tier)"))
+    );
+    out!("threads: {} (rayon's global pool)", rayon_threads());
+    if let (Some(in_channels), Some(out_channels), Some(kernel), Some(input_shape)) = (
+        args.in_channels,
+        args.out_channels,
+        args.kernel,
+        args.input_shape,
+    ) {
+        let params = args
+            .geometry
+            .apply(Conv2dParams::new(in_channels, out_channels, kernel).groups(args.groups))
+            .bias(false);
+        let geometry = params.geometry(input_shape)?;
+        let weight = vec![0.0; geometry.weight_count()];
+        let conv = Conv2d::from_geometry(&geometry, &weight, None, args.execution.options())?;
+        out!();
+        out!(
+            "problem: {input_shape:?} -> {:?}, weight {:?}",
+            geometry.output_shape(),
+            geometry.weight_shape()
+        );
+        out!("family:  {}", conv.family());
+        out!("kernel:  {}", conv.kernel_id());
+        out!(
+            "runs on: {} thread(s), {}",
+            conv.threads(),
+            conv.isa().level()
+        );
+    }
+    Ok(())
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
