@@ -13,8 +13,8 @@ use serde_json::json;
 use crate::data;
 use crate::demo::describe;
 use crate::implementations::{ExecutionOptions, KernelChoice, Prepared};
-use crate::layers::{self, Layer};
 use crate::measure::{self, human};
+use gconv::workload::{self, Layer};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -49,7 +49,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             fs::read_to_string(path)
                 .with_context(|| format!("cannot read layer list {}", path.display()))?,
         ),
-        None => ("published".to_string(), layers::PUBLISHED.to_string()),
+        None => ("published".to_string(), workload::PUBLISHED.to_string()),
     };
     let source = args
         .layers
@@ -57,7 +57,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         .map_or("the built-in layer list".to_string(), |path| {
             path.display().to_string()
         });
-    let all = layers::parse(&text).with_context(|| format!("in {source}"))?;
+    let all = workload::parse_layers(&text).with_context(|| format!("in {source}"))?;
     let selected: Vec<&Layer> = all
         .iter()
         .filter(|layer| {

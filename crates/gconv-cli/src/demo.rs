@@ -9,9 +9,9 @@ use gconv_testkit::{Problem, check_against_reference};
 
 use crate::data;
 use crate::implementations;
-use crate::layers::{self, Layer};
 use crate::measure::{self, human};
 use crate::shape::pytorch_repr;
+use gconv::workload::{self, Layer};
 
 /// Layers of `benches/layers/published.csv` that show each family once and run quickly.
 const DEMO_LAYERS: [&str; 7] = [
@@ -64,7 +64,7 @@ fn print_seed_table() -> Result<()> {
 }
 
 fn run_layers(min_time: Duration) -> Result<()> {
-    let layers = layers::parse(layers::PUBLISHED).context("the built-in layer list")?;
+    let layers = workload::parse_layers(workload::PUBLISHED).context("the built-in layer list")?;
     out!("Layers of published networks (benches/layers/published.csv), every implementation");
     out!("checked against the reference; times are medians.");
     out!();

@@ -16,7 +16,6 @@ mod data;
 mod demo;
 mod implementations;
 mod info;
-mod layers;
 mod measure;
 mod npy;
 mod options;

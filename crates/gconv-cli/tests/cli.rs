@@ -369,3 +369,118 @@ fn demo_checks_every_layer_against_the_reference() {
     assert!(!text.contains("MISMATCH"), "{text}");
     assert!(text.matches("matches the reference").count() >= 7, "{text}");
 }
+
+#[test]
+fn bench_writes_json_lines_that_join_with_the_peers_output() {
+    let files = Files::new();
+    let json = files.path("ours.jsonl");
+    let output = gconv(&[
+        "bench",
+        "--filter",
+        "seed",
+        "--threads",
+        "1",
+        "--min-time",
+        "0",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("seed.g2_1x1"));
+    let text = std::fs::read_to_string(&json).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    let record = &lines[0];
+    assert_eq!(record["layer"], "seed.g2_1x1");
+    assert_eq!(record["suite"], "published");
+    assert_eq!(record["peer"], "gconv");
+    assert_eq!(record["threads"], 1);
+    assert!(record["median_us"].as_f64().unwrap() > 0.0);
+    assert!(record["gflops"].as_f64().unwrap() > 0.0);
+    assert!(record["kernel"].as_str().unwrap().starts_with("pwconv-1x1"));
+}
+
+#[test]
+fn bench_names_the_bad_line_of_a_layer_file() {
+    let files = Files::new();
+    let layers = files.path("mine.csv");
+    std::fs::write(
+        &layers,
+        "ok,1,4,4,8,8,3,3,1,1,1,4\nbad,1,6,6,8,8,1,1,1,0,1,4\n",
+    )
+    .unwrap();
+    let output = gconv(&[
+        "bench",
+        "--layers",
+        layers.to_str().unwrap(),
+        "--min-time",
+        "0",
+    ]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("line 2"), "{message}");
+    assert!(
+        message.contains("in_channels (6) must be divisible by groups (4)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn info_names_the_tiers_and_the_kernel_for_a_problem() {
+    let output = gconv(&[
+        "info",
+        "--in-channels",
+        "144",
+        "--out-channels",
+        "144",
+        "--kernel",
+        "3",
+        "--groups",
+        "144",
+        "--stride",
+        "2",
+        "--padding",
+        "1",
+        "--input-shape",
+        "1,144,56,56",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("portable"), "{text}");
+    assert!(text.contains("family:  dwconv"), "{text}");
+    assert!(text.contains("kernel:  dwconv-3x3s2d1-"), "{text}");
+}
+
+#[test]
+fn a_forced_tier_is_used_and_an_unknown_one_is_an_error() {
+    let run = |isa: &str| {
+        Command::new(env!("CARGO_BIN_EXE_gconv"))
+            .args([
+                "info",
+                "--in-channels",
+                "8",
+                "--out-channels",
+                "8",
+                "--kernel",
+                "3",
+                "--input-shape",
+                "1,8,9,9",
+            ])
+            .env("GCONV_ISA", isa)
+            .output()
+            .unwrap()
+    };
+    let output = run("portable");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("-portable"), "{}", stdout(&output));
+    let output = run("sse9");
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown instruction set 'sse9'"),
+        "{}",
+        stderr(&output)
+    );
+}

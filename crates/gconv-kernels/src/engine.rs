@@ -189,14 +189,9 @@ impl Engine {
         let group_input =
             &input[sample_start + in_channels.start * image..][..in_channels.len() * image];
         let packed = &mut packed[..self.layout.packed_len];
-        for (channel, target) in group_input
-            .chunks_exact(image)
-            .zip(packed.chunks_exact_mut(self.layout.channel_len))
-        {
-            self.layout.pack_channel(channel, target);
-        }
         let task = TaskArgs {
             engine: self,
+            group_input,
             packed,
             first_channel,
             output,
@@ -226,7 +221,8 @@ impl Engine {
 /// One task's inputs to the per-tier entry points.
 pub(crate) struct TaskArgs<'a> {
     engine: &'a Engine,
-    packed: &'a [f32],
+    group_input: &'a [f32],
+    packed: &'a mut [f32],
     first_channel: usize,
     output: &'a mut [f32],
 }
@@ -248,11 +244,20 @@ fn run_blocks_x86_64_v4(simd: crate::simd::x86_64_v4::X86_64V4, task: TaskArgs<'
 fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
     let TaskArgs {
         engine,
+        group_input,
         packed,
         first_channel,
         output,
     } = task;
-    assert!(packed.len() >= engine.layout.packed_len);
+    let layout = &engine.layout;
+    assert!(packed.len() >= layout.packed_len);
+    let image = layout.height * layout.width;
+    for (channel, target) in group_input
+        .chunks_exact(image)
+        .zip(packed.chunks_exact_mut(layout.channel_len))
+    {
+        layout.pack_channel(simd, channel, target);
+    }
     let taps = engine.geometry.reduction_len();
     let out_plane = engine.layout.out_rows * engine.layout.out_cols;
     let chunk_weights = &engine.weights[first_channel * taps..][..engine.chunk_channels * taps];
@@ -262,7 +267,6 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
         let channel = first_channel + block.first_channel;
         let bias = &engine.bias[channel..channel + block.channels];
         let vectors = engine.tile.vectors_for(block.channels);
-        let layout = &engine.layout;
         let packed = packed.as_ptr();
         macro_rules! tiles {
             ($(($m:literal, $v:literal)),*) => {

@@ -13,6 +13,8 @@
 
 use gconv_shape::Geometry;
 
+use crate::simd::Simd;
+
 /// The packed layout of one group's input, and the map from flat positions to the output.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -42,17 +44,20 @@ pub(crate) struct Layout {
     pub vectors: usize,
     /// Lanes per vector of the tier this layout was made for.
     pub lanes: usize,
-    /// Per vector: the output offset of its first lane when all its lanes are outputs of one
-    /// row, otherwise [`MIXED`].
-    pub vector_targets: Vec<u32>,
-    /// Per flat position: its output offset, or [`DISCARD`] for a padding column.
-    pub position_targets: Vec<u32>,
+    /// Where each vector's lanes go: vector `v` owns
+    /// `segments[segment_starts[v]..segment_starts[v + 1]]`.
+    pub segment_starts: Vec<u32>,
+    /// Runs of lanes that land on consecutive outputs of one row.
+    pub segments: Vec<Segment>,
 }
 
-/// A vector whose lanes do not all land in one output row.
-pub(crate) const MIXED: u32 = u32::MAX;
-/// A flat position that is not an output.
-pub(crate) const DISCARD: u32 = u32::MAX;
+/// Lanes `first..end` of a vector go to the output plane at `target .. target + end - first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub first: u8,
+    pub end: u8,
+    pub target: u32,
+}
 
 impl Layout {
     /// The layout for `geometry` with vectors of `lanes` floats. `None` when an output plane is
@@ -103,27 +108,34 @@ impl Layout {
         if u32::try_from(out_plane).is_err() {
             return None;
         }
-        let position_targets: Vec<u32> = (0..vectors * lanes)
-            .map(|q| {
+        let mut segment_starts = Vec::with_capacity(vectors + 1);
+        let mut segments: Vec<Segment> = Vec::new();
+        for vector in 0..vectors {
+            segment_starts.push(u32::try_from(segments.len()).ok()?);
+            let mut open: Option<Segment> = None;
+            for lane in 0..lanes {
+                let q = vector * lanes + lane;
                 let (oh, ow) = (q / row_stride, q % row_stride);
-                if oh < out_rows && ow < out_cols {
-                    (oh * out_cols + ow) as u32
-                } else {
-                    DISCARD
+                let target = (oh < out_rows && ow < out_cols).then(|| (oh * out_cols + ow) as u32);
+                match (open.as_mut(), target) {
+                    (Some(run), Some(target))
+                        if run.target + u32::from(run.end - run.first) == target =>
+                    {
+                        run.end += 1;
+                    }
+                    (_, target) => {
+                        segments.extend(open.take());
+                        open = target.map(|target| Segment {
+                            first: lane as u8,
+                            end: lane as u8 + 1,
+                            target,
+                        });
+                    }
                 }
-            })
-            .collect();
-        let vector_targets = (0..vectors)
-            .map(|v| {
-                let first = v * lanes;
-                let (oh, ow) = (first / row_stride, first % row_stride);
-                if oh < out_rows && ow + lanes <= out_cols {
-                    (oh * out_cols + ow) as u32
-                } else {
-                    MIXED
-                }
-            })
-            .collect();
+            }
+            segments.extend(open);
+        }
+        segment_starts.push(u32::try_from(segments.len()).ok()?);
 
         Some(Layout {
             pad_top: padding.top,
@@ -141,14 +153,22 @@ impl Layout {
             out_cols,
             vectors,
             lanes,
-            vector_targets,
-            position_targets,
+            segment_starts,
+            segments,
         })
+    }
+
+    /// The output runs of vector `index`.
+    #[inline(always)]
+    pub fn segments_of(&self, index: usize) -> &[Segment] {
+        let (start, end) = (self.segment_starts[index], self.segment_starts[index + 1]);
+        &self.segments[start as usize..end as usize]
     }
 
     /// Copies one input channel (`height × width`, row-major) into its place in `packed`
     /// (`channel_len` floats): zero padding around it, rows and columns dealt into phases.
-    pub fn pack_channel(&self, channel: &[f32], packed: &mut [f32]) {
+    #[inline(always)]
+    pub fn pack_channel<S: Simd>(&self, simd: S, channel: &[f32], packed: &mut [f32]) {
         debug_assert_eq!(channel.len(), self.height * self.width);
         debug_assert_eq!(packed.len(), self.channel_len);
         let plane_len = self.plane_rows * self.row_stride;
@@ -158,27 +178,86 @@ impl Layout {
                 .checked_sub(self.pad_top)
                 .filter(|&row| row < self.height)
                 .map(|row| &channel[row * self.width..(row + 1) * self.width]);
-            for col_phase in 0..self.stride_w {
-                let plane = (row_phase * self.stride_w + col_phase) * plane_len;
-                let target = &mut packed[plane + plane_row * self.row_stride..][..self.row_stride];
-                match source {
-                    None => target.fill(0.0),
-                    Some(row) => self.pack_row(row, col_phase, target),
+            // The row's `stride_w` column phases, one per plane of this row phase.
+            let planes =
+                &mut packed[row_phase * self.stride_w * plane_len..][..self.stride_w * plane_len];
+            let mut targets = planes
+                .chunks_exact_mut(plane_len)
+                .map(|plane| &mut plane[plane_row * self.row_stride..][..self.row_stride]);
+            match (source, self.stride_w) {
+                (None, _) => targets.for_each(|target| target.fill(0.0)),
+                (Some(row), 1) => {
+                    let target = targets.next().expect("one column phase");
+                    let left = self.pad_left.min(target.len());
+                    let copied = row.len().min(target.len() - left);
+                    target[..left].fill(0.0);
+                    target[left..left + copied].copy_from_slice(&row[..copied]);
+                    target[left + copied..].fill(0.0);
+                }
+                (Some(row), 2) => {
+                    let even = targets.next().expect("two column phases");
+                    let odd = targets.next().expect("two column phases");
+                    self.deal_row_in_two(simd, row, even, odd);
+                }
+                (Some(row), _) => {
+                    for (col_phase, target) in targets.enumerate() {
+                        self.deal_row(row, col_phase, target);
+                    }
                 }
             }
         }
     }
 
-    /// Padded columns `col_phase, col_phase + sW, …` of one input row into `target`.
-    fn pack_row(&self, row: &[f32], col_phase: usize, target: &mut [f32]) {
-        if self.stride_w == 1 {
-            let left = self.pad_left.min(target.len());
-            target[..left].fill(0.0);
-            let copied = row.len().min(target.len() - left);
-            target[left..left + copied].copy_from_slice(&row[..copied]);
-            target[left + copied..].fill(0.0);
-            return;
+    /// Stride 2: padded columns `0, 2, 4, …` of `row` into `even` and `1, 3, 5, …` into `odd`,
+    /// vectorised with [`Simd::deinterleave`] where whole vectors of the row are available.
+    #[inline(always)]
+    fn deal_row_in_two<S: Simd>(&self, simd: S, row: &[f32], even: &mut [f32], odd: &mut [f32]) {
+        // Phase index k holds padded columns 2k and 2k + 1, input columns 2k − pad and
+        // 2k + 1 − pad. From k = ⌈pad / 2⌉ on, both are inside the row.
+        let first_k = self.pad_left.div_ceil(2);
+        let first_col = 2 * first_k - self.pad_left;
+        let lanes = S::LANES;
+        let mut vectorised = 0;
+        if first_k < even.len() {
+            let room = (even.len() - first_k).min(odd.len() - first_k);
+            let available = row.len().saturating_sub(first_col) / (2 * lanes);
+            let chunks = available.min(room / lanes);
+            for chunk in 0..chunks {
+                let source = &row[first_col + chunk * 2 * lanes..][..2 * lanes];
+                let k = first_k + chunk * lanes;
+                let (even_target, odd_target) = (&mut even[k..k + lanes], &mut odd[k..k + lanes]);
+                // SAFETY: `source` holds 2·LANES floats, each target LANES.
+                unsafe {
+                    let (low, high) = (
+                        simd.load(source.as_ptr()),
+                        simd.load(source.as_ptr().add(lanes)),
+                    );
+                    let (evens, odds) = simd.deinterleave(low, high);
+                    simd.store(even_target.as_mut_ptr(), evens);
+                    simd.store(odd_target.as_mut_ptr(), odds);
+                }
+            }
+            vectorised = chunks * lanes;
         }
+        // The borders, and what is left after the last whole vector, one column at a time.
+        let column = |padded: usize| {
+            padded
+                .checked_sub(self.pad_left)
+                .and_then(|col| row.get(col))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let rest = (0..first_k.min(even.len())).chain(first_k + vectorised..even.len());
+        for k in rest {
+            even[k] = column(2 * k);
+            if let Some(slot) = odd.get_mut(k) {
+                *slot = column(2 * k + 1);
+            }
+        }
+    }
+
+    /// Any stride: padded columns `col_phase, col_phase + sW, …` of `row` into `target`.
+    fn deal_row(&self, row: &[f32], col_phase: usize, target: &mut [f32]) {
         for (k, slot) in target.iter_mut().enumerate() {
             let padded_col = k * self.stride_w + col_phase;
             *slot = padded_col
@@ -220,6 +299,7 @@ mod tests {
             let mut packed = vec![f32::NAN; layout.packed_len];
             for c in 0..2 {
                 layout.pack_channel(
+                    crate::simd::portable::Portable,
                     &input[c * 99..(c + 1) * 99],
                     &mut packed[c * layout.channel_len..(c + 1) * layout.channel_len],
                 );
@@ -228,8 +308,14 @@ mod tests {
             for oh in 0..out_rows {
                 for ow in 0..out_cols {
                     let q = oh * layout.row_stride + ow;
-                    let target = layout.position_targets[q];
-                    assert_eq!(target as usize, oh * out_cols + ow);
+                    let (vector, lane) = (q / layout.lanes, q % layout.lanes);
+                    let segment = layout
+                        .segments_of(vector)
+                        .iter()
+                        .find(|s| (s.first as usize..s.end as usize).contains(&lane))
+                        .expect("every output lane is stored");
+                    let target = segment.target as usize + lane - segment.first as usize;
+                    assert_eq!(target, oh * out_cols + ow);
                     for c in 0..2 {
                         for i in 0..3 {
                             for j in 0..2 {
@@ -256,26 +342,28 @@ mod tests {
     }
 
     #[test]
-    fn vector_targets_mark_row_crossing_vectors_as_mixed() {
+    fn segments_split_vectors_at_row_ends_and_skip_padding_columns() {
         // 5x5 output, no padding: row_stride = 7 with a 3-wide kernel, 4 lanes.
         let geometry = Conv2dParams::new(1, 1, 3).geometry([1, 1, 7, 7]).unwrap();
         let layout = Layout::new(&geometry, 4).unwrap();
         assert_eq!(layout.row_stride, 7);
+        let runs = |v| -> Vec<(u8, u8, u32)> {
+            layout
+                .segments_of(v)
+                .iter()
+                .map(|s| (s.first, s.end, s.target))
+                .collect()
+        };
+        assert_eq!(runs(0), [(0, 4, 0)], "positions 0..4: row 0, columns 0..4");
         assert_eq!(
-            layout.vector_targets[0], 0,
-            "positions 0..4 are row 0, columns 0..4"
+            runs(1),
+            [(0, 1, 4), (3, 4, 5)],
+            "column 4 of row 0, then row 1 column 0"
         );
-        assert_eq!(
-            layout.vector_targets[1], MIXED,
-            "positions 4..8 cross into row 1"
-        );
-        assert_eq!(
-            layout.position_targets[5], DISCARD,
-            "column 5 of row 0 is not an output"
-        );
-        assert_eq!(
-            layout.position_targets[7], 5,
-            "position 7 is row 1, column 0"
-        );
+        let stored: usize = (0..layout.vectors)
+            .flat_map(|v| layout.segments_of(v).to_vec())
+            .map(|s| (s.end - s.first) as usize)
+            .sum();
+        assert_eq!(stored, 25, "every output exactly once");
     }
 }

@@ -1,7 +1,7 @@
 //! The one kernel body: a register tile of `M` output channels × `V` vectors of flat output
 //! positions, accumulated over every tap of the group, written once over [`Simd`].
 
-use crate::layout::{DISCARD, Layout, MIXED};
+use crate::layout::Layout;
 use crate::simd::Simd;
 
 /// Convolves one block of `M` output channels of a group over the whole output plane.
@@ -91,25 +91,21 @@ unsafe fn tile<S: Simd, const M: usize, const V: usize>(
     }
 }
 
-/// Writes vector `index` of flat positions into its output plane: directly when all its lanes
-/// are outputs of one row, lane by lane through the position map otherwise.
+/// Writes vector `index` of flat positions into its output plane, run by run: a whole
+/// vector with one store, a run that ends a row or starts the next with a masked store.
 #[inline(always)]
 fn store<S: Simd>(simd: S, layout: &Layout, plane: &mut [f32], index: usize, vector: S::Vector) {
-    let target = layout.vector_targets[index];
-    if target != MIXED {
-        let target = &mut plane[target as usize..target as usize + S::LANES];
-        // SAFETY: `target` is a slice of exactly `LANES` floats.
-        unsafe { simd.store(target.as_mut_ptr(), vector) };
-        return;
-    }
-    let mut lanes = [0.0f32; 16];
-    debug_assert!(S::LANES <= lanes.len());
-    // SAFETY: `lanes` holds 16 ≥ LANES floats.
-    unsafe { simd.store(lanes.as_mut_ptr(), vector) };
-    let positions = &layout.position_targets[index * S::LANES..(index + 1) * S::LANES];
-    for (&position, &value) in positions.iter().zip(&lanes) {
-        if position != DISCARD {
-            plane[position as usize] = value;
+    for segment in layout.segments_of(index) {
+        let (first, end) = (segment.first as usize, segment.end as usize);
+        let target = &mut plane[segment.target as usize..][..end - first];
+        if end - first == S::LANES {
+            // SAFETY: `target` is a slice of exactly LANES floats.
+            unsafe { simd.store(target.as_mut_ptr(), vector) };
+        } else {
+            // SAFETY: lanes `first..end` land on `target`, a slice of `end - first` floats.
+            unsafe {
+                simd.store_lanes(target.as_mut_ptr().wrapping_sub(first), vector, first, end)
+            };
         }
     }
 }

@@ -32,6 +32,7 @@ pub use gconv_shape::{Conv2dParams, Geometry, Padding, PaddingPerSide, ShapeErro
 use gconv_kernels::KernelPlan;
 
 mod conv2d;
+pub mod workload;
 
 pub use conv2d::Conv2d;
 

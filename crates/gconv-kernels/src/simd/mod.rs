@@ -43,4 +43,39 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     ///
     /// `target..target + LANES` must be writable.
     unsafe fn store(self, target: *mut f32, vector: Self::Vector);
+
+    /// Stores lanes `first..end` of `vector` at `base + first .. base + end`, touching no
+    /// other address (`base` itself may lie outside the allocation; it is never dereferenced).
+    ///
+    /// # Safety
+    ///
+    /// `first <= end <= LANES`, and `base + first .. base + end` must be writable.
+    unsafe fn store_lanes(self, base: *mut f32, vector: Self::Vector, first: usize, end: usize);
+
+    /// The even and the odd lanes of the `2·LANES` values `low` then `high`:
+    /// `([low₀, low₂, …, high₀, high₂, …], [low₁, low₃, …, high₁, high₃, …])`.
+    fn deinterleave(self, low: Self::Vector, high: Self::Vector) -> (Self::Vector, Self::Vector);
+}
+
+/// [`Simd::store_lanes`] through a spill to the stack, for tiers without masked stores.
+///
+/// # Safety
+///
+/// As [`Simd::store_lanes`].
+#[inline(always)]
+pub(crate) unsafe fn store_lanes_by_spilling<S: Simd>(
+    simd: S,
+    base: *mut f32,
+    vector: S::Vector,
+    first: usize,
+    end: usize,
+) {
+    let mut lanes = [0.0f32; 16];
+    debug_assert!(S::LANES <= lanes.len() && first <= end && end <= S::LANES);
+    // SAFETY: `lanes` holds 16 >= LANES floats.
+    unsafe { simd.store(lanes.as_mut_ptr(), vector) };
+    for (lane, &value) in lanes.iter().enumerate().take(end).skip(first) {
+        // SAFETY: the caller guarantees `base + first .. base + end` is writable.
+        unsafe { base.wrapping_add(lane).write_unaligned(value) };
+    }
 }

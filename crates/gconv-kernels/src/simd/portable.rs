@@ -2,7 +2,7 @@
 
 use wide::f32x8;
 
-use super::Simd;
+use super::{Simd, store_lanes_by_spilling};
 
 /// Token for `wide`'s 8-lane vectors; available on every CPU.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,5 +33,31 @@ unsafe impl Simd for Portable {
     unsafe fn store(self, target: *mut f32, vector: f32x8) {
         // SAFETY: the caller guarantees 8 writable floats; `write_unaligned` needs no alignment.
         unsafe { target.cast::<[f32; 8]>().write_unaligned(vector.to_array()) }
+    }
+
+    #[inline(always)]
+    unsafe fn store_lanes(self, base: *mut f32, vector: f32x8, first: usize, end: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { store_lanes_by_spilling(self, base, vector, first, end) }
+    }
+
+    #[inline(always)]
+    fn deinterleave(self, low: f32x8, high: f32x8) -> (f32x8, f32x8) {
+        let (low, high) = (low.to_array(), high.to_array());
+        let even = std::array::from_fn(|lane| {
+            if lane < 4 {
+                low[2 * lane]
+            } else {
+                high[2 * lane - 8]
+            }
+        });
+        let odd = std::array::from_fn(|lane| {
+            if lane < 4 {
+                low[2 * lane + 1]
+            } else {
+                high[2 * lane - 7]
+            }
+        });
+        (f32x8::from(even), f32x8::from(odd))
     }
 }

@@ -1,7 +1,9 @@
 //! The x86-64-v3 tier: AVX2 + FMA, 8 lanes.
 
 use std::arch::x86_64::{
-    __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps,
+    __m256, __m256i, _mm256_and_si256, _mm256_castpd_ps, _mm256_castps_pd, _mm256_cmpgt_epi32,
+    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskstore_ps, _mm256_permute4x64_pd,
+    _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_shuffle_ps, _mm256_storeu_ps,
 };
 
 use super::Simd;
@@ -45,5 +47,33 @@ unsafe impl Simd for X86_64V3 {
     unsafe fn store(self, target: *mut f32, vector: __m256) {
         // SAFETY: the token proves AVX; the caller guarantees 8 writable floats.
         unsafe { _mm256_storeu_ps(target, vector) }
+    }
+
+    #[inline(always)]
+    unsafe fn store_lanes(self, base: *mut f32, vector: __m256, first: usize, end: usize) {
+        // SAFETY: the token proves AVX2; lanes outside `first..end` are masked off and not
+        // accessed, the caller guarantees the others are writable.
+        unsafe {
+            let lane: __m256i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            // first <= lane  <=>  lane > first - 1;  lane < end  <=>  end > lane.
+            let from = _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(first as i32 - 1));
+            let to = _mm256_cmpgt_epi32(_mm256_set1_epi32(end as i32), lane);
+            _mm256_maskstore_ps(base, _mm256_and_si256(from, to), vector);
+        }
+    }
+
+    #[inline(always)]
+    fn deinterleave(self, low: __m256, high: __m256) -> (__m256, __m256) {
+        // SAFETY: the token proves AVX2.
+        unsafe {
+            // Within each 128-bit half: [l0 l2 h0 h2 | l4 l6 h4 h6], then reorder the 64-bit
+            // pairs to [l0 l2 l4 l6 h0 h2 h4 h6].
+            let even = _mm256_shuffle_ps::<0b10_00_10_00>(low, high);
+            let odd = _mm256_shuffle_ps::<0b11_01_11_01>(low, high);
+            let order = |v: __m256| {
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+            };
+            (order(even), order(odd))
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The x86-64-v4 tier: AVX-512F, 16 lanes.
 
 use std::arch::x86_64::{
-    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
+    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_permutex2var_ps,
+    _mm512_set1_ps, _mm512_setr_epi32, _mm512_storeu_ps,
 };
 
 use super::Simd;
@@ -44,5 +45,27 @@ unsafe impl Simd for X86_64V4 {
     unsafe fn store(self, target: *mut f32, vector: __m512) {
         // SAFETY: the token proves AVX-512F; the caller guarantees 16 writable floats.
         unsafe { _mm512_storeu_ps(target, vector) }
+    }
+
+    #[inline(always)]
+    unsafe fn store_lanes(self, base: *mut f32, vector: __m512, first: usize, end: usize) {
+        let mask = (((1u32 << end) - 1) & !((1u32 << first) - 1)) as u16;
+        // SAFETY: the token proves AVX-512F; masked-off lanes are not accessed, the caller
+        // guarantees the others are writable.
+        unsafe { _mm512_mask_storeu_ps(base, mask, vector) }
+    }
+
+    #[inline(always)]
+    fn deinterleave(self, low: __m512, high: __m512) -> (__m512, __m512) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe {
+            // Indices 0..15 pick from `low`, 16..31 from `high`.
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            (
+                _mm512_permutex2var_ps(low, even, high),
+                _mm512_permutex2var_ps(low, odd, high),
+            )
+        }
     }
 }

@@ -1,15 +1,19 @@
-//! Layer lists in the format of `benches/layers/published.csv`:
-//! `name,batch,in_channels,out_channels,height,width,kernel_h,kernel_w,stride,padding,dilation,groups`,
-//! symmetric zero padding, stride and dilation on both axes, `#` comments, an optional header.
+//! Layer lists: the convolution layers of networks, as benchmarks and regression jobs read them.
+//!
+//! One layer per line, `name,batch,in_channels,out_channels,height,width,kernel_h,kernel_w,
+//! stride,padding,dilation,groups`, with symmetric zero padding and the stride and dilation on
+//! both axes; `#` starts a comment line and a `name,…` header line is skipped. This is the
+//! format of the peers script in `shared/peers`, so one file drives both.
 
 use std::fmt;
 
-use gconv_shape::{Conv2dParams, Geometry, Padding, ShapeError};
+use crate::{Conv2dParams, Geometry, Padding, ShapeError};
 
-/// The published layers the repository ships, compiled into the binary.
+/// The grouped-convolution layers of published networks (AlexNet, ResNeXt-50, MobileNetV2,
+/// ShuffleNet, DeepLab) that the repository benchmarks, as text in the layer-list format.
 pub const PUBLISHED: &str = include_str!("../../../benches/layers/published.csv");
 
-/// One convolution layer of a list.
+/// One convolution layer of a list (without bias: benchmarks time the convolution alone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
     /// `network.layer`.
@@ -50,8 +54,8 @@ const COLUMNS: [&str; 12] = [
     "groups",
 ];
 
-/// Parses a whole layer list.
-pub fn parse(text: &str) -> Result<Vec<Layer>, LayerError> {
+/// Parses a whole layer list; the first bad line is the error.
+pub fn parse_layers(text: &str) -> Result<Vec<Layer>, LayerError> {
     let mut layers = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line_number = index + 1;
@@ -112,13 +116,23 @@ pub fn parse(text: &str) -> Result<Vec<Layer>, LayerError> {
     Ok(layers)
 }
 
+impl Layer {
+    /// The network a layer belongs to: its name up to the last `.` (`resnext50` for
+    /// `resnext50.layer2`, `batch8.resnext50` for `batch8.resnext50.layer2`).
+    pub fn network(&self) -> &str {
+        self.name
+            .rsplit_once('.')
+            .map_or(self.name.as_str(), |(network, _)| network)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_published_list_parses() {
-        let layers = parse(PUBLISHED).unwrap();
+        let layers = parse_layers(PUBLISHED).unwrap();
         assert!(layers.len() >= 30);
         let conv2 = layers.iter().find(|l| l.name == "alexnet.conv2").unwrap();
         assert_eq!(conv2.geometry.weight_shape(), [256, 48, 5, 5]);
@@ -126,21 +140,30 @@ mod tests {
     }
 
     #[test]
+    fn the_network_is_the_name_before_the_last_dot() {
+        let layers = parse_layers(PUBLISHED).unwrap();
+        let networks: Vec<&str> = layers.iter().map(Layer::network).collect();
+        assert!(networks.contains(&"resnext50"));
+        assert!(networks.contains(&"batch8.resnext50"));
+        assert!(networks.contains(&"mobilenetv2"));
+    }
+
+    #[test]
     fn errors_name_the_line_and_the_problem() {
         let text = "# comment\nname,batch,in_channels,out_channels,height,width,kernel_h,kernel_w,stride,padding,dilation,groups\n\
                     ok,1,4,4,8,8,3,3,1,1,1,4\nbad,1,6,6,8,8,1,1,1,0,1,4\n";
-        let error = parse(text).unwrap_err();
+        let error = parse_layers(text).unwrap_err();
         assert_eq!(error.line, 4);
         assert!(
             error.to_string().contains("must be divisible by groups"),
             "{error}"
         );
-        let error = parse("x,1,2,3\n").unwrap_err();
+        let error = parse_layers("x,1,2,3\n").unwrap_err();
         assert!(
             error.to_string().starts_with("line 1: expected 12"),
             "{error}"
         );
-        let error = parse("x,1,4,4,8,8,3,3,one,1,1,4\n").unwrap_err();
+        let error = parse_layers("x,1,4,4,8,8,3,3,one,1,1,4\n").unwrap_err();
         assert!(error.to_string().contains("stride 'one'"), "{error}");
     }
 }
