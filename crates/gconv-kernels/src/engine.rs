@@ -7,8 +7,8 @@ use gconv_shape::Geometry;
 use rayon::prelude::*;
 
 use crate::family::Family;
-use crate::layout::Layout;
-use crate::microkernel::convolve_block;
+use crate::layout::{Layout, Packing};
+use crate::microkernel::{self, convolve_block};
 use crate::simd::Simd;
 use crate::simd::portable::Portable;
 use crate::{Isa, KernelError};
@@ -119,11 +119,13 @@ impl Engine {
             bias.map(<[f32]>::len),
             geometry.output_len(),
         )?;
-        let layout = Layout::new(geometry, isa.lanes()).ok_or(KernelError::TooLarge {
-            what: "an output plane or a packed input channel",
-        })?;
         let tile = TileShape::for_isa(isa);
         let chunk_channels = chunk_channels(geometry, threads);
+        let layout = cheaper_layout(geometry, isa.lanes(), chunk_channels).ok_or(
+            KernelError::TooLarge {
+                what: "an output plane or a packed input channel",
+            },
+        )?;
         let blocks = blocks(chunk_channels, tile.max_channels);
         let taps = geometry.reduction_len();
         let mut packed_weights = Vec::with_capacity(weight.len());
@@ -150,7 +152,7 @@ impl Engine {
         })
     }
 
-    /// Scratch for `threads` workers.
+    /// Scratch for `threads` workers: one packed input each.
     pub fn workspace(&self, threads: usize) -> Workspace {
         Workspace::new(threads, self.layout.packed_len)
     }
@@ -267,33 +269,26 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
         let channel = first_channel + block.first_channel;
         let bias = &engine.bias[channel..channel + block.channels];
         let vectors = engine.tile.vectors_for(block.channels);
-        let packed = packed.as_ptr();
+        let packed: &[f32] = packed;
         macro_rules! tiles {
             ($(($m:literal, $v:literal)),*) => {
                 match (block.channels, vectors) {
                     $(
-                        // SAFETY: `packed` holds `layout.packed_len` floats (asserted above).
-                        ($m, $v) => unsafe {
-                            convolve_block::<S, $m, $v>(
-                                simd, layout, packed, weights, to_array(bias), out, out_plane,
-                            )
-                        },
+                        ($m, $v) => convolve_block::<S, $m, $v>(simd, microkernel::Block {
+                            layout,
+                            packed,
+                            weights,
+                            bias: to_array(bias),
+                            output: out,
+                            out_plane,
+                        }),
                     )*
                     (channels, vectors) => unreachable!("no {channels}x{vectors} tile"),
                 }
             };
         }
         tiles!(
-            (1, 8),
-            (1, 6),
-            (1, 4),
-            (2, 6),
-            (2, 4),
-            (2, 2),
-            (4, 4),
-            (4, 2),
-            (4, 1),
-            (8, 3)
+            (1, 8), (1, 6), (1, 4), (2, 6), (2, 4), (2, 2), (4, 4), (4, 2), (4, 1), (8, 3)
         );
     }
 }
@@ -328,6 +323,40 @@ fn chunk_channels(geometry: &Geometry, threads: usize) -> usize {
         }
     }
     choice
+}
+
+/// Bytes of L2 an im2col buffer may fill: a quarter of the smallest x86-64 L2 of this
+/// decade (1 MiB), so that it survives the output and weights passing through.
+const L2_BUDGET: usize = 256 * 1024;
+
+/// The packing with the lower estimated cost for a task of `chunk_channels` output channels,
+/// in vector operations: the multiply-adds (`chunk · K` per vector of positions, discarded
+/// columns included) plus the packing (two per vector copied; a strided im2col gathers one
+/// float at a time). Phase-split wins ties: it packs less.
+fn cheaper_layout(geometry: &Geometry, lanes: usize, chunk_channels: usize) -> Option<Layout> {
+    let phase_split = Layout::new(geometry, lanes, Packing::PhaseSplit)?;
+    let taps = geometry.reduction_len();
+    let channels = geometry.in_channels_per_group();
+    let cost = |layout: &Layout| {
+        let arithmetic = chunk_channels * taps * layout.vectors;
+        let packing = match layout.packing {
+            Packing::PhaseSplit => 2 * channels * layout.channel_len / lanes,
+            Packing::Im2col if layout.stride_w == 1 => 2 * taps * layout.vectors,
+            Packing::Im2col => taps * layout.vectors * lanes,
+        };
+        arithmetic + packing
+    };
+    let Some(im2col) = Layout::new(geometry, lanes, Packing::Im2col) else {
+        return Some(phase_split);
+    };
+    // Im2col copies every window: it only pays while the copy stays in L2 for all the blocks
+    // that read it (measured: AlexNet's 1 to 3.5 MB im2col buffers ran at half the speed).
+    let fits_in_l2 = im2col.packed_len * 4 <= L2_BUDGET;
+    if fits_in_l2 && 20 * cost(&im2col) < 19 * cost(&phase_split) {
+        Some(im2col)
+    } else {
+        Some(phase_split)
+    }
 }
 
 /// A chunk of `channels` split greedily into register blocks of `max`, then 4, 2, 1.

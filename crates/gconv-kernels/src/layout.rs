@@ -10,14 +10,33 @@
 //! so a vector of consecutive `q` is a contiguous load for every tap, whatever the stride,
 //! dilation or padding. Positions with `ow ≥ W_out` are computed and discarded (the few
 //! columns the kernel's width adds to each row); stores map `q` back to `(oh, ow)`.
+//!
+//! When those discarded columns cost more than copying every tap's window, the group is
+//! packed as *im2col* instead: one row of `⌈H_out·W_out / lanes⌉` vectors per tap, holding
+//! exactly that tap's input for every output position (`row_stride = W_out`, nothing
+//! discarded but the last vector's tail). The kernel cannot tell the two apart: it reads
+//! `packed[tap_shift + q]` either way.
 
 use gconv_shape::Geometry;
 
 use crate::simd::Simd;
 
+/// How a group's input is packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Packing {
+    /// Zero-padded planes dealt into stride phases; every tap is a shift of them.
+    PhaseSplit,
+    /// One row per tap holding its window for every output position.
+    Im2col,
+}
+
 /// The packed layout of one group's input, and the map from flat positions to the output.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
+    pub packing: Packing,
+    /// Kernel size and dilation, for im2col packing.
+    pub kernel: [usize; 2],
+    pub dilation: [usize; 2],
     /// Padding above and left, in padded coordinates.
     pub pad_top: usize,
     pub pad_left: usize,
@@ -62,7 +81,7 @@ pub(crate) struct Segment {
 impl Layout {
     /// The layout for `geometry` with vectors of `lanes` floats. `None` when an output plane is
     /// too large for 32-bit offsets (more than 4·10⁹ elements per channel).
-    pub fn new(geometry: &Geometry, lanes: usize) -> Option<Layout> {
+    pub fn new(geometry: &Geometry, lanes: usize, packing: Packing) -> Option<Layout> {
         let [height, width] = geometry.input_size();
         let [out_rows, out_cols] = geometry.output_size();
         let [kernel_h, kernel_w] = geometry.kernel_size();
@@ -72,33 +91,42 @@ impl Layout {
         let padded_h = height + padding.top + padding.bottom;
         let padded_w = width + padding.left + padding.right;
         let plane_rows = padded_h.div_ceil(stride_h);
-        let row_stride = padded_w.div_ceil(stride_w);
-        let channel_len = stride_h
-            .checked_mul(stride_w)?
-            .checked_mul(plane_rows)?
-            .checked_mul(row_stride)?;
+        let row_stride = match packing {
+            Packing::PhaseSplit => padded_w.div_ceil(stride_w),
+            Packing::Im2col => out_cols,
+        };
+        let flat_len = out_rows.checked_mul(row_stride)?;
+        let vectors = flat_len.div_ceil(lanes);
+        let taps_per_channel = kernel_h * kernel_w;
+        let channel_len = match packing {
+            Packing::PhaseSplit => stride_h
+                .checked_mul(stride_w)?
+                .checked_mul(plane_rows)?
+                .checked_mul(row_stride)?,
+            Packing::Im2col => taps_per_channel.checked_mul(vectors)?.checked_mul(lanes)?,
+        };
         let channels = geometry.in_channels_per_group();
 
         let mut tap_shifts = Vec::with_capacity(geometry.reduction_len());
         for c in 0..channels {
             for i in 0..kernel_h {
                 for j in 0..kernel_w {
-                    let (row_phase, row) =
-                        ((i * dilation_h) % stride_h, (i * dilation_h) / stride_h);
-                    let (col_phase, col) =
-                        ((j * dilation_w) % stride_w, (j * dilation_w) / stride_w);
-                    let plane = row_phase * stride_w + col_phase;
-                    let shift = c
-                        .checked_mul(channel_len)?
-                        .checked_add(plane * plane_rows * row_stride)?
-                        .checked_add(row * row_stride + col)?;
-                    tap_shifts.push(shift);
+                    let within_channel = match packing {
+                        Packing::PhaseSplit => {
+                            let (row_phase, row) =
+                                ((i * dilation_h) % stride_h, (i * dilation_h) / stride_h);
+                            let (col_phase, col) =
+                                ((j * dilation_w) % stride_w, (j * dilation_w) / stride_w);
+                            let plane = row_phase * stride_w + col_phase;
+                            plane * plane_rows * row_stride + row * row_stride + col
+                        }
+                        Packing::Im2col => (i * kernel_w + j) * vectors * lanes,
+                    };
+                    tap_shifts.push(c.checked_mul(channel_len)?.checked_add(within_channel)?);
                 }
             }
         }
 
-        let flat_len = out_rows.checked_mul(row_stride)?;
-        let vectors = flat_len.div_ceil(lanes);
         let max_shift = tap_shifts.iter().copied().max().unwrap_or(0);
         let packed_len = channels
             .checked_mul(channel_len)?
@@ -138,6 +166,9 @@ impl Layout {
         segment_starts.push(u32::try_from(segments.len()).ok()?);
 
         Some(Layout {
+            packing,
+            kernel: [kernel_h, kernel_w],
+            dilation: [dilation_h, dilation_w],
             pad_top: padding.top,
             pad_left: padding.left,
             height,
@@ -171,6 +202,10 @@ impl Layout {
     pub fn pack_channel<S: Simd>(&self, simd: S, channel: &[f32], packed: &mut [f32]) {
         debug_assert_eq!(channel.len(), self.height * self.width);
         debug_assert_eq!(packed.len(), self.channel_len);
+        if self.packing == Packing::Im2col {
+            self.pack_channel_im2col(channel, packed);
+            return;
+        }
         let plane_len = self.plane_rows * self.row_stride;
         for padded_row in 0..self.plane_rows * self.stride_h {
             let (row_phase, plane_row) = (padded_row % self.stride_h, padded_row / self.stride_h);
@@ -256,6 +291,46 @@ impl Layout {
         }
     }
 
+    /// Im2col: for each tap `(i, j)`, its input at every output position, row after row.
+    #[inline(always)]
+    fn pack_channel_im2col(&self, channel: &[f32], packed: &mut [f32]) {
+        let [kernel_h, kernel_w] = self.kernel;
+        let [dilation_h, dilation_w] = self.dilation;
+        let tap_len = self.vectors * self.lanes;
+        for (tap, target) in packed.chunks_exact_mut(tap_len).take(kernel_h * kernel_w).enumerate() {
+            let (i, j) = (tap / kernel_w, tap % kernel_w);
+            // Output columns whose input column ow·sW + j·dW − pad lies in 0..width.
+            let reach = j * dilation_w;
+            let first = self.pad_left.saturating_sub(reach).div_ceil(self.stride_w).min(self.out_cols);
+            let end = (self.width + self.pad_left)
+                .checked_sub(reach)
+                .map_or(0, |limit| limit.div_ceil(self.stride_w))
+                .clamp(first, self.out_cols);
+            for (oh, out_row) in target.chunks_exact_mut(self.out_cols).take(self.out_rows).enumerate() {
+                let source = (oh * self.stride_h + i * dilation_h)
+                    .checked_sub(self.pad_top)
+                    .filter(|&row| row < self.height)
+                    .map(|row| &channel[row * self.width..(row + 1) * self.width]);
+                let Some(row) = source else {
+                    out_row.fill(0.0);
+                    continue;
+                };
+                out_row[..first].fill(0.0);
+                out_row[end..].fill(0.0);
+                if first < end {
+                    let start = first * self.stride_w + reach - self.pad_left;
+                    if self.stride_w == 1 {
+                        out_row[first..end].copy_from_slice(&row[start..start + end - first]);
+                    } else {
+                        for (k, slot) in out_row[first..end].iter_mut().enumerate() {
+                            *slot = row[start + k * self.stride_w];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Any stride: padded columns `col_phase, col_phase + sW, …` of `row` into `target`.
     fn deal_row(&self, row: &[f32], col_phase: usize, target: &mut [f32]) {
         for (k, slot) in target.iter_mut().enumerate() {
@@ -281,6 +356,12 @@ mod tests {
 
     #[test]
     fn every_tap_of_every_output_reads_the_right_input_or_zero() {
+        for packing in [Packing::PhaseSplit, Packing::Im2col] {
+            check_every_tap(packing);
+        }
+    }
+
+    fn check_every_tap(packing: Packing) {
         for (stride, dilation, padding) in [
             ([1, 1], [1, 1], Padding::uniform(1)),
             ([2, 2], [1, 1], Padding::uniform(1)),
@@ -293,7 +374,7 @@ mod tests {
                 .padding(padding)
                 .geometry([1, 2, 9, 11])
                 .unwrap();
-            let layout = Layout::new(&geometry, 8).unwrap();
+            let layout = Layout::new(&geometry, 8, packing).unwrap();
             // Input value = 1000·c + 100... unique per element, never zero.
             let input: Vec<f32> = (0..2 * 9 * 11).map(|v| v as f32 + 1.0).collect();
             let mut packed = vec![f32::NAN; layout.packed_len];
@@ -345,7 +426,7 @@ mod tests {
     fn segments_split_vectors_at_row_ends_and_skip_padding_columns() {
         // 5x5 output, no padding: row_stride = 7 with a 3-wide kernel, 4 lanes.
         let geometry = Conv2dParams::new(1, 1, 3).geometry([1, 1, 7, 7]).unwrap();
-        let layout = Layout::new(&geometry, 4).unwrap();
+        let layout = Layout::new(&geometry, 4, Packing::PhaseSplit).unwrap();
         assert_eq!(layout.row_stride, 7);
         let runs = |v| -> Vec<(u8, u8, u32)> {
             layout

@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use gconv_shape::Geometry;
 
 use crate::engine::{Engine, Workspace};
+use crate::layout::Packing;
 use crate::{Family, Isa, KernelError};
 
 /// How many threads a plan runs on.
@@ -114,9 +115,10 @@ impl KernelPlan {
         self.threads
     }
 
-    /// What runs and how it is tiled, e.g. `dwconv-3x3s2d1-1c128w-x86_64_v4`: family, kernel
-    /// size, stride, dilation, the largest register tile (output channels × output positions)
-    /// and the tier.
+    /// What runs and how it is tiled, e.g. `dwconv-3x3s2d1-direct-1c128w-x86_64_v4`: family,
+    /// kernel size, stride, dilation, input packing (`direct`: padded stride phases, every tap
+    /// a shifted view; `im2col`: one copied window per tap), the largest register tile (output
+    /// channels × output positions) and the tier.
     pub fn kernel_id(&self) -> String {
         let engine = &self.engine;
         let geometry = &engine.geometry;
@@ -130,8 +132,12 @@ impl KernelPlan {
         let [kernel_h, kernel_w] = geometry.kernel_size();
         let channels = engine.blocks.first().map_or(1, |block| block.channels);
         let positions = engine.tile.vectors_for(channels) * engine.isa.lanes();
+        let packing = match engine.layout.packing {
+            Packing::PhaseSplit => "direct",
+            Packing::Im2col => "im2col",
+        };
         format!(
-            "{}-{kernel_h}x{kernel_w}s{}d{}-{channels}c{positions}w-{}",
+            "{}-{kernel_h}x{kernel_w}s{}d{}-{packing}-{channels}c{positions}w-{}",
             engine.family,
             axis(geometry.stride()),
             axis(geometry.dilation()),
