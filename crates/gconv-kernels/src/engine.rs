@@ -121,7 +121,7 @@ impl Engine {
         )?;
         let tile = TileShape::for_isa(isa);
         let chunk_channels = chunk_channels(geometry, threads);
-        let layout = cheaper_layout(geometry, isa.lanes(), chunk_channels).ok_or(
+        let layout = cheaper_layout(geometry, isa.lanes(), chunk_channels, &tile).ok_or(
             KernelError::TooLarge {
                 what: "an output plane or a packed input channel",
             },
@@ -241,7 +241,7 @@ fn run_blocks_x86_64_v4(simd: crate::simd::x86_64_v4::X86_64V4, task: TaskArgs<'
     run_blocks(simd, task)
 }
 
-/// Every register block of a task's chunk, with the tile widths of the tier.
+/// Packs each band of the task's group and runs every block of its chunk over it.
 #[inline(always)]
 fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
     let TaskArgs {
@@ -254,12 +254,36 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
     let layout = &engine.layout;
     assert!(packed.len() >= layout.packed_len);
     let image = layout.height * layout.width;
-    for (channel, target) in group_input
-        .chunks_exact(image)
-        .zip(packed.chunks_exact_mut(layout.channel_len))
-    {
-        layout.pack_channel(simd, channel, target);
+    for first_row in layout.band_starts() {
+        for (channel, target) in group_input
+            .chunks_exact(image)
+            .zip(packed.chunks_exact_mut(layout.channel_len))
+        {
+            layout.pack_channel(simd, channel, target, first_row);
+        }
+        let band_offset = first_row * layout.out_cols;
+        run_band(
+            simd,
+            engine,
+            packed,
+            first_channel,
+            &mut *output,
+            band_offset,
+        );
     }
+}
+
+/// Every register block of a task's chunk over one band, with the tile widths of the tier.
+#[inline(always)]
+fn run_band<S: Simd>(
+    simd: S,
+    engine: &Engine,
+    packed: &[f32],
+    first_channel: usize,
+    output: &mut [f32],
+    band_offset: usize,
+) {
+    let layout = &engine.layout;
     let taps = engine.geometry.reduction_len();
     let out_plane = engine.layout.out_rows * engine.layout.out_cols;
     let chunk_weights = &engine.weights[first_channel * taps..][..engine.chunk_channels * taps];
@@ -281,6 +305,7 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
                             bias: to_array(bias),
                             output: out,
                             out_plane,
+                            band_offset,
                         }),
                     )*
                     (channels, vectors) => unreachable!("no {channels}x{vectors} tile"),
@@ -288,7 +313,16 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
             };
         }
         tiles!(
-            (1, 8), (1, 6), (1, 4), (2, 6), (2, 4), (2, 2), (4, 4), (4, 2), (4, 1), (8, 3)
+            (1, 8),
+            (1, 6),
+            (1, 4),
+            (2, 6),
+            (2, 4),
+            (2, 2),
+            (4, 4),
+            (4, 2),
+            (4, 1),
+            (8, 3)
         );
     }
 }
@@ -333,20 +367,31 @@ const L2_BUDGET: usize = 256 * 1024;
 /// in vector operations: the multiply-adds (`chunk · K` per vector of positions, discarded
 /// columns included) plus the packing (two per vector copied; a strided im2col gathers one
 /// float at a time). Phase-split wins ties: it packs less.
-fn cheaper_layout(geometry: &Geometry, lanes: usize, chunk_channels: usize) -> Option<Layout> {
-    let phase_split = Layout::new(geometry, lanes, Packing::PhaseSplit)?;
+fn cheaper_layout(
+    geometry: &Geometry,
+    lanes: usize,
+    chunk_channels: usize,
+    tile: &TileShape,
+) -> Option<Layout> {
+    let phase_split = Layout::new(
+        geometry,
+        lanes,
+        Packing::PhaseSplit,
+        band_rows(geometry, lanes, tile),
+    )?;
     let taps = geometry.reduction_len();
     let channels = geometry.in_channels_per_group();
     let cost = |layout: &Layout| {
-        let arithmetic = chunk_channels * taps * layout.vectors;
+        let bands = layout.out_rows.div_ceil(layout.band_rows);
+        let arithmetic = chunk_channels * taps * layout.vectors * bands;
         let packing = match layout.packing {
             Packing::PhaseSplit => 2 * channels * layout.channel_len / lanes,
             Packing::Im2col if layout.stride_w == 1 => 2 * taps * layout.vectors,
             Packing::Im2col => taps * layout.vectors * lanes,
         };
-        arithmetic + packing
+        arithmetic + packing * bands
     };
-    let Some(im2col) = Layout::new(geometry, lanes, Packing::Im2col) else {
+    let Some(im2col) = Layout::new(geometry, lanes, Packing::Im2col, usize::MAX) else {
         return Some(phase_split);
     };
     // Im2col copies every window: it only pays while the copy stays in L2 for all the blocks
@@ -357,6 +402,35 @@ fn cheaper_layout(geometry: &Geometry, lanes: usize, chunk_channels: usize) -> O
     } else {
         Some(phase_split)
     }
+}
+
+/// Bytes of L1 a band of packed input may fill: 24 KiB of the 32 KiB (AMD Zen) or 48 KiB
+/// (Intel) of an x86-64 core, leaving room for weights and output.
+const BAND_BUDGET: usize = 24 * 1024;
+
+/// Output rows per band of the phase-split packing: as many as keep the group's packed band
+/// within [`BAND_BUDGET`], but at least enough for four of the widest tiles, so that a band
+/// that cannot fit (many channels per group) is still worth its packing; then evened out so
+/// that the bands split the rows into near-equal parts (the last band overlaps the one before
+/// by fewer rows than there are bands).
+fn band_rows(geometry: &Geometry, lanes: usize, tile: &TileShape) -> usize {
+    let padding = geometry.padding();
+    let [_, width] = geometry.input_size();
+    let [stride_h, _] = geometry.stride();
+    let padded_w = width + padding.left + padding.right;
+    let reach = (geometry.kernel_size()[0] - 1) * geometry.dilation()[0] + 1;
+    // Bytes per padded input row of the whole group (all column phases together).
+    let row_bytes =
+        4 * geometry.in_channels_per_group() * padded_w.next_multiple_of(geometry.stride()[1]);
+    let budget_rows = (BAND_BUDGET / row_bytes.max(1)).saturating_sub(reach) / stride_h + 1;
+    let widest_tile =
+        tile.vectors_for(tile.max_channels.min(geometry.out_channels_per_group())) * lanes;
+    let row_stride = padded_w.div_ceil(geometry.stride()[1]);
+    let minimum_rows = (4 * widest_tile).div_ceil(row_stride);
+    // Even bands: the last one overlaps the one before by less than a band's worth of bands.
+    let out_rows = geometry.output_size()[0];
+    let bands = out_rows.div_ceil(budget_rows.max(minimum_rows).max(1));
+    out_rows.div_ceil(bands)
 }
 
 /// A chunk of `channels` split greedily into register blocks of `max`, then 4, 2, 1.

@@ -1,10 +1,11 @@
 //! The one kernel body: a register tile of `M` output channels × `V` vectors of flat output
 //! positions, accumulated over every tap of a group, written once over [`Simd`].
 
-use crate::layout::Layout;
+use crate::layout::{Layout, MIXED};
 use crate::simd::Simd;
 
-/// One block of `M` output channels of a group, and where its data live.
+/// One block of `M` output channels of a group over one band of output rows, and where its
+/// data live.
 pub(crate) struct Block<'a, const M: usize> {
     pub layout: &'a Layout,
     /// The group's packed input, at least `layout.packed_len` floats.
@@ -15,9 +16,11 @@ pub(crate) struct Block<'a, const M: usize> {
     /// The block's `M` output planes, `out_plane` floats apart.
     pub output: &'a mut [f32],
     pub out_plane: usize,
+    /// Where the band's first output row starts within each plane.
+    pub band_offset: usize,
 }
 
-/// Convolves one block of `M` output channels over the whole output plane.
+/// Convolves one block of `M` output channels over one band of output rows.
 ///
 /// Loop order: flat positions in tiles of `V` vectors (then single vectors for the rest);
 /// per tile, every tap in `(c, i, j)` order, each loading `V` input vectors once and feeding
@@ -30,7 +33,10 @@ pub(crate) struct Block<'a, const M: usize> {
 /// measured 5–10 % slower on every wide layer of the published list: the hardware
 /// prefetchers keep up with one pass over all taps.)
 #[inline(always)]
-pub(crate) fn convolve_block<S: Simd, const M: usize, const V: usize>(simd: S, mut block: Block<'_, M>) {
+pub(crate) fn convolve_block<S: Simd, const M: usize, const V: usize>(
+    simd: S,
+    mut block: Block<'_, M>,
+) {
     let layout = block.layout;
     assert_eq!(layout.lanes, S::LANES);
     assert!(block.packed.len() >= layout.packed_len);
@@ -68,8 +74,9 @@ fn tile<S: Simd, const M: usize, const V: usize>(simd: S, block: &mut Block<'_, 
             }
         }
     }
+    let band_len = layout.band_rows * layout.out_cols;
     for (m, rows) in acc.iter().enumerate() {
-        let plane = &mut block.output[m * block.out_plane..(m + 1) * block.out_plane];
+        let plane = &mut block.output[m * block.out_plane + block.band_offset..][..band_len];
         for (v, &vector) in rows.iter().enumerate() {
             store(simd, layout, plane, first + v, vector);
         }
@@ -80,6 +87,13 @@ fn tile<S: Simd, const M: usize, const V: usize>(simd: S, block: &mut Block<'_, 
 /// vector with one store, a run that ends a row or starts the next with a masked store.
 #[inline(always)]
 fn store<S: Simd>(simd: S, layout: &Layout, plane: &mut [f32], index: usize, vector: S::Vector) {
+    let whole = layout.whole_targets[index];
+    if whole != MIXED {
+        let target = &mut plane[whole as usize..][..S::LANES];
+        // SAFETY: `target` is a slice of exactly LANES floats.
+        unsafe { simd.store(target.as_mut_ptr(), vector) };
+        return;
+    }
     for segment in layout.segments_of(index) {
         let (first, end) = (segment.first as usize, segment.end as usize);
         let target = &mut plane[segment.target as usize..][..end - first];
@@ -88,7 +102,9 @@ fn store<S: Simd>(simd: S, layout: &Layout, plane: &mut [f32], index: usize, vec
             unsafe { simd.store(target.as_mut_ptr(), vector) };
         } else {
             // SAFETY: lanes `first..end` land on `target`, a slice of `end - first` floats.
-            unsafe { simd.store_lanes(target.as_mut_ptr().wrapping_sub(first), vector, first, end) };
+            unsafe {
+                simd.store_lanes(target.as_mut_ptr().wrapping_sub(first), vector, first, end)
+            };
         }
     }
 }
