@@ -6,7 +6,6 @@ use std::sync::Mutex;
 use gconv_shape::Geometry;
 use rayon::prelude::*;
 
-use crate::family::Family;
 use crate::layout::{Layout, Packing};
 use crate::microkernel::{self, convolve_block};
 use crate::simd::Simd;
@@ -63,7 +62,6 @@ impl TileShape {
 pub(crate) struct Engine {
     pub geometry: Geometry,
     pub isa: Isa,
-    pub family: Family,
     pub tile: TileShape,
     pub layout: Layout,
     /// Output channels per task: a divisor of `C_out/g`, so a task never spans two groups.
@@ -91,13 +89,14 @@ impl Workspace {
         }
     }
 
-    /// The scratch of the calling rayon worker (or the first one outside a pool).
-    fn with_slot<R>(&self, work: impl FnOnce(&mut [f32]) -> R) -> R {
+    /// The scratch of the calling rayon worker (or the first one outside a pool), held until
+    /// the guard drops. A worker runs one job at a time (the kernels call no rayon), so the
+    /// lock is uncontended unless two runs share a plan.
+    pub(crate) fn lock_slot(&self) -> std::sync::MutexGuard<'_, Vec<f32>> {
         let index = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
-        let mut guard = self.slots[index]
+        self.slots[index]
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        work(&mut guard)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn buffers(&self) -> usize {
@@ -112,6 +111,7 @@ impl Engine {
         bias: Option<&[f32]>,
         isa: Isa,
         threads: usize,
+        packing: Option<Packing>,
     ) -> Result<Engine, KernelError> {
         geometry.check_buffer_lengths(
             geometry.input_len(),
@@ -121,11 +121,21 @@ impl Engine {
         )?;
         let tile = TileShape::for_isa(isa);
         let chunk_channels = chunk_channels(geometry, threads);
-        let layout = cheaper_layout(geometry, isa.lanes(), chunk_channels, &tile).ok_or(
-            KernelError::TooLarge {
-                what: "an output plane or a packed input channel",
-            },
-        )?;
+        let layout = match packing {
+            None => cheaper_layout(geometry, isa.lanes(), chunk_channels, &tile),
+            Some(Packing::PhaseSplit) => Layout::new(
+                geometry,
+                isa.lanes(),
+                Packing::PhaseSplit,
+                band_rows(geometry, isa.lanes(), &tile),
+            ),
+            Some(Packing::Im2col) => {
+                Layout::new(geometry, isa.lanes(), Packing::Im2col, usize::MAX)
+            }
+        }
+        .ok_or(KernelError::TooLarge {
+            what: "an output plane or a packed input channel",
+        })?;
         let blocks = blocks(chunk_channels, tile.max_channels);
         let taps = geometry.reduction_len();
         let mut packed_weights = Vec::with_capacity(weight.len());
@@ -142,7 +152,6 @@ impl Engine {
         Ok(Engine {
             geometry: *geometry,
             isa,
-            family: Family::of(geometry),
             tile,
             layout,
             chunk_channels,
@@ -163,14 +172,23 @@ impl Engine {
         let out_plane = self.layout.out_rows * self.layout.out_cols;
         let chunk_len = self.chunk_channels * out_plane;
         let chunks_per_sample = self.geometry.out_channels() / self.chunk_channels;
-        let task = |(index, chunk): (usize, &mut [f32])| {
+        // The scratch is locked once per run of consecutive tasks on a thread, not per task:
+        // a depthwise layer has a task per channel.
+        let task = |packed: &mut std::sync::MutexGuard<'_, Vec<f32>>,
+                    (index, chunk): (usize, &mut [f32])| {
             let (sample, chunk_index) = (index / chunks_per_sample, index % chunks_per_sample);
-            workspace.with_slot(|packed| self.run_task(input, sample, chunk_index, chunk, packed));
+            self.run_task(input, sample, chunk_index, chunk, packed);
         };
         if parallel && workspace.buffers() > 1 {
-            output.par_chunks_mut(chunk_len).enumerate().for_each(task);
+            output
+                .par_chunks_mut(chunk_len)
+                .enumerate()
+                .for_each_init(|| workspace.lock_slot(), task);
         } else {
-            output.chunks_mut(chunk_len).enumerate().for_each(task);
+            let mut packed = workspace.lock_slot();
+            for item in output.chunks_mut(chunk_len).enumerate() {
+                task(&mut packed, item);
+            }
         }
     }
 

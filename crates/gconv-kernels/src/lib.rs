@@ -9,6 +9,7 @@
 //! * `layout` — the zero-padded, phase-split packing of a group's input that turns every tap
 //!   of every stride and dilation into a contiguous shifted load.
 //! * `microkernel` — the one kernel body: `M` output channels × `V` vectors of outputs.
+//! * `depthwise_lanes` — depthwise convolution of small planes with channels in lanes.
 //! * `engine` — weight packing, register blocks, task partition and the per-tier wrappers.
 //! * [`family`] — depthwise, pointwise, small groups, wide groups, and kernel ids.
 //! * [`KernelPlan`] — the public entry point: validate and pack once, run many times.
@@ -33,6 +34,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod depthwise_lanes;
 mod engine;
 mod error;
 pub mod family;

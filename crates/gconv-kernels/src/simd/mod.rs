@@ -52,9 +52,48 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// `first <= end <= LANES`, and `base + first .. base + end` must be writable.
     unsafe fn store_lanes(self, base: *mut f32, vector: Self::Vector, first: usize, end: usize);
 
+    /// Transposes a `LANES × LANES` block: the `LANES` floats at `source + r·source_stride`
+    /// (row `r`) become lane `r` of the `LANES` floats at `target + c·target_stride`, for
+    /// every column `c`.
+    ///
+    /// # Safety
+    ///
+    /// Each of the `LANES` source rows must be readable and each target row writable, and the
+    /// two blocks must not overlap.
+    unsafe fn transpose_square(
+        self,
+        source: *const f32,
+        source_stride: usize,
+        target: *mut f32,
+        target_stride: usize,
+    );
+
     /// The even and the odd lanes of the `2·LANES` values `low` then `high`:
     /// `([low₀, low₂, …, high₀, high₂, …], [low₁, low₃, …, high₁, high₃, …])`.
     fn deinterleave(self, low: Self::Vector, high: Self::Vector) -> (Self::Vector, Self::Vector);
+}
+
+/// [`Simd::transpose_square`] one float at a time, for tiers without shuffles.
+///
+/// # Safety
+///
+/// As [`Simd::transpose_square`].
+#[inline(always)]
+pub(crate) unsafe fn transpose_one_by_one(
+    lanes: usize,
+    source: *const f32,
+    source_stride: usize,
+    target: *mut f32,
+    target_stride: usize,
+) {
+    for row in 0..lanes {
+        for col in 0..lanes {
+            // SAFETY: both addresses are inside the blocks the caller vouches for.
+            unsafe {
+                *target.add(col * target_stride + row) = *source.add(row * source_stride + col);
+            }
+        }
+    }
 }
 
 /// [`Simd::store_lanes`] through a spill to the stack, for tiers without masked stores.
@@ -77,5 +116,87 @@ pub(crate) unsafe fn store_lanes_by_spilling<S: Simd>(
     for (lane, &value) in lanes.iter().enumerate().take(end).skip(first) {
         // SAFETY: the caller guarantees `base + first .. base + end` is writable.
         unsafe { base.wrapping_add(lane).write_unaligned(value) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every tier's transpose and deinterleave against the plain definition.
+    fn check<S: Simd>(simd: S) {
+        let lanes = S::LANES;
+        let (source_stride, target_stride) = (lanes + 3, lanes + 5);
+        let source: Vec<f32> = (0..lanes * source_stride).map(|v| v as f32).collect();
+        let mut target = vec![-1.0f32; lanes * target_stride];
+        // SAFETY: both buffers hold LANES rows of their strides.
+        unsafe {
+            simd.transpose_square(
+                source.as_ptr(),
+                source_stride,
+                target.as_mut_ptr(),
+                target_stride,
+            )
+        };
+        for row in 0..lanes {
+            for col in 0..lanes {
+                assert_eq!(
+                    target[col * target_stride + row],
+                    source[row * source_stride + col]
+                );
+            }
+        }
+        let values: Vec<f32> = (0..2 * lanes).map(|v| v as f32).collect();
+        let mut even = vec![0.0f32; lanes];
+        let mut odd = vec![0.0f32; lanes];
+        // SAFETY: `values` holds 2·LANES floats, `even` and `odd` LANES each.
+        unsafe {
+            let (e, o) = simd.deinterleave(
+                simd.load(values.as_ptr()),
+                simd.load(values.as_ptr().add(lanes)),
+            );
+            simd.store(even.as_mut_ptr(), e);
+            simd.store(odd.as_mut_ptr(), o);
+        }
+        assert!(even.iter().enumerate().all(|(k, &v)| v == (2 * k) as f32));
+        assert!(
+            odd.iter()
+                .enumerate()
+                .all(|(k, &v)| v == (2 * k + 1) as f32)
+        );
+        let mut stored = vec![0.0f32; lanes + 2];
+        // SAFETY: lanes 2..LANES-1 land on `stored[3..LANES]`.
+        unsafe {
+            simd.store_lanes(
+                stored.as_mut_ptr().add(1),
+                simd.load(values.as_ptr()),
+                2,
+                lanes - 1,
+            )
+        };
+        let expected: Vec<f32> = (0..lanes + 2)
+            .map(|i| {
+                if (3..lanes).contains(&i) {
+                    (i - 1) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        assert_eq!(stored, expected);
+    }
+
+    #[test]
+    fn every_tier_this_cpu_has_shuffles_and_stores_as_defined() {
+        check(portable::Portable);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(simd) = x86_64_v3::X86_64V3::detect() {
+                check(simd);
+            }
+            if let Some(simd) = x86_64_v4::X86_64V4::detect() {
+                check(simd);
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use wide::f32x8;
 
-use super::{Simd, store_lanes_by_spilling};
+use super::{Simd, store_lanes_by_spilling, transpose_one_by_one};
 
 /// Token for `wide`'s 8-lane vectors; available on every CPU.
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,5 +59,17 @@ unsafe impl Simd for Portable {
             }
         });
         (f32x8::from(even), f32x8::from(odd))
+    }
+
+    #[inline(always)]
+    unsafe fn transpose_square(
+        self,
+        source: *const f32,
+        source_stride: usize,
+        target: *mut f32,
+        target_stride: usize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { transpose_one_by_one(8, source, source_stride, target, target_stride) }
     }
 }

@@ -2,8 +2,9 @@
 
 use std::arch::x86_64::{
     __m256, __m256i, _mm256_and_si256, _mm256_castpd_ps, _mm256_castps_pd, _mm256_cmpgt_epi32,
-    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskstore_ps, _mm256_permute4x64_pd,
-    _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_shuffle_ps, _mm256_storeu_ps,
+    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskstore_ps, _mm256_permute2f128_ps,
+    _mm256_permute4x64_pd, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_shuffle_ps,
+    _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 
 use super::Simd;
@@ -74,6 +75,60 @@ unsafe impl Simd for X86_64V3 {
                 _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
             };
             (order(even), order(odd))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn transpose_square(
+        self,
+        source: *const f32,
+        source_stride: usize,
+        target: *mut f32,
+        target_stride: usize,
+    ) {
+        // SAFETY: the token proves AVX; the caller guarantees 8 readable rows and 8 writable
+        // rows of 8 floats.
+        unsafe {
+            let r: [__m256; 8] =
+                std::array::from_fn(|i| _mm256_loadu_ps(source.add(i * source_stride)));
+            // Pairs of rows interleaved: [a0 b0 a1 b1 | a4 b4 a5 b5] and [a2 b2 a3 b3 | a6 b6 a7 b7].
+            let t: [__m256; 8] = std::array::from_fn(|i| {
+                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+                if i % 2 == 0 {
+                    _mm256_unpacklo_ps(a, b)
+                } else {
+                    _mm256_unpackhi_ps(a, b)
+                }
+            });
+            // Quads of rows: [a0 b0 c0 d0 | a4 b4 c4 d4] … [a3 b3 c3 d3 | a7 b7 c7 d7].
+            let quad = |x: __m256, y: __m256, high: bool| {
+                if high {
+                    _mm256_shuffle_ps::<0xEE>(x, y)
+                } else {
+                    _mm256_shuffle_ps::<0x44>(x, y)
+                }
+            };
+            let u = [
+                quad(t[0], t[2], false),
+                quad(t[0], t[2], true),
+                quad(t[1], t[3], false),
+                quad(t[1], t[3], true),
+                quad(t[4], t[6], false),
+                quad(t[4], t[6], true),
+                quad(t[5], t[7], false),
+                quad(t[5], t[7], true),
+            ];
+            // Halves of the two quads joined: column j, then column j + 4.
+            for j in 0..4 {
+                _mm256_storeu_ps(
+                    target.add(j * target_stride),
+                    _mm256_permute2f128_ps::<0x20>(u[j], u[j + 4]),
+                );
+                _mm256_storeu_ps(
+                    target.add((j + 4) * target_stride),
+                    _mm256_permute2f128_ps::<0x31>(u[j], u[j + 4]),
+                );
+            }
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The x86-64-v4 tier: AVX-512F, 16 lanes.
 
 use std::arch::x86_64::{
-    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_permutex2var_ps,
-    _mm512_set1_ps, _mm512_setr_epi32, _mm512_storeu_ps,
+    __m512, _mm512_castpd_ps, _mm512_castps_pd, _mm512_fmadd_ps, _mm512_loadu_ps,
+    _mm512_mask_storeu_ps, _mm512_permutex2var_ps, _mm512_set1_ps, _mm512_setr_epi32,
+    _mm512_shuffle_f32x4, _mm512_storeu_ps, _mm512_unpackhi_pd, _mm512_unpackhi_ps,
+    _mm512_unpacklo_pd, _mm512_unpacklo_ps,
 };
 
 use super::Simd;
@@ -66,6 +68,70 @@ unsafe impl Simd for X86_64V4 {
                 _mm512_permutex2var_ps(low, even, high),
                 _mm512_permutex2var_ps(low, odd, high),
             )
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn transpose_square(
+        self,
+        source: *const f32,
+        source_stride: usize,
+        target: *mut f32,
+        target_stride: usize,
+    ) {
+        // SAFETY: the token proves AVX-512F; the caller guarantees 16 readable rows and 16
+        // writable rows of 16 floats.
+        unsafe {
+            let r: [__m512; 16] =
+                std::array::from_fn(|i| _mm512_loadu_ps(source.add(i * source_stride)));
+            // Pairs of rows interleaved within each 128-bit lane: [a0 b0 a1 b1 | a4 b4 a5 b5 | …].
+            let t: [__m512; 16] = std::array::from_fn(|i| {
+                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+                if i % 2 == 0 {
+                    _mm512_unpacklo_ps(a, b)
+                } else {
+                    _mm512_unpackhi_ps(a, b)
+                }
+            });
+            // Quads of rows: u[4q + j] = [rows 4q..4q+4 at column j | j + 4 | j + 8 | j + 12].
+            let u: [__m512; 16] = std::array::from_fn(|i| {
+                let (q, j) = (i / 4, i % 4);
+                let (x, y) = (
+                    _mm512_castps_pd(t[4 * q + j % 2]),
+                    _mm512_castps_pd(t[4 * q + 2 + j % 2]),
+                );
+                _mm512_castpd_ps(if j < 2 {
+                    _mm512_unpacklo_pd(x, y)
+                } else {
+                    _mm512_unpackhi_pd(x, y)
+                })
+            });
+            // u is ordered [j = 0, 2, 1, 3] by the pd unpacks above; name the quads by column.
+            let quad = |q: usize, j: usize| u[4 * q + [0, 2, 1, 3][j]];
+            for j in 0..4 {
+                // Rows 0..8: [q0 col j | q0 col j+8 | q1 col j | q1 col j+8] and the +4 twin.
+                let low = _mm512_shuffle_f32x4::<0x88>(quad(0, j), quad(1, j));
+                let low4 = _mm512_shuffle_f32x4::<0xDD>(quad(0, j), quad(1, j));
+                let high = _mm512_shuffle_f32x4::<0x88>(quad(2, j), quad(3, j));
+                let high4 = _mm512_shuffle_f32x4::<0xDD>(quad(2, j), quad(3, j));
+                let column = |x: __m512, y: __m512, upper: bool| {
+                    if upper {
+                        _mm512_shuffle_f32x4::<0xDD>(x, y)
+                    } else {
+                        _mm512_shuffle_f32x4::<0x88>(x, y)
+                    }
+                };
+                _mm512_storeu_ps(target.add(j * target_stride), column(low, high, false));
+                _mm512_storeu_ps(target.add((j + 8) * target_stride), column(low, high, true));
+                _mm512_storeu_ps(
+                    target.add((j + 4) * target_stride),
+                    column(low4, high4, false),
+                );
+                _mm512_storeu_ps(
+                    target.add((j + 12) * target_stride),
+                    column(low4, high4, true),
+                );
+            }
         }
     }
 }

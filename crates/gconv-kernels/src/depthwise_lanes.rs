@@ -1,0 +1,294 @@
+//! Depthwise convolution with channels in vector lanes, for planes too small to fill vectors.
+//!
+//! The flat kernels vectorise along output positions: on a 7×7 or 14×14 plane most of a
+//! vector is padding columns or tail, and every channel pays for its own packing and tiles.
+//! Here a task takes `LANES` consecutive channels of a depthwise convolution (one filter per
+//! channel), copies their zero-padded input into a `[row][column][lane]` block, and computes
+//! every output position as one vector of `LANES` channels: `kH·kW` loads and fused
+//! multiply-adds against per-channel weight vectors held in registers, for any stride and
+//! dilation, with no lane wasted. The `[position][lane]` result is copied back to NCHW.
+
+use std::sync::MutexGuard;
+
+use gconv_shape::Geometry;
+use rayon::prelude::*;
+
+use crate::engine::Workspace;
+use crate::simd::Simd;
+use crate::simd::portable::Portable;
+use crate::{Isa, KernelError};
+
+/// Output positions computed together: independent accumulators that keep both FMA units busy
+/// through their latency.
+pub(crate) const POSITIONS: usize = 8;
+
+/// A depthwise convolution (one input channel and one filter per group) prepared for the
+/// channels-in-lanes kernel.
+#[derive(Debug)]
+pub(crate) struct LanesEngine {
+    pub geometry: Geometry,
+    pub isa: Isa,
+    lanes: usize,
+    padded: [usize; 2],
+    /// `[channel block][tap][lane]`.
+    weights: Vec<f32>,
+    /// `[channel block][lane]`.
+    bias: Vec<f32>,
+}
+
+impl LanesEngine {
+    /// Whether `geometry` suits this kernel on `isa`: depthwise with multiplier 1, channels a
+    /// multiple of the lanes, and a kernel whose weights fit in registers.
+    pub fn suits(geometry: &Geometry, isa: Isa) -> bool {
+        let [kernel_h, kernel_w] = geometry.kernel_size();
+        geometry.in_channels_per_group() == 1
+            && geometry.out_channels_per_group() == 1
+            && geometry.in_channels().is_multiple_of(isa.lanes())
+            && kernel_h * kernel_w <= 16
+    }
+
+    pub fn new(
+        geometry: &Geometry,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        isa: Isa,
+    ) -> Result<LanesEngine, KernelError> {
+        geometry.check_buffer_lengths(
+            geometry.input_len(),
+            weight.len(),
+            bias.map(<[f32]>::len),
+            geometry.output_len(),
+        )?;
+        let lanes = isa.lanes();
+        let taps = geometry.reduction_len();
+        let channels = geometry.out_channels();
+        let mut packed_weights = Vec::with_capacity(channels * taps);
+        let mut packed_bias = Vec::with_capacity(channels);
+        for block in (0..channels).step_by(lanes) {
+            for tap in 0..taps {
+                packed_weights.extend((block..block + lanes).map(|c| weight[c * taps + tap]));
+            }
+            packed_bias.extend((block..block + lanes).map(|c| bias.map_or(0.0, |b| b[c])));
+        }
+        let padding = geometry.padding();
+        let [height, width] = geometry.input_size();
+        Ok(LanesEngine {
+            geometry: *geometry,
+            isa,
+            lanes,
+            padded: [
+                height + padding.top + padding.bottom,
+                width + padding.left + padding.right,
+            ],
+            weights: packed_weights,
+            bias: packed_bias,
+        })
+    }
+
+    /// Floats of scratch a worker needs: the padded input block, then the output block.
+    fn scratch_len(&self) -> usize {
+        let [out_h, out_w] = self.geometry.output_size();
+        (self.padded[0] * self.padded[1] + out_h * out_w) * self.lanes
+    }
+
+    pub fn workspace(&self, threads: usize) -> Workspace {
+        Workspace::new(threads, self.scratch_len())
+    }
+
+    pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {
+        let image = self.geometry.input_size()[0] * self.geometry.input_size()[1];
+        let block_input = self.lanes * image;
+        let [out_h, out_w] = self.geometry.output_size();
+        let block_output = self.lanes * out_h * out_w;
+        // Channels are a multiple of the lanes, so blocks never straddle two samples.
+        let task = |scratch: &mut MutexGuard<'_, Vec<f32>>,
+                    (block, output): (usize, &mut [f32])| {
+            let input = &input[block * block_input..][..block_input];
+            self.run_block(
+                input,
+                block % (self.geometry.out_channels() / self.lanes),
+                output,
+                scratch,
+            );
+        };
+        if parallel && workspace.buffers() > 1 {
+            output
+                .par_chunks_mut(block_output)
+                .enumerate()
+                .for_each_init(|| workspace.lock_slot(), task);
+        } else {
+            let mut scratch = workspace.lock_slot();
+            for item in output.chunks_mut(block_output).enumerate() {
+                task(&mut scratch, item);
+            }
+        }
+    }
+
+    fn run_block(&self, input: &[f32], block: usize, output: &mut [f32], scratch: &mut [f32]) {
+        let args = BlockArgs {
+            engine: self,
+            input,
+            block,
+            output,
+            scratch,
+        };
+        match self.isa {
+            Isa::Portable => convolve_block(Portable, args),
+            #[cfg(target_arch = "x86_64")]
+            Isa::X86_64V3 => {
+                let token = crate::simd::x86_64_v3::X86_64V3::detect()
+                    .expect("the plan checked AVX2 and FMA at creation");
+                // SAFETY: the token proves AVX2 and FMA are present.
+                unsafe { convolve_block_x86_64_v3(token, args) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::X86_64V4 => {
+                let token = crate::simd::x86_64_v4::X86_64V4::detect()
+                    .expect("the plan checked AVX-512F at creation");
+                // SAFETY: the token proves AVX-512F is present.
+                unsafe { convolve_block_x86_64_v4(token, args) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("x86-64 tiers are refused at plan creation on other targets"),
+        }
+    }
+}
+
+/// One task: `LANES` channels of one sample.
+struct BlockArgs<'a> {
+    engine: &'a LanesEngine,
+    /// The block's input planes, `LANES × H × W`.
+    input: &'a [f32],
+    /// Index of the channel block within the sample.
+    block: usize,
+    /// The block's output planes, `LANES × H_out × W_out`.
+    output: &'a mut [f32],
+    scratch: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn convolve_block_x86_64_v3(simd: crate::simd::x86_64_v3::X86_64V3, args: BlockArgs<'_>) {
+    convolve_block(simd, args)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn convolve_block_x86_64_v4(simd: crate::simd::x86_64_v4::X86_64V4, args: BlockArgs<'_>) {
+    convolve_block(simd, args)
+}
+
+/// Transposes the block's input into `[padded row][padded column][lane]` with zero borders,
+/// convolves every output position as one vector, and transposes the result back.
+///
+/// Loop order: output rows, then positions along the row in groups of [`POSITIONS`], then
+/// taps: each tap loads one vector per position and multiplies it by that tap's weight
+/// vector, which stays in a register for the whole block (at most 16 taps).
+#[inline(always)]
+fn convolve_block<S: Simd>(simd: S, args: BlockArgs<'_>) {
+    let BlockArgs {
+        engine,
+        input,
+        block,
+        output,
+        scratch,
+    } = args;
+    let geometry = &engine.geometry;
+    let lanes = S::LANES;
+    assert_eq!(lanes, engine.lanes);
+    let [height, width] = geometry.input_size();
+    let [out_h, out_w] = geometry.output_size();
+    let [kernel_h, kernel_w] = geometry.kernel_size();
+    let [stride_h, stride_w] = geometry.stride();
+    let [dilation_h, dilation_w] = geometry.dilation();
+    let padding = geometry.padding();
+    let [padded_h, padded_w] = engine.padded;
+    let taps = kernel_h * kernel_w;
+    let (padded, transposed) = scratch.split_at_mut(padded_h * padded_w * lanes);
+    let transposed = &mut transposed[..out_h * out_w * lanes];
+
+    // Input planes to [row][column][lane], zeros around them: LANES × LANES squares by
+    // shuffles, the columns left over one float at a time.
+    padded.fill(0.0);
+    let image = height * width;
+    assert_eq!(input.len(), lanes * image);
+    let whole_columns = width / lanes * lanes;
+    for row in 0..height {
+        let target_row = ((row + padding.top) * padded_w + padding.left) * lanes;
+        for column in (0..whole_columns).step_by(lanes) {
+            let target = &mut padded[target_row + column * lanes..][..lanes * lanes];
+            let first = row * width + column;
+            // SAFETY: source row `lane` is `input[lane · image + first..][..LANES]`, inside
+            // `input` (column + LANES <= width); `target` holds LANES rows of LANES floats.
+            unsafe {
+                simd.transpose_square(input[first..].as_ptr(), image, target.as_mut_ptr(), lanes)
+            };
+        }
+        for column in whole_columns..width {
+            for lane in 0..lanes {
+                padded[target_row + column * lanes + lane] =
+                    input[lane * image + row * width + column];
+            }
+        }
+    }
+
+    let weights = &engine.weights[block * taps * lanes..][..taps * lanes];
+    let tap_weights: [S::Vector; 16] = std::array::from_fn(|tap| {
+        if tap < taps {
+            // SAFETY: `weights` holds `taps · LANES` floats.
+            unsafe { simd.load(weights.as_ptr().add(tap * lanes)) }
+        } else {
+            simd.splat(0.0)
+        }
+    });
+    // SAFETY: `bias` holds LANES floats per block.
+    let bias = unsafe { simd.load(engine.bias[block * lanes..][..lanes].as_ptr()) };
+    // The offset of each tap's input from a window's top-left corner, in floats.
+    let tap_offsets: [usize; 16] = std::array::from_fn(|tap| {
+        let (i, j) = (tap / kernel_w, tap % kernel_w);
+        (i * dilation_h * padded_w + j * dilation_w) * lanes
+    });
+
+    let base = padded.as_ptr();
+    for oh in 0..out_h {
+        let row_start = oh * stride_h * padded_w;
+        let mut ow = 0;
+        while ow < out_w {
+            let count = POSITIONS.min(out_w - ow);
+            let mut acc = [bias; POSITIONS];
+            for tap in 0..taps {
+                for (p, sum) in acc.iter_mut().enumerate().take(count) {
+                    let window = (row_start + (ow + p) * stride_w) * lanes;
+                    // SAFETY: the window of output (oh, ow + p) lies inside the padded block:
+                    // (oh·sH + i·dH) < padded_h and ((ow + p)·sW + j·dW) < padded_w, so the
+                    // LANES floats at `window + tap_offsets[tap]` are inside `padded`.
+                    let x = unsafe { simd.load(base.add(window + tap_offsets[tap])) };
+                    *sum = simd.mul_add(tap_weights[tap], x, *sum);
+                }
+            }
+            for (p, &sum) in acc.iter().enumerate().take(count) {
+                let target = &mut transposed[(oh * out_w + ow + p) * lanes..][..lanes];
+                // SAFETY: `target` holds LANES floats.
+                unsafe { simd.store(target.as_mut_ptr(), sum) };
+            }
+            ow += count;
+        }
+    }
+
+    // [position][lane] back to the NCHW planes, squares by shuffles, then the rest.
+    let out_plane = out_h * out_w;
+    assert_eq!(output.len(), lanes * out_plane);
+    let whole_positions = out_plane / lanes * lanes;
+    for position in (0..whole_positions).step_by(lanes) {
+        let source = &transposed[position * lanes..][..lanes * lanes];
+        let target = &mut output[position..];
+        // SAFETY: `source` holds LANES rows of LANES floats; target row `lane` is
+        // `output[lane · out_plane + position..][..LANES]`, inside `output`.
+        unsafe { simd.transpose_square(source.as_ptr(), lanes, target.as_mut_ptr(), out_plane) };
+    }
+    for position in whole_positions..out_plane {
+        for lane in 0..lanes {
+            output[lane * out_plane + position] = transposed[position * lanes + lane];
+        }
+    }
+}
