@@ -288,50 +288,57 @@ impl Layout {
     }
 
     /// Stride 2: padded columns `0, 2, 4, …` of `row` into `even` and `1, 3, 5, …` into `odd`,
-    /// vectorised with [`Simd::deinterleave`] where whole vectors of the row are available.
+    /// `LANES` of each per [`Simd::deinterleave`], from the first phase index whose columns
+    /// are both input; the row's last, partial chunk is assembled on the stack first, so
+    /// short rows are vectorised too.
     #[inline(always)]
     fn deal_row_in_two<S: Simd>(&self, simd: S, row: &[f32], even: &mut [f32], odd: &mut [f32]) {
-        // Phase index k holds padded columns 2k and 2k + 1, input columns 2k − pad and
-        // 2k + 1 − pad. From k = ⌈pad / 2⌉ on, both are inside the row.
-        let first_k = self.pad_left.div_ceil(2);
-        let first_col = 2 * first_k - self.pad_left;
         let lanes = S::LANES;
-        let mut vectorised = 0;
-        if first_k < even.len() {
-            let room = (even.len() - first_k).min(odd.len() - first_k);
-            let available = row.len().saturating_sub(first_col) / (2 * lanes);
-            let chunks = available.min(room / lanes);
-            for chunk in 0..chunks {
-                let source = &row[first_col + chunk * 2 * lanes..][..2 * lanes];
-                let k = first_k + chunk * lanes;
-                let (even_target, odd_target) = (&mut even[k..k + lanes], &mut odd[k..k + lanes]);
-                // SAFETY: `source` holds 2·LANES floats, each target LANES.
-                unsafe {
-                    let (low, high) = (
-                        simd.load(source.as_ptr()),
-                        simd.load(source.as_ptr().add(lanes)),
-                    );
-                    let (evens, odds) = simd.deinterleave(low, high);
-                    simd.store(even_target.as_mut_ptr(), evens);
-                    simd.store(odd_target.as_mut_ptr(), odds);
-                }
-            }
-            vectorised = chunks * lanes;
-        }
-        // The borders, and what is left after the last whole vector, one column at a time.
+        let (pad, width) = (self.pad_left, row.len());
+        let phase_len = even.len().min(odd.len());
+        debug_assert!(2 * lanes <= 32);
+        // Phase index k holds padded columns 2k and 2k + 1: input columns 2k − pad and
+        // 2k + 1 − pad. Before k = ⌈pad / 2⌉ at least one of them is padding.
+        let first_k = pad.div_ceil(2).min(phase_len);
         let column = |padded: usize| {
             padded
-                .checked_sub(self.pad_left)
+                .checked_sub(pad)
                 .and_then(|col| row.get(col))
                 .copied()
                 .unwrap_or(0.0)
         };
-        let rest = (0..first_k.min(even.len())).chain(first_k + vectorised..even.len());
-        for k in rest {
+        for k in 0..first_k {
             even[k] = column(2 * k);
-            if let Some(slot) = odd.get_mut(k) {
-                *slot = column(2 * k + 1);
+            odd[k] = column(2 * k + 1);
+        }
+        let mut k = first_k;
+        while k < phase_len {
+            let first = 2 * k - pad;
+            let mut assembled = [0.0f32; 32];
+            let source = if first + 2 * lanes <= width {
+                &row[first..first + 2 * lanes]
+            } else {
+                let available = width.saturating_sub(first);
+                assembled[..available].copy_from_slice(&row[first.min(width)..]);
+                &assembled[..2 * lanes]
+            };
+            let count = lanes.min(phase_len - k);
+            // SAFETY: `source` holds 2·LANES floats; lanes `0..count` land on
+            // `even[k..k + count]` and `odd[k..k + count]`.
+            unsafe {
+                let low = simd.load(source.as_ptr());
+                let high = simd.load(source.as_ptr().add(lanes));
+                let (evens, odds) = simd.deinterleave(low, high);
+                let (even_target, odd_target) = (&mut even[k..k + count], &mut odd[k..k + count]);
+                if count == lanes {
+                    simd.store(even_target.as_mut_ptr(), evens);
+                    simd.store(odd_target.as_mut_ptr(), odds);
+                } else {
+                    simd.store_lanes(even_target.as_mut_ptr(), evens, 0, count);
+                    simd.store_lanes(odd_target.as_mut_ptr(), odds, 0, count);
+                }
             }
+            k += lanes;
         }
     }
 
