@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use gconv_shape::Geometry;
 use rayon::prelude::*;
 
+use crate::channel_vectors::{ChannelBlock, convolve_channel_block};
 use crate::layout::{Layout, Packing};
 use crate::microkernel::{self, convolve_block};
 use crate::simd::Simd;
@@ -26,6 +27,13 @@ pub(crate) struct Block {
 pub(crate) struct TileShape {
     pub max_channels: usize,
     pub vectors: [usize; 4],
+    /// Positions per tile of the channel-vector kernel (`2·LANES` channels × this many).
+    pub channel_tile_positions: usize,
+    /// Whether the channel-vector body beats the flat one where both can run. Measured
+    /// (AlexNet conv2/4/5, ResNeXt layer4, ShuffleNet stage 4, one thread): AVX2 +12 to
+    /// +74 %, AVX-512 −20 to −40 %, portable −25 %: only the AVX2 tier, whose 16 registers
+    /// cap the flat tile at 4 channels × 2 vectors, prefers it.
+    pub prefer_channels: bool,
 }
 
 impl TileShape {
@@ -34,14 +42,20 @@ impl TileShape {
             Isa::X86_64V4 => TileShape {
                 max_channels: 8,
                 vectors: [8, 6, 4, 3],
+                channel_tile_positions: 12,
+                prefer_channels: false,
             },
             Isa::X86_64V3 => TileShape {
                 max_channels: 4,
                 vectors: [6, 4, 2, 1],
+                channel_tile_positions: 6,
+                prefer_channels: true,
             },
             Isa::Portable => TileShape {
                 max_channels: 4,
                 vectors: [4, 2, 1, 1],
+                channel_tile_positions: 3,
+                prefer_channels: false,
             },
         }
     }
@@ -57,12 +71,22 @@ impl TileShape {
     }
 }
 
+/// Which kernel body computes a block, and how the group's input is packed for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// `M` channels × `V` vectors of positions (`crate::microkernel`), on either packing.
+    Positions(Packing),
+    /// `2·LANES` channels in lanes × `P` positions (`crate::channel_vectors`), phase-split.
+    Channels,
+}
+
 /// Everything a run needs, fixed at plan creation.
 #[derive(Debug)]
 pub(crate) struct Engine {
     pub geometry: Geometry,
     pub isa: Isa,
     pub tile: TileShape,
+    pub body: Body,
     pub layout: Layout,
     /// Output channels per task: a divisor of `C_out/g`, so a task never spans two groups.
     pub chunk_channels: usize,
@@ -111,7 +135,7 @@ impl Engine {
         bias: Option<&[f32]>,
         isa: Isa,
         threads: usize,
-        packing: Option<Packing>,
+        body: Option<Body>,
     ) -> Result<Engine, KernelError> {
         geometry.check_buffer_lengths(
             geometry.input_len(),
@@ -120,23 +144,61 @@ impl Engine {
             geometry.output_len(),
         )?;
         let tile = TileShape::for_isa(isa);
-        let chunk_channels = chunk_channels(geometry, threads);
-        let layout = match packing {
-            None => cheaper_layout(geometry, isa.lanes(), chunk_channels, &tile),
-            Some(Packing::PhaseSplit) => Layout::new(
+        let channel_block = 2 * isa.lanes();
+        // Where the channel-vector body could run, tasks take whole blocks of it.
+        let granule = if geometry.in_channels_per_group() > 1
+            && geometry
+                .out_channels_per_group()
+                .is_multiple_of(channel_block)
+        {
+            channel_block
+        } else {
+            1
+        };
+        let chunk_channels = chunk_channels(geometry, threads, granule);
+        let body = match body {
+            Some(body) => body,
+            None if tile.prefer_channels
+                && prefers_channels(geometry, chunk_channels, channel_block) =>
+            {
+                Body::Channels
+            }
+            None => Body::Positions(cheaper_packing(
+                geometry,
+                isa.lanes(),
+                chunk_channels,
+                &tile,
+            )),
+        };
+        if body == Body::Channels && !suits_channels(geometry, chunk_channels, channel_block) {
+            return Err(KernelError::TooLarge {
+                what: "the channel-vector block (a forced kernel that does not fit the problem)",
+            });
+        }
+        let layout = match body {
+            Body::Channels | Body::Positions(Packing::PhaseSplit) => Layout::new(
                 geometry,
                 isa.lanes(),
                 Packing::PhaseSplit,
                 band_rows(geometry, isa.lanes(), &tile),
             ),
-            Some(Packing::Im2col) => {
+            Body::Positions(Packing::Im2col) => {
                 Layout::new(geometry, isa.lanes(), Packing::Im2col, usize::MAX)
             }
         }
         .ok_or(KernelError::TooLarge {
             what: "an output plane or a packed input channel",
         })?;
-        let blocks = blocks(chunk_channels, tile.max_channels);
+        let blocks = match body {
+            Body::Channels => (0..chunk_channels)
+                .step_by(channel_block)
+                .map(|first_channel| Block {
+                    first_channel,
+                    channels: channel_block,
+                })
+                .collect(),
+            Body::Positions(_) => blocks(chunk_channels, tile.max_channels),
+        };
         let taps = geometry.reduction_len();
         let mut packed_weights = Vec::with_capacity(weight.len());
         for chunk_start in (0..geometry.out_channels()).step_by(chunk_channels) {
@@ -153,6 +215,7 @@ impl Engine {
             geometry: *geometry,
             isa,
             tile,
+            body,
             layout,
             chunk_channels,
             blocks,
@@ -305,6 +368,28 @@ fn run_band<S: Simd>(
     let taps = engine.geometry.reduction_len();
     let out_plane = engine.layout.out_rows * engine.layout.out_cols;
     let chunk_weights = &engine.weights[first_channel * taps..][..engine.chunk_channels * taps];
+    if engine.body == Body::Channels {
+        for block in &engine.blocks {
+            let channel = first_channel + block.first_channel;
+            let args = ChannelBlock {
+                layout,
+                packed,
+                weights: &chunk_weights[block.first_channel * taps..][..block.channels * taps],
+                bias: &engine.bias[channel..channel + block.channels],
+                output: &mut output[block.first_channel * out_plane..]
+                    [..block.channels * out_plane],
+                out_plane,
+                band_offset,
+            };
+            match engine.tile.channel_tile_positions {
+                12 => convolve_channel_block::<S, 12>(simd, args),
+                6 => convolve_channel_block::<S, 6>(simd, args),
+                3 => convolve_channel_block::<S, 3>(simd, args),
+                positions => unreachable!("no channel tile of {positions} positions"),
+            }
+        }
+        return;
+    }
     for block in &engine.blocks {
         let weights = &chunk_weights[block.first_channel * taps..][..block.channels * taps];
         let out = &mut output[block.first_channel * out_plane..][..block.channels * out_plane];
@@ -353,22 +438,22 @@ fn to_array<const M: usize>(values: &[f32]) -> [f32; M] {
 
 /// Output channels per task: all of a group's when there are enough groups and samples to
 /// keep `threads` busy (then each group's input is packed once), otherwise the largest
-/// divisor of `C_out/g` that yields about four tasks per thread.
-fn chunk_channels(geometry: &Geometry, threads: usize) -> usize {
+/// multiple of `granule` dividing `C_out/g` that yields two tasks per thread, but not fewer
+/// than 16 channels (or the group), so that re-packing a group's input for each of its tasks
+/// stays small against their arithmetic.
+fn chunk_channels(geometry: &Geometry, threads: usize, granule: usize) -> usize {
     let per_group = geometry.out_channels_per_group();
     if threads <= 1 {
         return per_group;
     }
-    let wanted = 4 * threads;
+    let wanted = 2 * threads;
     let groups = geometry.batch() * geometry.groups();
-    // Keep at least 8 channels per task where the group has them, so the re-packing of a
-    // group's input that each extra task costs stays small against its arithmetic.
-    let floor = per_group.min(8);
+    let floor = per_group.min(16);
     let mut choice = per_group;
-    for divisor in (floor..=per_group)
+    let candidates = (floor..=per_group)
         .rev()
-        .filter(|d| per_group.is_multiple_of(*d))
-    {
+        .filter(|d| per_group.is_multiple_of(*d) && d.is_multiple_of(granule));
+    for divisor in candidates {
         choice = divisor;
         if groups * (per_group / divisor) >= wanted {
             break;
@@ -385,18 +470,22 @@ const L2_BUDGET: usize = 256 * 1024;
 /// in vector operations: the multiply-adds (`chunk · K` per vector of positions, discarded
 /// columns included) plus the packing (two per vector copied; a strided im2col gathers one
 /// float at a time). Phase-split wins ties: it packs less.
-fn cheaper_layout(
+fn cheaper_packing(
     geometry: &Geometry,
     lanes: usize,
     chunk_channels: usize,
     tile: &TileShape,
-) -> Option<Layout> {
+) -> Packing {
     let phase_split = Layout::new(
         geometry,
         lanes,
         Packing::PhaseSplit,
         band_rows(geometry, lanes, tile),
-    )?;
+    );
+    let im2col = Layout::new(geometry, lanes, Packing::Im2col, usize::MAX);
+    let (Some(phase_split), Some(im2col)) = (phase_split, im2col) else {
+        return Packing::PhaseSplit;
+    };
     let taps = geometry.reduction_len();
     let channels = geometry.in_channels_per_group();
     let cost = |layout: &Layout| {
@@ -409,17 +498,27 @@ fn cheaper_layout(
         };
         arithmetic + packing * bands
     };
-    let Some(im2col) = Layout::new(geometry, lanes, Packing::Im2col, usize::MAX) else {
-        return Some(phase_split);
-    };
     // Im2col copies every window: it only pays while the copy stays in L2 for all the blocks
     // that read it (measured: AlexNet's 1 to 3.5 MB im2col buffers ran at half the speed).
     let fits_in_l2 = im2col.packed_len * 4 <= L2_BUDGET;
     if fits_in_l2 && 20 * cost(&im2col) < 19 * cost(&phase_split) {
-        Some(im2col)
+        Packing::Im2col
     } else {
-        Some(phase_split)
+        Packing::PhaseSplit
     }
+}
+
+/// Whether the channel-vector body can run `geometry`: more than one input channel per
+/// group (depthwise has its own kernels) and task chunks of whole `channel_block`s.
+fn suits_channels(geometry: &Geometry, chunk_channels: usize, channel_block: usize) -> bool {
+    geometry.in_channels_per_group() > 1 && chunk_channels.is_multiple_of(channel_block)
+}
+
+/// Whether the channel-vector body should run `geometry` (on a tier that prefers it): where
+/// it can, with a reduction long enough that storing each tile through a transpose is small
+/// against its arithmetic.
+fn prefers_channels(geometry: &Geometry, chunk_channels: usize, channel_block: usize) -> bool {
+    suits_channels(geometry, chunk_channels, channel_block) && geometry.reduction_len() >= 64
 }
 
 /// Bytes of L1 a band of packed input may fill: 24 KiB of the 32 KiB (AMD Zen) or 48 KiB
@@ -494,13 +593,22 @@ mod tests {
             .groups(2)
             .geometry([1, 384, 13, 13])
             .unwrap();
-        assert_eq!(chunk_channels(&alexnet, 1), 128, "one thread: whole groups");
-        let split = chunk_channels(&alexnet, 2);
+        assert_eq!(
+            chunk_channels(&alexnet, 1, 1),
+            128,
+            "one thread: whole groups"
+        );
+        assert_eq!(
+            chunk_channels(&alexnet, 2, 32) % 32,
+            0,
+            "whole channel blocks"
+        );
+        let split = chunk_channels(&alexnet, 2, 1);
         assert!(split < 128 && 128 % split == 0 && split >= 8, "{split}");
         let depthwise = Conv2dParams::new(96, 96, 3)
             .groups(96)
             .geometry([1, 96, 8, 8])
             .unwrap();
-        assert_eq!(chunk_channels(&depthwise, 2), 1);
+        assert_eq!(chunk_channels(&depthwise, 2, 1), 1);
     }
 }

@@ -9,6 +9,8 @@
 //! * `layout` — the zero-padded, phase-split packing of a group's input that turns every tap
 //!   of every stride and dilation into a contiguous shifted load.
 //! * `microkernel` — the one kernel body: `M` output channels × `V` vectors of outputs.
+//! * `channel_vectors` — the second body: output channels in lanes × positions, for groups
+//!   with many output channels.
 //! * `depthwise_lanes` — depthwise convolution of small planes with channels in lanes.
 //! * `engine` — weight packing, register blocks, task partition and the per-tier wrappers.
 //! * [`family`] — depthwise, pointwise, small groups, wide groups, and kernel ids.
@@ -34,6 +36,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod channel_vectors;
 mod depthwise_lanes;
 mod engine;
 mod error;

@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use gconv_shape::Geometry;
 
 use crate::depthwise_lanes::{LanesEngine, POSITIONS};
-use crate::engine::{Engine, Workspace};
+use crate::engine::{Body, Engine, Workspace};
 use crate::layout::Packing;
 use crate::{Family, Isa, KernelError};
 
@@ -36,7 +36,7 @@ pub struct PlanOptions {
 enum Path {
     Chosen,
     #[cfg_attr(not(test), allow(dead_code))]
-    Flat(Packing),
+    Body(Body),
     #[cfg_attr(not(test), allow(dead_code))]
     Lanes,
 }
@@ -99,11 +99,11 @@ impl KernelPlan {
         };
         let lanes = match path {
             Path::Chosen => prefers_lanes(geometry, isa),
-            Path::Flat(_) => false,
+            Path::Body(_) => false,
             Path::Lanes => LanesEngine::suits(geometry, isa),
         };
-        let packing = match path {
-            Path::Flat(packing) => Some(packing),
+        let body = match path {
+            Path::Body(body) => Some(body),
             Path::Chosen | Path::Lanes => None,
         };
         let (kernel, workspace) = if lanes {
@@ -111,7 +111,7 @@ impl KernelPlan {
             let workspace = engine.workspace(threads);
             (Kernel::DepthwiseLanes(engine), workspace)
         } else {
-            let engine = Engine::new(geometry, weight, bias, isa, threads, packing)?;
+            let engine = Engine::new(geometry, weight, bias, isa, threads, body)?;
             let workspace = engine.workspace(threads);
             (Kernel::Grouped(engine), workspace)
         };
@@ -186,6 +186,10 @@ impl KernelPlan {
         };
         let [kernel_h, kernel_w] = geometry.kernel_size();
         let (packing, channels, positions) = match &self.kernel {
+            Kernel::Grouped(engine) if engine.body == Body::Channels => {
+                let channels = 2 * engine.isa.lanes();
+                ("direct", channels, engine.tile.channel_tile_positions)
+            }
             Kernel::Grouped(engine) => {
                 let channels = engine.blocks.first().map_or(1, |block| block.channels);
                 let positions = engine.tile.vectors_for(channels) * engine.isa.lanes();
@@ -326,17 +330,54 @@ mod tests {
             .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
     }
 
+    /// Grouped problems whose groups have whole channel-vector blocks on every tier (32
+    /// output channels per group).
+    fn channel_block_problems() -> impl Strategy<Value = Problem> {
+        let shape = (1usize..3, 2usize..5, 1usize..3, (1usize..4, 1usize..4));
+        let window = (
+            1usize..3,
+            1usize..3,
+            0usize..3,
+            (1usize..12, 1usize..14),
+            1usize..3,
+        );
+        (shape, window, any::<bool>())
+            .prop_filter_map(
+                "window larger than input",
+                |(
+                    (groups, in_per_group, blocks, (kh, kw)),
+                    (stride, dilation, pad, (h, w), batch),
+                    bias,
+                )| {
+                    Conv2dParams::new(groups * in_per_group, groups * 32 * blocks, [kh, kw])
+                        .groups(groups)
+                        .stride(stride)
+                        .dilation(dilation)
+                        .padding(Padding::uniform(pad))
+                        .bias(bias)
+                        .geometry([batch, groups * in_per_group, h, w])
+                        .ok()
+                },
+            )
+            .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
         #[test]
+        fn channel_vectors_match_the_reference(problem in channel_block_problems()) {
+            check_path(&problem, Path::Body(Body::Channels))?;
+        }
+
+        #[test]
         fn phase_split_packing_matches_the_reference(problem in strategy::problems(Limits::default())) {
-            check_path(&problem, Path::Flat(Packing::PhaseSplit))?;
+            check_path(&problem, Path::Body(Body::Positions(Packing::PhaseSplit)))?;
         }
 
         #[test]
         fn im2col_packing_matches_the_reference(problem in strategy::problems(Limits::default())) {
-            check_path(&problem, Path::Flat(Packing::Im2col))?;
+            check_path(&problem, Path::Body(Body::Positions(Packing::Im2col)))?;
         }
 
         #[test]

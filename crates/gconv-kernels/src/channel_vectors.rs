@@ -1,0 +1,139 @@
+//! The second kernel body: output channels in vector lanes, for groups with many of them.
+//!
+//! The flat kernels (`crate::microkernel`) vectorise along output positions, so a vector's
+//! worth of positions shares each weight. Here a tile is `2·LANES` output channels × `P`
+//! consecutive flat positions (the same positions as the flat kernels: a row's padding
+//! columns included, computed and dropped): per tap, two weight vectors (the tap's weights
+//! for the block's channels) are loaded once and each position's input is broadcast against
+//! them, `2 + P` loads per `2·P` fused multiply-adds. The `[position][channel]` tile is
+//! turned into the NCHW planes by [`Simd::transpose_square`] on its way out.
+
+use crate::layout::Layout;
+use crate::simd::Simd;
+
+/// One block of `2·LANES` output channels of a group over one band of output rows.
+pub(crate) struct ChannelBlock<'a> {
+    pub layout: &'a Layout,
+    /// The group's packed input (phase-split), at least `layout.packed_len` floats.
+    pub packed: &'a [f32],
+    /// The block's weights, packed `[tap][channel]`, `2·LANES` channels.
+    pub weights: &'a [f32],
+    /// The block's bias, `2·LANES` floats.
+    pub bias: &'a [f32],
+    /// The block's `2·LANES` output planes, `out_plane` floats apart.
+    pub output: &'a mut [f32],
+    pub out_plane: usize,
+    /// Where the band's first output row starts within each plane.
+    pub band_offset: usize,
+}
+
+/// Convolves one block over one band: the band's flat positions in tiles of `P`, the last
+/// few in tiles of 8, 4, 2 and 1 (those smaller than `P`).
+#[inline(always)]
+pub(crate) fn convolve_channel_block<S: Simd, const P: usize>(
+    simd: S,
+    mut block: ChannelBlock<'_>,
+) {
+    let layout = block.layout;
+    let channels = 2 * S::LANES;
+    assert_eq!(layout.lanes, S::LANES);
+    assert!(block.packed.len() >= layout.packed_len);
+    assert_eq!(block.weights.len(), layout.tap_shifts.len() * channels);
+    assert_eq!(block.bias.len(), channels);
+    assert!(block.output.len() >= channels * block.out_plane);
+    assert!(P <= S::LANES);
+    // The last row's padding columns are never stored: stop at its last output.
+    let positions = (layout.band_rows - 1) * layout.row_stride + layout.out_cols;
+    let mut first = 0;
+    while first + P <= positions {
+        tile::<S, P>(simd, &mut block, first);
+        first += P;
+    }
+    macro_rules! tails {
+        ($($size:literal),*) => {$(
+            while $size < P && positions - first >= $size {
+                tile::<S, $size>(simd, &mut block, first);
+                first += $size;
+            }
+        )*};
+    }
+    tails!(8, 4, 2, 1);
+}
+
+/// One tile: `2·LANES` channels × `P` flat positions starting at `first`.
+#[inline(always)]
+fn tile<S: Simd, const P: usize>(simd: S, block: &mut ChannelBlock<'_>, first: usize) {
+    let layout = block.layout;
+    let lanes = S::LANES;
+    // SAFETY: `bias` holds 2·LANES floats (asserted in `convolve_channel_block`).
+    let bias = unsafe {
+        [
+            simd.load(block.bias.as_ptr()),
+            simd.load(block.bias.as_ptr().add(lanes)),
+        ]
+    };
+    let mut acc: [[S::Vector; 2]; P] = [bias; P];
+    let packed = block.packed.as_ptr();
+    for (&shift, weights) in layout
+        .tap_shifts
+        .iter()
+        .zip(block.weights.chunks_exact(2 * lanes))
+    {
+        // SAFETY: `weights` holds 2·LANES floats; the inputs of positions `first..first + P`
+        // lie below `shift + band_rows · row_stride <= shift + vectors · LANES <= packed_len`
+        // (see `Layout::new`; asserted in `convolve_channel_block`).
+        unsafe {
+            let w = [
+                simd.load(weights.as_ptr()),
+                simd.load(weights.as_ptr().add(lanes)),
+            ];
+            let inputs = packed.add(shift + first);
+            for (p, sums) in acc.iter_mut().enumerate() {
+                let x = simd.splat(*inputs.add(p));
+                sums[0] = simd.mul_add(w[0], x, sums[0]);
+                sums[1] = simd.mul_add(w[1], x, sums[1]);
+            }
+        }
+    }
+    // The runs of the tile's positions that are outputs: lanes `from..to` of every channel
+    // go to `target..` of its plane. At most one run per row the tile touches, so at most
+    // P <= LANES <= 16 (rows of one position when the plane is one column wide).
+    let mut runs = [(0usize, 0usize, 0usize); 16];
+    let mut run_count = 0;
+    let mut position = first;
+    while position < first + P {
+        let (row, column) = (position / layout.row_stride, position % layout.row_stride);
+        let row_end = (row + 1) * layout.row_stride;
+        let next = row_end.min(first + P);
+        if column < layout.out_cols {
+            let stored = (layout.out_cols - column).min(next - position);
+            let target = block.band_offset + row * layout.out_cols + column;
+            runs[run_count] = (position - first, position - first + stored, target);
+            run_count += 1;
+        }
+        position = next;
+    }
+    // Each half of the channels: positions as rows of a square, transposed to channels as
+    // rows, each row's runs stored into its plane.
+    let mut positions = [0.0f32; 256];
+    let mut planes = [0.0f32; 256];
+    debug_assert!(lanes * lanes <= positions.len());
+    for half in 0..2 {
+        for (p, sums) in acc.iter().enumerate() {
+            // SAFETY: row `p < P <= LANES` of `positions` holds LANES floats.
+            unsafe { simd.store(positions.as_mut_ptr().add(p * lanes), sums[half]) };
+        }
+        // SAFETY: both squares hold LANES rows of LANES floats and do not overlap.
+        unsafe { simd.transpose_square(positions.as_ptr(), lanes, planes.as_mut_ptr(), lanes) };
+        for channel in 0..lanes {
+            let plane = (half * lanes + channel) * block.out_plane;
+            // SAFETY: row `channel` of `planes` holds LANES floats.
+            let values = unsafe { simd.load(planes.as_ptr().add(channel * lanes)) };
+            for &(from, to, target) in &runs[..run_count] {
+                let out = &mut block.output[plane + target..][..to - from];
+                // SAFETY: lanes `from..to` land on `out`, a slice of `to - from` floats.
+                unsafe { simd.store_lanes(out.as_mut_ptr().wrapping_sub(from), values, from, to) };
+            }
+        }
+    }
+}
