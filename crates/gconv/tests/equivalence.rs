@@ -66,3 +66,32 @@ proptest! {
         check_all(&problem)?;
     }
 }
+
+/// Layers of the published list large enough to be split across threads (and small enough
+/// for the reference): every tier, 1, 2 and 3 threads, bit-identical and matching the
+/// reference.
+#[test]
+fn published_layers_are_bit_identical_for_every_thread_count() {
+    let layers = gconv::workload::parse_layers(gconv::workload::PUBLISHED).unwrap();
+    let mut checked = 0;
+    for layer in layers
+        .iter()
+        .filter(|layer| (1_000_000..30_000_000).contains(&layer.geometry.flops()))
+    {
+        let geometry = layer.geometry;
+        let values = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i * 7919 + seed * 104_729) % 2001) as f32 / 1000.0 - 1.0)
+                .collect()
+        };
+        let problem = Problem {
+            geometry,
+            input: values(geometry.input_len(), 1),
+            weight: values(geometry.weight_count(), 2),
+            bias: None,
+        };
+        check_all(&problem).unwrap_or_else(|error| panic!("{}: {error}", layer.name));
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} layers in range");
+}
