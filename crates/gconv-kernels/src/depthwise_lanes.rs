@@ -233,46 +233,45 @@ fn convolve_block<S: Simd>(simd: S, args: BlockArgs<'_>) {
     }
 
     let weights = &engine.weights[block * taps * lanes..][..taps * lanes];
-    let tap_weights: [S::Vector; 16] = std::array::from_fn(|tap| {
-        if tap < taps {
-            // SAFETY: `weights` holds `taps · LANES` floats.
-            unsafe { simd.load(weights.as_ptr().add(tap * lanes)) }
-        } else {
-            simd.splat(0.0)
-        }
-    });
+    // Plain loops, not `array::from_fn`: its closures may stay out of line, outside the
+    // tier's `target_feature` context, where the intrinsics cannot inline.
+    let mut tap_weights = [simd.splat(0.0); 16];
+    let mut tap_offsets = [0usize; 16];
+    for tap in 0..taps {
+        let (i, j) = (tap / kernel_w, tap % kernel_w);
+        // SAFETY: `weights` holds `taps · LANES` floats.
+        tap_weights[tap] = unsafe { simd.load(weights.as_ptr().add(tap * lanes)) };
+        // The offset of the tap's input from a window's top-left corner, in floats.
+        tap_offsets[tap] = (i * dilation_h * padded_w + j * dilation_w) * lanes;
+    }
     // SAFETY: `bias` holds LANES floats per block.
     let bias = unsafe { simd.load(engine.bias[block * lanes..][..lanes].as_ptr()) };
-    // The offset of each tap's input from a window's top-left corner, in floats.
-    let tap_offsets: [usize; 16] = std::array::from_fn(|tap| {
-        let (i, j) = (tap / kernel_w, tap % kernel_w);
-        (i * dilation_h * padded_w + j * dilation_w) * lanes
-    });
-
-    let base = padded.as_ptr();
+    let window = Window {
+        simd,
+        padded,
+        tap_weights: &tap_weights[..taps],
+        tap_offsets: &tap_offsets[..taps],
+        bias,
+        lanes,
+        stride_w,
+    };
     for oh in 0..out_h {
         let row_start = oh * stride_h * padded_w;
+        let outputs = &mut transposed[oh * out_w * lanes..][..out_w * lanes];
         let mut ow = 0;
-        while ow < out_w {
-            let count = POSITIONS.min(out_w - ow);
-            let mut acc = [bias; POSITIONS];
-            for tap in 0..taps {
-                for (p, sum) in acc.iter_mut().enumerate().take(count) {
-                    let window = (row_start + (ow + p) * stride_w) * lanes;
-                    // SAFETY: the window of output (oh, ow + p) lies inside the padded block:
-                    // (oh·sH + i·dH) < padded_h and ((ow + p)·sW + j·dW) < padded_w, so the
-                    // LANES floats at `window + tap_offsets[tap]` are inside `padded`.
-                    let x = unsafe { simd.load(base.add(window + tap_offsets[tap])) };
-                    *sum = simd.mul_add(tap_weights[tap], x, *sum);
-                }
-            }
-            for (p, &sum) in acc.iter().enumerate().take(count) {
-                let target = &mut transposed[(oh * out_w + ow + p) * lanes..][..lanes];
-                // SAFETY: `target` holds LANES floats.
-                unsafe { simd.store(target.as_mut_ptr(), sum) };
-            }
-            ow += count;
+        while ow + POSITIONS <= out_w {
+            window.positions::<POSITIONS>(row_start, ow, outputs);
+            ow += POSITIONS;
         }
+        macro_rules! tails {
+            ($($size:literal),*) => {$(
+                if out_w - ow >= $size {
+                    window.positions::<$size>(row_start, ow, outputs);
+                    ow += $size;
+                }
+            )*};
+        }
+        tails!(4, 2, 1);
     }
 
     // [position][lane] back to the NCHW planes, squares by shuffles, then the rest.
@@ -286,9 +285,61 @@ fn convolve_block<S: Simd>(simd: S, args: BlockArgs<'_>) {
         // `output[lane · out_plane + position..][..LANES]`, inside `output`.
         unsafe { simd.transpose_square(source.as_ptr(), lanes, target.as_mut_ptr(), out_plane) };
     }
-    for position in whole_positions..out_plane {
+    let rest = out_plane - whole_positions;
+    if rest > 0 {
+        // The last positions through a square padded with zero rows, stored lane-masked.
+        let mut square = [0.0f32; 256];
+        let mut planes = [0.0f32; 256];
+        square[..rest * lanes].copy_from_slice(&transposed[whole_positions * lanes..]);
+        // SAFETY: both squares hold LANES rows of LANES floats and do not overlap.
+        unsafe { simd.transpose_square(square.as_ptr(), lanes, planes.as_mut_ptr(), lanes) };
         for lane in 0..lanes {
-            output[lane * out_plane + position] = transposed[position * lanes + lane];
+            let target = &mut output[lane * out_plane + whole_positions..][..rest];
+            // SAFETY: row `lane` of `planes` holds LANES floats; lanes `0..rest` land on
+            // `target`, a slice of `rest` floats.
+            unsafe {
+                let values = simd.load(planes.as_ptr().add(lane * lanes));
+                simd.store_lanes(target.as_mut_ptr(), values, 0, rest);
+            }
+        }
+    }
+}
+
+/// What every tile of a block reads: the padded input, the taps' weight vectors and offsets.
+struct Window<'a, S: Simd> {
+    simd: S,
+    padded: &'a [f32],
+    tap_weights: &'a [S::Vector],
+    tap_offsets: &'a [usize],
+    bias: S::Vector,
+    lanes: usize,
+    stride_w: usize,
+}
+
+impl<S: Simd> Window<'_, S> {
+    /// `P` consecutive output positions of one row, starting at column `column`, whose
+    /// windows start at padded position `row_start`: `P` accumulators, one load and one
+    /// fused multiply-add per tap each, written to `outputs` as `[position][lane]`.
+    #[inline(always)]
+    fn positions<const P: usize>(&self, row_start: usize, column: usize, outputs: &mut [f32]) {
+        let (simd, lanes) = (self.simd, self.lanes);
+        let base = self.padded.as_ptr();
+        let mut acc = [self.bias; P];
+        for (&weights, &offset) in self.tap_weights.iter().zip(self.tap_offsets) {
+            for (p, sum) in acc.iter_mut().enumerate() {
+                let window = (row_start + (column + p) * self.stride_w) * lanes;
+                debug_assert!(window + offset + lanes <= self.padded.len());
+                // SAFETY: the window of each output lies inside the padded block:
+                // (oh·sH + i·dH) < padded_h and ((ow + p)·sW + j·dW) < padded_w, so the LANES
+                // floats at `window + offset` are inside `padded`.
+                let x = unsafe { simd.load(base.add(window + offset)) };
+                *sum = simd.mul_add(weights, x, *sum);
+            }
+        }
+        for (p, &sum) in acc.iter().enumerate() {
+            let target = &mut outputs[(column + p) * lanes..][..lanes];
+            // SAFETY: `target` holds LANES floats.
+            unsafe { simd.store(target.as_mut_ptr(), sum) };
         }
     }
 }

@@ -2,18 +2,25 @@
 //! computed group by group, dispatched at run time to the best instruction set the CPU has,
 //! and spread over threads with rayon.
 //!
-//! * [`isa`] — the tiers (`portable` on `wide`, `x86_64_v3` = AVX2+FMA, `x86_64_v4` =
-//!   AVX-512F) and their detection; `GCONV_ISA` forces one.
-//! * [`simd`] — the small trait that is a kernel's whole SIMD vocabulary, one implementation
+//! How a plan computes (each choice is printed in its [`KernelPlan::kernel_id`]):
+//!
+//! | step | what | where |
+//! |---|---|---|
+//! | tier | `portable` (`wide`), `x86_64_v3` (AVX2+FMA), `x86_64_v4` (AVX-512F), detected once | [`isa`], [`simd`] |
+//! | packing | a group's input, zero-padded and dealt into stride phases (`direct`), in bands of output rows that stay in L1; or one window copy per tap (`im2col`) when that wastes fewer lanes and fits in L2 | `layout` |
+//! | body | `M` output channels × `V` vectors of positions (`8c48w` on AVX-512); or `2·LANES` channels in lanes × `P` positions (`16c6w`, chosen on AVX2); or, for depthwise layers on small or strided planes, channels in lanes through shuffle transposes (`lanes`) | `microkernel`, `channel_vectors`, `depthwise_lanes` |
+//! | threads | tasks of (sample, whole channel blocks of one group); each output element is one fixed chain of fused multiply-adds, so every thread count gives the same bits | `engine` |
+//!
+//! * [`isa`] — the tiers and their detection; `GCONV_ISA` forces one.
+//! * [`simd`] — the small trait that is a kernel's whole SIMD vocabulary (splat, load, store,
+//!   fused multiply-add, masked store, deinterleave, square transpose), one implementation
 //!   per tier.
-//! * `layout` — the zero-padded, phase-split packing of a group's input that turns every tap
-//!   of every stride and dilation into a contiguous shifted load.
-//! * `microkernel` — the one kernel body: `M` output channels × `V` vectors of outputs.
-//! * `channel_vectors` — the second body: output channels in lanes × positions, for groups
-//!   with many output channels.
-//! * `depthwise_lanes` — depthwise convolution of small planes with channels in lanes.
+//! * `layout` — the packings that turn every tap of every stride and dilation into a
+//!   contiguous shifted load, and the map back to output positions.
+//! * `microkernel`, `channel_vectors`, `depthwise_lanes` — the kernel bodies, each written
+//!   once over [`simd::Simd`].
 //! * `engine` — weight packing, register blocks, task partition and the per-tier wrappers.
-//! * [`family`] — depthwise, pointwise, small groups, wide groups, and kernel ids.
+//! * [`family`] — depthwise, pointwise, small groups, wide groups.
 //! * [`KernelPlan`] — the public entry point: validate and pack once, run many times.
 //!
 //! ```
@@ -32,7 +39,7 @@
 //! plan.run(&input, &mut output)?;
 //! assert_eq!(output[2 * 5 + 2], 9.0); // an interior pixel sums its 3x3 window
 //! assert_eq!(output[0], 4.0); // a corner sees 2x2 of it
-//! println!("{}", plan.kernel_id()); // e.g. dwconv-3x3s1d1-1c128w-x86_64_v4
+//! println!("{}", plan.kernel_id()); // e.g. dwconv-3x3s1d1-direct-1c128w-x86_64_v4
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -59,14 +59,21 @@ fn tile<S: Simd, const M: usize, const V: usize>(simd: S, block: &mut Block<'_, 
     let layout = block.layout;
     let start = first * S::LANES;
     debug_assert!(first + V <= layout.vectors);
-    let mut acc: [[S::Vector; V]; M] = block.bias.map(|b| [simd.splat(b); V]);
+    // Plain loops, not `array::map`/`from_fn`: their closures may stay out of line, outside
+    // the tier's `target_feature` context, where the intrinsics cannot inline.
+    let mut acc = [[simd.splat(0.0); V]; M];
+    for (sums, &b) in acc.iter_mut().zip(&block.bias) {
+        *sums = [simd.splat(b); V];
+    }
     let packed = block.packed.as_ptr();
     for (&shift, taps) in layout.tap_shifts.iter().zip(block.weights.chunks_exact(M)) {
-        // SAFETY: `shift + layout.vectors · LANES <= layout.packed_len <= packed.len()` (see
-        // `Layout::new`; asserted in `convolve_block`), and `start + V · LANES` is at most
-        // `layout.vectors · LANES`.
-        let x: [S::Vector; V] =
-            std::array::from_fn(|v| unsafe { simd.load(packed.add(shift + start + v * S::LANES)) });
+        let mut x = [simd.splat(0.0); V];
+        for (v, vector) in x.iter_mut().enumerate() {
+            // SAFETY: `shift + layout.vectors · LANES <= layout.packed_len <= packed.len()`
+            // (see `Layout::new`; asserted in `convolve_block`), and `start + V · LANES` is
+            // at most `layout.vectors · LANES`.
+            *vector = unsafe { simd.load(packed.add(shift + start + v * S::LANES)) };
+        }
         for (m, &w) in taps.iter().enumerate() {
             let w = simd.splat(w);
             for v in 0..V {

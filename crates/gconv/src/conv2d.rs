@@ -70,7 +70,7 @@ impl Conv2d {
         self.plan.threads()
     }
 
-    /// The id of the kernel that runs, e.g. `gconv-small-3x3s1d1-8c48w-x86_64_v4`.
+    /// The id of the kernel that runs, e.g. `gconv-small-3x3s1d1-direct-8c48w-x86_64_v4`.
     pub fn kernel_id(&self) -> String {
         self.plan.kernel_id()
     }

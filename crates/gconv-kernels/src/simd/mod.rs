@@ -52,6 +52,14 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// `first <= end <= LANES`, and `base + first .. base + end` must be writable.
     unsafe fn store_lanes(self, base: *mut f32, vector: Self::Vector, first: usize, end: usize);
 
+    /// Loads the first `count` lanes from `source`, the others zero; reads nothing past
+    /// `source + count`.
+    ///
+    /// # Safety
+    ///
+    /// `count <= LANES`, and `source..source + count` must be readable.
+    unsafe fn load_first(self, source: *const f32, count: usize) -> Self::Vector;
+
     /// Transposes a `LANES × LANES` block: the `LANES` floats at `source + r·source_stride`
     /// (row `r`) become lane `r` of the `LANES` floats at `target + c·target_stride`, for
     /// every column `c`.
@@ -71,6 +79,27 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// The even and the odd lanes of the `2·LANES` values `low` then `high`:
     /// `([low₀, low₂, …, high₀, high₂, …], [low₁, low₃, …, high₁, high₃, …])`.
     fn deinterleave(self, low: Self::Vector, high: Self::Vector) -> (Self::Vector, Self::Vector);
+}
+
+/// [`Simd::load_first`] through a zeroed buffer on the stack, for tiers without masked loads.
+///
+/// # Safety
+///
+/// As [`Simd::load_first`].
+#[inline(always)]
+pub(crate) unsafe fn load_first_by_copying<S: Simd>(
+    simd: S,
+    source: *const f32,
+    count: usize,
+) -> S::Vector {
+    let mut lanes = [0.0f32; 16];
+    debug_assert!(count <= S::LANES && S::LANES <= lanes.len());
+    for (lane, slot) in lanes.iter_mut().enumerate().take(count) {
+        // SAFETY: the caller guarantees `source..source + count` is readable.
+        *slot = unsafe { source.add(lane).read_unaligned() };
+    }
+    // SAFETY: `lanes` holds 16 >= LANES floats.
+    unsafe { simd.load(lanes.as_ptr()) }
 }
 
 /// [`Simd::transpose_square`] one float at a time, for tiers without shuffles.
@@ -164,6 +193,11 @@ mod tests {
                 .enumerate()
                 .all(|(k, &v)| v == (2 * k + 1) as f32)
         );
+        let mut first = vec![0.0f32; lanes];
+        // SAFETY: `values` holds at least 3 floats; `first` LANES.
+        unsafe { simd.store(first.as_mut_ptr(), simd.load_first(values.as_ptr(), 3)) };
+        assert_eq!(&first[..4], &[0.0, 1.0, 2.0, 0.0]);
+        assert!(first[3..].iter().all(|&v| v == 0.0));
         let mut stored = vec![0.0f32; lanes + 2];
         // SAFETY: lanes 2..LANES-1 land on `stored[3..LANES]`.
         unsafe {

@@ -2,9 +2,10 @@
 
 use std::arch::x86_64::{
     __m256, __m256i, _mm256_and_si256, _mm256_castpd_ps, _mm256_castps_pd, _mm256_cmpgt_epi32,
-    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskstore_ps, _mm256_permute2f128_ps,
-    _mm256_permute4x64_pd, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_shuffle_ps,
-    _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
+    _mm256_permute2f128_ps, _mm256_permute4x64_pd, _mm256_set1_epi32, _mm256_set1_ps,
+    _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps,
+    _mm256_unpacklo_ps,
 };
 
 use super::Simd;
@@ -89,17 +90,18 @@ unsafe impl Simd for X86_64V3 {
         // SAFETY: the token proves AVX; the caller guarantees 8 readable rows and 8 writable
         // rows of 8 floats.
         unsafe {
-            let r: [__m256; 8] =
-                std::array::from_fn(|i| _mm256_loadu_ps(source.add(i * source_stride)));
+            // Plain loops, not `array::from_fn`: its closures may stay out of line, outside
+            // the `target_feature` context, where the intrinsics cannot inline.
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (i, row) in r.iter_mut().enumerate() {
+                *row = _mm256_loadu_ps(source.add(i * source_stride));
+            }
             // Pairs of rows interleaved: [a0 b0 a1 b1 | a4 b4 a5 b5] and [a2 b2 a3 b3 | a6 b6 a7 b7].
-            let t: [__m256; 8] = std::array::from_fn(|i| {
-                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
-                if i % 2 == 0 {
-                    _mm256_unpacklo_ps(a, b)
-                } else {
-                    _mm256_unpackhi_ps(a, b)
-                }
-            });
+            let mut t = [_mm256_setzero_ps(); 8];
+            for pair in 0..4 {
+                t[2 * pair] = _mm256_unpacklo_ps(r[2 * pair], r[2 * pair + 1]);
+                t[2 * pair + 1] = _mm256_unpackhi_ps(r[2 * pair], r[2 * pair + 1]);
+            }
             // Quads of rows: [a0 b0 c0 d0 | a4 b4 c4 d4] … [a3 b3 c3 d3 | a7 b7 c7 d7].
             let quad = |x: __m256, y: __m256, high: bool| {
                 if high {
@@ -129,6 +131,17 @@ unsafe impl Simd for X86_64V3 {
                     _mm256_permute2f128_ps::<0x31>(u[j], u[j + 4]),
                 );
             }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_first(self, source: *const f32, count: usize) -> __m256 {
+        // SAFETY: the token proves AVX2; lanes at or past `count` are masked off and not read,
+        // the caller guarantees the others are readable.
+        unsafe {
+            let lane: __m256i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(count as i32), lane);
+            _mm256_maskload_ps(source, mask)
         }
     }
 }

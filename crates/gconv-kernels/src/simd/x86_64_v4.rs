@@ -2,9 +2,9 @@
 
 use std::arch::x86_64::{
     __m512, _mm512_castpd_ps, _mm512_castps_pd, _mm512_fmadd_ps, _mm512_loadu_ps,
-    _mm512_mask_storeu_ps, _mm512_permutex2var_ps, _mm512_set1_ps, _mm512_setr_epi32,
-    _mm512_shuffle_f32x4, _mm512_storeu_ps, _mm512_unpackhi_pd, _mm512_unpackhi_ps,
-    _mm512_unpacklo_pd, _mm512_unpacklo_ps,
+    _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_set1_ps,
+    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_storeu_ps,
+    _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
 };
 
 use super::Simd;
@@ -82,30 +82,30 @@ unsafe impl Simd for X86_64V4 {
         // SAFETY: the token proves AVX-512F; the caller guarantees 16 readable rows and 16
         // writable rows of 16 floats.
         unsafe {
-            let r: [__m512; 16] =
-                std::array::from_fn(|i| _mm512_loadu_ps(source.add(i * source_stride)));
+            // Plain loops, not `array::from_fn`: its closures may stay out of line, outside
+            // the `target_feature` context, where the intrinsics cannot inline.
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, row) in r.iter_mut().enumerate() {
+                *row = _mm512_loadu_ps(source.add(i * source_stride));
+            }
             // Pairs of rows interleaved within each 128-bit lane: [a0 b0 a1 b1 | a4 b4 a5 b5 | …].
-            let t: [__m512; 16] = std::array::from_fn(|i| {
-                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
-                if i % 2 == 0 {
-                    _mm512_unpacklo_ps(a, b)
-                } else {
-                    _mm512_unpackhi_ps(a, b)
-                }
-            });
+            let mut t = [_mm512_setzero_ps(); 16];
+            for pair in 0..8 {
+                t[2 * pair] = _mm512_unpacklo_ps(r[2 * pair], r[2 * pair + 1]);
+                t[2 * pair + 1] = _mm512_unpackhi_ps(r[2 * pair], r[2 * pair + 1]);
+            }
             // Quads of rows: u[4q + j] = [rows 4q..4q+4 at column j | j + 4 | j + 8 | j + 12].
-            let u: [__m512; 16] = std::array::from_fn(|i| {
+            let mut u = [_mm512_setzero_ps(); 16];
+            for (i, quad) in u.iter_mut().enumerate() {
                 let (q, j) = (i / 4, i % 4);
-                let (x, y) = (
-                    _mm512_castps_pd(t[4 * q + j % 2]),
-                    _mm512_castps_pd(t[4 * q + 2 + j % 2]),
-                );
-                _mm512_castpd_ps(if j < 2 {
+                let x = _mm512_castps_pd(t[4 * q + j % 2]);
+                let y = _mm512_castps_pd(t[4 * q + 2 + j % 2]);
+                *quad = _mm512_castpd_ps(if j < 2 {
                     _mm512_unpacklo_pd(x, y)
                 } else {
                     _mm512_unpackhi_pd(x, y)
-                })
-            });
+                });
+            }
             // u is ordered [j = 0, 2, 1, 3] by the pd unpacks above; name the quads by column.
             let quad = |q: usize, j: usize| u[4 * q + [0, 2, 1, 3][j]];
             for j in 0..4 {
@@ -133,5 +133,13 @@ unsafe impl Simd for X86_64V4 {
                 );
             }
         }
+    }
+
+    #[inline(always)]
+    unsafe fn load_first(self, source: *const f32, count: usize) -> __m512 {
+        let mask = ((1u32 << count) - 1) as u16;
+        // SAFETY: the token proves AVX-512F; masked-off lanes are not read, the caller
+        // guarantees the others are readable.
+        unsafe { _mm512_maskz_loadu_ps(mask, source) }
     }
 }
