@@ -14,8 +14,7 @@ use gconv_shape::Geometry;
 use rayon::prelude::*;
 
 use crate::engine::Workspace;
-use crate::simd::Simd;
-use crate::simd::portable::Portable;
+use crate::simd::{Kernel, Simd, dispatch};
 use crate::{Isa, KernelError};
 
 /// Output positions computed together: independent accumulators that keep both FMA units busy
@@ -132,25 +131,7 @@ impl LanesEngine {
             output,
             scratch,
         };
-        match self.isa {
-            Isa::Portable => convolve_block(Portable, args),
-            #[cfg(target_arch = "x86_64")]
-            Isa::X86_64V3 => {
-                let token = crate::simd::x86_64_v3::X86_64V3::detect()
-                    .expect("the plan checked AVX2 and FMA at creation");
-                // SAFETY: the token proves AVX2 and FMA are present.
-                unsafe { convolve_block_x86_64_v3(token, args) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::X86_64V4 => {
-                let token = crate::simd::x86_64_v4::X86_64V4::detect()
-                    .expect("the plan checked AVX-512F at creation");
-                // SAFETY: the token proves AVX-512F is present.
-                unsafe { convolve_block_x86_64_v4(token, args) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!("x86-64 tiers are refused at plan creation on other targets"),
-        }
+        dispatch(self.isa, args);
     }
 }
 
@@ -166,16 +147,11 @@ struct BlockArgs<'a> {
     scratch: &'a mut [f32],
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn convolve_block_x86_64_v3(simd: crate::simd::x86_64_v3::X86_64V3, args: BlockArgs<'_>) {
-    convolve_block(simd, args)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn convolve_block_x86_64_v4(simd: crate::simd::x86_64_v4::X86_64V4, args: BlockArgs<'_>) {
-    convolve_block(simd, args)
+impl Kernel for BlockArgs<'_> {
+    #[inline(always)]
+    fn run<S: Simd>(self, simd: S) {
+        convolve_block(simd, self)
+    }
 }
 
 /// Transposes the block's input into `[padded row][padded column][lane]` with zero borders,

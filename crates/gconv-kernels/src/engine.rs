@@ -9,8 +9,7 @@ use rayon::prelude::*;
 use crate::channel_vectors::{ChannelBlock, convolve_channel_block};
 use crate::layout::{Layout, Packing};
 use crate::microkernel::{self, convolve_block};
-use crate::simd::Simd;
-use crate::simd::portable::Portable;
+use crate::simd::{Kernel, Simd, dispatch};
 use crate::{Isa, KernelError};
 
 /// Output channels of a register block, and where the block starts within its task's chunk.
@@ -279,25 +278,7 @@ impl Engine {
             first_channel,
             output,
         };
-        match self.isa {
-            Isa::Portable => run_blocks(Portable, task),
-            #[cfg(target_arch = "x86_64")]
-            Isa::X86_64V3 => {
-                let token = crate::simd::x86_64_v3::X86_64V3::detect()
-                    .expect("the plan checked AVX2 and FMA at creation");
-                // SAFETY: the token proves AVX2 and FMA are present.
-                unsafe { run_blocks_x86_64_v3(token, task) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::X86_64V4 => {
-                let token = crate::simd::x86_64_v4::X86_64V4::detect()
-                    .expect("the plan checked AVX-512F at creation");
-                // SAFETY: the token proves AVX-512F is present.
-                unsafe { run_blocks_x86_64_v4(token, task) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!("x86-64 tiers are refused at plan creation on other targets"),
-        }
+        dispatch(self.isa, task);
     }
 }
 
@@ -310,19 +291,14 @@ pub(crate) struct TaskArgs<'a> {
     output: &'a mut [f32],
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn run_blocks_x86_64_v3(simd: crate::simd::x86_64_v3::X86_64V3, task: TaskArgs<'_>) {
-    run_blocks(simd, task)
+impl Kernel for TaskArgs<'_> {
+    /// Packs each band of the task's group and runs every block of its chunk over it.
+    #[inline(always)]
+    fn run<S: Simd>(self, simd: S) {
+        run_blocks(simd, self)
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn run_blocks_x86_64_v4(simd: crate::simd::x86_64_v4::X86_64V4, task: TaskArgs<'_>) {
-    run_blocks(simd, task)
-}
-
-/// Packs each band of the task's group and runs every block of its chunk over it.
 #[inline(always)]
 fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
     let TaskArgs {

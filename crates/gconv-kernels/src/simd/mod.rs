@@ -3,14 +3,61 @@
 //! A kernel body is written once, generic over [`Simd`]. A value of a `Simd` type is a
 //! zero-sized token that can only be created after run-time detection has proved that the CPU
 //! has the instructions, so holding one is the proof that calling its methods is sound. The
-//! body is instantiated per tier by a thin `#[target_feature]` wrapper (see `crate::engine`),
-//! into which every method here inlines.
+//! body is instantiated per tier by a thin generic `#[target_feature]` wrapper (`dispatch`),
+//! into which the body and every method here inline.
+
+use crate::Isa;
 
 pub mod portable;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64_v3;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64_v4;
+
+/// A kernel body with its arguments, ready to be instantiated for a tier by [`dispatch`].
+pub(crate) trait Kernel {
+    /// Runs the body with `simd`'s instructions. Implementations are `#[inline(always)]`, so
+    /// that the whole body compiles inside the tier's `#[target_feature]` wrapper.
+    fn run<S: Simd>(self, simd: S);
+}
+
+/// Runs `kernel` on `isa`, which the caller has checked this CPU supports (a plan does so at
+/// creation): the one place where tokens are made and `#[target_feature]` code is entered.
+pub(crate) fn dispatch<K: Kernel>(isa: Isa, kernel: K) {
+    match isa {
+        Isa::Portable => kernel.run(portable::Portable),
+        #[cfg(target_arch = "x86_64")]
+        Isa::X86_64V3 => {
+            let simd = x86_64_v3::X86_64V3::detect().expect("plans check AVX2 and FMA at creation");
+            // SAFETY: the token proves AVX2 and FMA are present.
+            unsafe { run_x86_64_v3(simd, kernel) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::X86_64V4 => {
+            let simd = x86_64_v4::X86_64V4::detect().expect("plans check AVX-512F at creation");
+            // SAFETY: the token proves AVX-512F is present.
+            unsafe { run_x86_64_v4(simd, kernel) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::X86_64V3 | Isa::X86_64V4 => {
+            unreachable!("x86-64 tiers are refused at plan creation on other targets")
+        }
+    }
+}
+
+/// The AVX2+FMA instantiation of a kernel body.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn run_x86_64_v3<K: Kernel>(simd: x86_64_v3::X86_64V3, kernel: K) {
+    kernel.run(simd)
+}
+
+/// The AVX-512F instantiation of a kernel body.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn run_x86_64_v4<K: Kernel>(simd: x86_64_v4::X86_64V4, kernel: K) {
+    kernel.run(simd)
+}
 
 /// A vector of `LANES` f32 and the operations kernels need on it.
 ///
