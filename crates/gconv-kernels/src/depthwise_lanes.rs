@@ -71,6 +71,7 @@ impl LanesEngine {
         }
         let padding = geometry.padding();
         let [height, width] = geometry.input_size();
+        // Sums that Geometry checked: each padded extent fits in usize.
         Ok(LanesEngine {
             geometry: *geometry,
             isa,
@@ -84,14 +85,14 @@ impl LanesEngine {
         })
     }
 
-    /// Floats of scratch a worker needs: the padded input block, then the output block.
-    fn scratch_len(&self) -> usize {
+    /// Floats of scratch a worker needs: the padded input block, then the output block
+    /// (saturating: an absurd size is refused by the plan, not wrapped).
+    pub fn scratch_len(&self) -> usize {
         let [out_h, out_w] = self.geometry.output_size();
-        (self.padded[0] * self.padded[1] + out_h * out_w) * self.lanes
-    }
-
-    pub fn workspace(&self, threads: usize) -> Workspace {
-        Workspace::new(threads, self.scratch_len())
+        self.padded[0]
+            .saturating_mul(self.padded[1])
+            .saturating_add(out_h * out_w)
+            .saturating_mul(self.lanes)
     }
 
     pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {

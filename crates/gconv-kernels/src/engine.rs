@@ -223,9 +223,9 @@ impl Engine {
         })
     }
 
-    /// Scratch for `threads` workers: one packed input each.
-    pub fn workspace(&self, threads: usize) -> Workspace {
-        Workspace::new(threads, self.layout.packed_len)
+    /// Floats of scratch a worker needs: one packed band of a group's input.
+    pub fn scratch_len(&self) -> usize {
+        self.layout.packed_len
     }
 
     /// Convolves `input` into `output` (both checked by the caller against the geometry),
@@ -513,8 +513,11 @@ fn band_rows(geometry: &Geometry, lanes: usize, tile: &TileShape) -> usize {
     let padded_w = width + padding.left + padding.right;
     let reach = (geometry.kernel_size()[0] - 1) * geometry.dilation()[0] + 1;
     // Bytes per padded input row of the whole group (all column phases together).
-    let row_bytes =
-        4 * geometry.in_channels_per_group() * padded_w.next_multiple_of(geometry.stride()[1]);
+    let row_bytes = padded_w
+        .div_ceil(geometry.stride()[1])
+        .saturating_mul(geometry.stride()[1])
+        .saturating_mul(geometry.in_channels_per_group())
+        .saturating_mul(4);
     let budget_rows = (BAND_BUDGET / row_bytes.max(1)).saturating_sub(reach) / stride_h + 1;
     let widest_tile =
         tile.vectors_for(tile.max_channels.min(geometry.out_channels_per_group())) * lanes;

@@ -31,6 +31,9 @@ pub struct PlanOptions {
     pub threads: Threads,
 }
 
+/// Scratch a plan may always allocate per thread, in floats (64 MiB), whatever the data size.
+const SCRATCH_FLOATS: usize = 16 << 20;
+
 /// Below this many FLOPs a plan runs on the calling thread whatever its thread count: the
 /// seed layer (2.3 kFLOP) took 23 µs on two threads against 0.4 µs on one.
 const PARALLEL_MIN_FLOPS: u64 = 200_000;
@@ -113,15 +116,24 @@ impl KernelPlan {
             Path::Body(body) => Some(body),
             Path::Chosen | Path::Lanes => None,
         };
-        let (kernel, workspace) = if lanes {
-            let engine = LanesEngine::new(geometry, weight, bias, isa)?;
-            let workspace = engine.workspace(threads);
-            (Kernel::DepthwiseLanes(engine), workspace)
+        let kernel = if lanes {
+            Kernel::DepthwiseLanes(LanesEngine::new(geometry, weight, bias, isa)?)
         } else {
-            let engine = Engine::new(geometry, weight, bias, isa, threads, body)?;
-            let workspace = engine.workspace(threads);
-            (Kernel::Grouped(engine), workspace)
+            Kernel::Grouped(Engine::new(geometry, weight, bias, isa, threads, body)?)
         };
+        let scratch = match &kernel {
+            Kernel::Grouped(engine) => engine.scratch_len(),
+            Kernel::DepthwiseLanes(engine) => engine.scratch_len(),
+        };
+        // Scratch beyond the data itself only comes from absurd padding or dilation (a
+        // packed band is normally a few kilobytes): refuse it rather than allocate it.
+        let data = geometry.input_len().saturating_add(geometry.output_len());
+        if scratch > SCRATCH_FLOATS.max(data.saturating_mul(2)) {
+            return Err(KernelError::TooLarge {
+                what: "the packed input scratch (padding or dilation far beyond the input)",
+            });
+        }
+        let workspace = Workspace::new(threads, scratch);
         Ok(KernelPlan {
             kernel,
             threads,
@@ -237,13 +249,15 @@ fn prefers_lanes(geometry: &Geometry, isa: Isa) -> bool {
     let padding = geometry.padding();
     let padded_h = height + padding.top + padding.bottom;
     let padded_w = width + padding.left + padding.right;
-    let lanes = isa.lanes();
-    let block_bytes = padded_h * padded_w * lanes * 4;
-    let row_stride = padded_w.div_ceil(geometry.stride()[1]);
-    let flat_positions = (out_h * row_stride).div_ceil(lanes) * lanes;
-    let wasteful = 10 * out_h * out_w < 9 * flat_positions;
+    // In u128: absurd padding can make these products exceed usize.
+    let lanes = isa.lanes() as u128;
+    let block_bytes = padded_h as u128 * padded_w as u128 * lanes * 4;
+    let row_stride = padded_w.div_ceil(geometry.stride()[1]) as u128;
+    let flat_positions = (out_h as u128 * row_stride).div_ceil(lanes) * lanes;
+    let out_plane = out_h as u128 * out_w as u128;
+    let wasteful = 10 * out_plane < 9 * flat_positions;
     let strided = geometry.stride() != [1, 1];
-    (wasteful || strided) && block_bytes <= LANES_BLOCK_BUDGET
+    (wasteful || strided) && block_bytes <= LANES_BLOCK_BUDGET as u128
 }
 
 /// Bytes the channels-in-lanes kernel's padded input block may take: what stays in L2.
@@ -371,6 +385,46 @@ mod tests {
                 },
             )
             .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
+    }
+
+    /// Padding far beyond the input, with a stride that keeps the output small: a valid
+    /// geometry whose packed planes would be astronomically large. A clear error, never a
+    /// panic, a wrapped size or a huge allocation, on every tier and kernel path.
+    #[test]
+    fn absurd_padding_is_refused_not_allocated() {
+        for (channels, groups, padding, stride) in [
+            (16, 16, 1usize << 30, 1usize << 20),
+            (4, 2, 1 << 30, 1 << 20),
+            (16, 16, 1 << 40, 1 << 40),
+            (4, 1, 1 << 40, 1 << 40),
+        ] {
+            let geometry = Conv2dParams::new(channels, channels, 3)
+                .groups(groups)
+                .stride(stride)
+                .padding(Padding::uniform(padding))
+                .bias(false)
+                .geometry([1, channels, 1, 1])
+                .unwrap();
+            let weight = vec![1.0; geometry.weight_count()];
+            for isa in Isa::available() {
+                for path in [
+                    Path::Chosen,
+                    Path::Lanes,
+                    Path::Body(Body::Positions(Packing::PhaseSplit)),
+                ] {
+                    let options = PlanOptions {
+                        isa: Some(isa),
+                        threads: Threads::Count(NonZeroUsize::new(1).unwrap()),
+                    };
+                    let result = KernelPlan::with_path(&geometry, &weight, None, options, path);
+                    assert!(
+                        matches!(result, Err(KernelError::TooLarge { .. })),
+                        "{isa} {path:?} padding {padding}: {:?}",
+                        result.map(|plan| plan.kernel_id())
+                    );
+                }
+            }
+        }
     }
 
     proptest! {
