@@ -21,16 +21,4 @@ pub fn layers() -> Vec<Layer> {
     }
 }
 
-/// `len` values in `[-1, 1)` from a fixed seed, so every run times the same data.
-pub fn data(len: usize, seed: u32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..len)
-        .map(|_| {
-            // xorshift32: enough to avoid denormals and degenerate zeros.
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
-}
+pub use gconv_testkit::data::uniform as data;

@@ -10,11 +10,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 
-use crate::data;
 use crate::demo::describe;
 use crate::implementations::{ExecutionOptions, KernelChoice, Prepared};
 use crate::measure::{self, human};
 use gconv::workload::{self, Layer};
+use gconv_testkit::data;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

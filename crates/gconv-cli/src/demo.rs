@@ -7,11 +7,11 @@ use clap::Args;
 use gconv_shape::Conv2dParams;
 use gconv_testkit::{Problem, check_against_reference};
 
-use crate::data;
 use crate::implementations;
 use crate::measure::{self, human};
 use crate::shape::pytorch_repr;
 use gconv::workload::{self, Layer};
+use gconv_testkit::data;
 
 /// Layers of `benches/layers/published.csv` that show each family once and run quickly.
 const DEMO_LAYERS: [&str; 7] = [

@@ -12,7 +12,6 @@ macro_rules! out {
 }
 
 mod bench;
-mod data;
 mod demo;
 mod implementations;
 mod info;

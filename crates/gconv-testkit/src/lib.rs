@@ -7,6 +7,7 @@
 //! * [`tolerance`] — how far an `f32` implementation may be from the reference: a bound derived
 //!   from the reduction length `K = C_in/g · kH · kW` and the magnitudes of the products, exact
 //!   where the data are small integers.
+//! * [`data`] — deterministic pseudo-random tensors.
 //! * [`diff`] — compares two outputs under that bound and explains a mismatch in NCHW
 //!   coordinates.
 //!
@@ -52,6 +53,7 @@
 //!     .unwrap();
 //! ```
 
+pub mod data;
 pub mod diff;
 mod problem;
 #[cfg(feature = "strategies")]

@@ -1,4 +1,5 @@
-//! Deterministic pseudo-random tensors, so demo and benchmark runs are repeatable.
+//! Deterministic pseudo-random tensors, the same on every machine, so that demos,
+//! benchmarks and tests run on repeatable data.
 
 /// `len` values uniform in `[-1, 1)`, the same for the same `seed` on every machine.
 pub fn uniform(len: usize, seed: u64) -> Vec<f32> {
