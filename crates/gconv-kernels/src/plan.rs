@@ -233,8 +233,9 @@ impl KernelPlan {
 }
 
 /// Whether the channels-in-lanes depthwise kernel should run `geometry`: where the flat
-/// kernel would spend more than a tenth of its lanes on padding columns and tails, or where
-/// its packing would be strided, as long as the padded block of channels fits in L2.
+/// kernel would spend more than a tenth of its lanes on padding columns and tails (a quarter
+/// past 16 taps), or where its packing would be strided (up to 16 taps), as long as the padded block of
+/// channels fits in L2.
 ///
 /// Measured on the MobileNetV2 and DeepLab layers (AVX-512, one thread): lanes wins 1.8x on
 /// 7x7 and 14x14 stride 2, 1.3x on 14x14, 2.2x on 28x28 stride 2, 1.1x on 56x56 stride 2;
@@ -255,8 +256,17 @@ fn prefers_lanes(geometry: &Geometry, isa: Isa) -> bool {
     let row_stride = padded_w.div_ceil(geometry.stride()[1]) as u128;
     let flat_positions = (out_h as u128 * row_stride).div_ceil(lanes) * lanes;
     let out_plane = out_h as u128 * out_w as u128;
-    let wasteful = 10 * out_plane < 9 * flat_positions;
-    let strided = geometry.stride() != [1, 1];
+    // Past 16 taps the weights no longer stay in registers: a quarter of the lanes must be
+    // wasted before lanes pay (EfficientNet's 5x5 on 28x28, 12 % waste, ran 10 % slower on
+    // lanes; ConvNeXt's 7x7 on 14x14, 32 % waste, 35 % faster).
+    let wasteful = if geometry.reduction_len() <= 16 {
+        10 * out_plane < 9 * flat_positions
+    } else {
+        4 * out_plane < 3 * flat_positions
+    };
+    // Strided flat packing costs a shuffle per input vector, which only weighs against 3x3's
+    // few taps (EfficientNet's 5x5 stride 2 ran 10 % slower on lanes).
+    let strided = geometry.stride() != [1, 1] && geometry.reduction_len() <= 16;
     (wasteful || strided) && block_bytes <= LANES_BLOCK_BUDGET as u128
 }
 
@@ -328,13 +338,14 @@ mod tests {
 
     /// Depthwise problems whose channels fill whole vectors of every tier (16 lanes).
     fn lane_problems() -> impl Strategy<Value = Problem> {
+        // Kernels up to 7x7 (49 taps): ConvNeXt's depthwise size.
         (
             1usize..3,
-            1usize..4,
-            1usize..4,
+            1usize..8,
+            1usize..8,
             1usize..3,
             1usize..3,
-            0usize..3,
+            0usize..4,
             1usize..12,
             1usize..12,
             1usize..3,
