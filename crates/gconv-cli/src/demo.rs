@@ -69,13 +69,12 @@ fn run_layers(min_time: Duration) -> Result<()> {
     out!("checked against the reference; times are medians.");
     out!();
     out!(
-        "{:<26} {:<44} {:<14} {:>10} {:>9}  {}",
+        "{:<24} {:<42} {:<44} {:>10} {:>8}  check",
         "layer",
         "shape",
         "implementation",
         "median",
-        "GFLOP/s",
-        "check"
+        "GFLOP/s"
     );
     for name in DEMO_LAYERS {
         let layer = layers
@@ -113,7 +112,7 @@ fn run_layer(layer: &Layer, min_time: Duration) -> Result<()> {
             let _ = implementation.run(&problem.input, &mut output);
         });
         out!(
-            "{:<24} {:<42} {:<36} {:>10} {:>8.2}  {verdict}",
+            "{:<24} {:<42} {:<44} {:>10} {:>8.2}  {verdict}",
             layer.name,
             describe(layer),
             implementation.name(),

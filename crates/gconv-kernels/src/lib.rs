@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | tier | `portable` (`wide`), `x86_64_v3` (AVX2+FMA), `x86_64_v4` (AVX-512F), detected once | [`isa`], [`simd`] |
 //! | packing | a group's input, zero-padded and dealt into stride phases (`direct`), in bands of output rows that stay in L1; or one window copy per tap (`im2col`) when that wastes fewer lanes and fits in L2 | `layout` |
-//! | body | `M` output channels × `V` vectors of positions (`8c48w` on AVX-512); or `2·LANES` channels in lanes × `P` positions (`16c6w`, chosen on AVX2); or, for depthwise layers on small or strided planes, channels in lanes through shuffle transposes (`lanes`) | `microkernel`, `channel_vectors`, `depthwise_lanes` |
+//! | body | `M` output channels × `V` vectors of positions (`8c48w` on AVX-512); or `2·LANES` channels in lanes × `P` positions (`16c6w`, chosen on AVX2); or, for depthwise layers on small or strided planes, channels in lanes through shuffle transposes (`lanes`, 256-bit even on AVX-512) | `microkernel`, `channel_vectors`, `depthwise_lanes` |
 //! | threads | tasks of (sample, whole channel blocks of one group); each output element is one fixed chain of fused multiply-adds, so every thread count gives the same bits | `engine` |
 //!
 //! * [`isa`] — the tiers and their detection; `GCONV_ISA` forces one.
