@@ -247,17 +247,18 @@ fn lanes_isa(isa: Isa) -> Isa {
 
 /// Whether the channels-in-lanes depthwise kernel should run `geometry`: where the flat
 /// kernel would spend more than a tenth of its lanes on padding columns and tails (a quarter
-/// past 16 taps), or where its packing would be strided (up to 16 taps), as long as the padded block of
+/// past 16 taps), or where its packing would be strided, as long as the padded block of
 /// channels fits in L2.
 ///
-/// Measured on the MobileNetV2 and DeepLab layers (AVX-512, one thread): lanes wins 1.8x on
-/// 7x7 and 14x14 stride 2, 1.3x on 14x14, 2.2x on 28x28 stride 2, 1.1x on 56x56 stride 2;
-/// ties on 28x28 and dilated 32x32; loses 1.4x on 56x56 and 112x112 stride 1, and ties on
-/// 112x112 stride 2, whose padded blocks (0.2 and 0.8 MB) no longer stay in cache.
+/// Measured on the MobileNetV2, DeepLab, EfficientNet and ConvNeXt depthwise layers (AVX-512
+/// tier, one thread, lanes against flat): 7x7 and 14x14 planes +30 to +150 %, 28x28 stride 2
+/// +95 %, 56x56 stride 2 +25 %, 5x5 stride 2 +10 %; ties on 28x28 and dilated 32x32; losses
+/// of 15 to 40 % on 56x56 and larger stride-1 planes, which the rule leaves to the flat kernel.
 fn prefers_lanes(geometry: &Geometry, isa: Isa) -> bool {
     if !LanesEngine::suits(geometry, isa) {
         return false;
     }
+
     let [out_h, out_w] = geometry.output_size();
     let [height, width] = geometry.input_size();
     let padding = geometry.padding();
@@ -277,9 +278,9 @@ fn prefers_lanes(geometry: &Geometry, isa: Isa) -> bool {
     } else {
         4 * out_plane < 3 * flat_positions
     };
-    // Strided flat packing costs a shuffle per input vector, which only weighs against 3x3's
-    // few taps (EfficientNet's 5x5 stride 2 ran 10 % slower on lanes).
-    let strided = geometry.stride() != [1, 1] && geometry.reduction_len() <= 16;
+    // Strided flat packing costs a shuffle per input vector and leaves each tap fewer outputs
+    // per vector (EfficientNet's 5x5 stride 2: lanes +10 %, MobileNet's 3x3: +25 to +150 %).
+    let strided = geometry.stride() != [1, 1];
     (wasteful || strided) && block_bytes <= LANES_BLOCK_BUDGET as u128
 }
 
