@@ -95,3 +95,42 @@ fn published_layers_are_bit_identical_for_every_thread_count() {
     }
     assert!(checked >= 10, "only {checked} layers in range");
 }
+
+/// One plan shared by several threads at once (it is `Sync`): every call gives the same
+/// bits as a call alone, on every tier and thread setting.
+#[test]
+fn a_plan_shared_by_threads_gives_the_same_bits() {
+    let layers = gconv::workload::parse_layers(gconv::workload::PUBLISHED).unwrap();
+    for name in ["resnext50.layer3", "mobilenetv2.dw576_14_s2"] {
+        let layer = layers.iter().find(|layer| layer.name == name).unwrap();
+        let geometry = layer.geometry;
+        let input = gconv_testkit::data::uniform(geometry.input_len(), 5);
+        let weight = gconv_testkit::data::uniform(geometry.weight_count(), 6);
+        for isa in Isa::available() {
+            for threads in [Threads::All, Threads::Count(NonZeroUsize::new(2).unwrap())] {
+                let options = Options {
+                    isa: Some(isa),
+                    threads,
+                };
+                let conv = Conv2d::from_geometry(&geometry, &weight, None, options).unwrap();
+                let alone = conv.forward(&input).unwrap();
+                std::thread::scope(|scope| {
+                    for _ in 0..3 {
+                        scope.spawn(|| {
+                            for _ in 0..5 {
+                                let output = conv.forward(&input).unwrap();
+                                assert!(
+                                    output
+                                        .iter()
+                                        .zip(&alone)
+                                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                                    "{name} {isa}"
+                                );
+                            }
+                        });
+                    }
+                });
+            }
+        }
+    }
+}
