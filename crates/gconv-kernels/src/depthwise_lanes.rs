@@ -8,10 +8,7 @@
 //! multiply-adds against per-channel weight vectors held in registers, for any stride and
 //! dilation, with no lane wasted. The `[position][lane]` result is copied back to NCHW.
 
-use std::sync::MutexGuard;
-
 use gconv_shape::Geometry;
-use rayon::prelude::*;
 
 use crate::engine::Workspace;
 use crate::simd::{Kernel, Simd, dispatch};
@@ -116,28 +113,12 @@ impl LanesEngine {
         let block_input = self.lanes * image;
         let [out_h, out_w] = self.geometry.output_size();
         let block_output = self.lanes * out_h * out_w;
+        let blocks_per_sample = self.geometry.out_channels() / self.lanes;
         // Channels are a multiple of the lanes, so blocks never straddle two samples.
-        let task = |scratch: &mut MutexGuard<'_, Vec<f32>>,
-                    (block, output): (usize, &mut [f32])| {
+        workspace.for_each_chunk(parallel, output, block_output, |scratch, block, output| {
             let input = &input[block * block_input..][..block_input];
-            self.run_block(
-                input,
-                block % (self.geometry.out_channels() / self.lanes),
-                output,
-                scratch,
-            );
-        };
-        if parallel && workspace.buffers() > 1 {
-            output
-                .par_chunks_mut(block_output)
-                .enumerate()
-                .for_each_init(|| workspace.lock_slot(), task);
-        } else {
-            let mut scratch = workspace.lock_slot();
-            for item in output.chunks_mut(block_output).enumerate() {
-                task(&mut scratch, item);
-            }
-        }
+            self.run_block(input, block % blocks_per_sample, output, scratch);
+        });
     }
 
     fn run_block(&self, input: &[f32], block: usize, output: &mut [f32], scratch: &mut [f32]) {

@@ -1,7 +1,7 @@
 //! A validated convolution prepared for one tier: packed weights, the packed-input layout,
 //! the split of output channels into register blocks and tasks, and the per-tier entry points.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use gconv_shape::Geometry;
 use rayon::prelude::*;
@@ -115,15 +115,37 @@ impl Workspace {
     /// The scratch of the calling rayon worker (or the first one outside a pool), held until
     /// the guard drops. A worker runs one job at a time (the kernels call no rayon), so the
     /// lock is uncontended unless two runs share a plan.
-    pub(crate) fn lock_slot(&self) -> std::sync::MutexGuard<'_, Vec<f32>> {
+    fn lock_slot(&self) -> MutexGuard<'_, Vec<f32>> {
         let index = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
         self.slots[index]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn buffers(&self) -> usize {
-        self.slots.len()
+    /// Runs `task(scratch, index, chunk)` on every `chunk_len` piece of `output`, with its
+    /// index: over the current rayon pool when `parallel`, else on the calling thread. The
+    /// scratch is locked once per run of consecutive pieces on a thread, not per piece: a
+    /// depthwise layer has a piece per channel block.
+    pub(crate) fn for_each_chunk<F>(
+        &self,
+        parallel: bool,
+        output: &mut [f32],
+        chunk_len: usize,
+        task: F,
+    ) where
+        F: Fn(&mut [f32], usize, &mut [f32]) + Sync,
+    {
+        if parallel && self.slots.len() > 1 {
+            output.par_chunks_mut(chunk_len).enumerate().for_each_init(
+                || self.lock_slot(),
+                |scratch, (index, chunk)| task(scratch, index, chunk),
+            );
+        } else {
+            let mut scratch = self.lock_slot();
+            for (index, chunk) in output.chunks_mut(chunk_len).enumerate() {
+                task(&mut scratch, index, chunk);
+            }
+        }
     }
 }
 
@@ -155,37 +177,34 @@ impl Engine {
             1
         };
         let chunk_channels = chunk_channels(geometry, threads, granule);
-        let body = match body {
-            Some(body) => body,
-            None if tile.prefer_channels
-                && prefers_channels(geometry, chunk_channels, channel_block) =>
-            {
-                Body::Channels
+        let lanes = isa.lanes();
+        let channels_preferred =
+            tile.prefer_channels && prefers_channels(geometry, chunk_channels, channel_block);
+        let (body, layout) = match body {
+            Some(Body::Positions(packing)) => (
+                Body::Positions(packing),
+                layout(geometry, lanes, packing, &tile),
+            ),
+            Some(Body::Channels) => (
+                Body::Channels,
+                layout(geometry, lanes, Packing::PhaseSplit, &tile),
+            ),
+            None if channels_preferred => (
+                Body::Channels,
+                layout(geometry, lanes, Packing::PhaseSplit, &tile),
+            ),
+            None => {
+                let layout = cheaper_layout(geometry, lanes, chunk_channels, &tile);
+                let packing = layout.as_ref().map_or(Packing::PhaseSplit, |l| l.packing);
+                (Body::Positions(packing), layout)
             }
-            None => Body::Positions(cheaper_packing(
-                geometry,
-                isa.lanes(),
-                chunk_channels,
-                &tile,
-            )),
         };
         if body == Body::Channels && !suits_channels(geometry, chunk_channels, channel_block) {
             return Err(KernelError::TooLarge {
                 what: "the channel-vector block (a forced kernel that does not fit the problem)",
             });
         }
-        let layout = match body {
-            Body::Channels | Body::Positions(Packing::PhaseSplit) => Layout::new(
-                geometry,
-                isa.lanes(),
-                Packing::PhaseSplit,
-                band_rows(geometry, isa.lanes(), &tile),
-            ),
-            Body::Positions(Packing::Im2col) => {
-                Layout::new(geometry, isa.lanes(), Packing::Im2col, usize::MAX)
-            }
-        }
-        .ok_or(KernelError::TooLarge {
+        let layout = layout.ok_or(KernelError::TooLarge {
             what: "an output plane or a packed input channel",
         })?;
         let blocks = match body {
@@ -234,24 +253,10 @@ impl Engine {
         let out_plane = self.layout.out_rows * self.layout.out_cols;
         let chunk_len = self.chunk_channels * out_plane;
         let chunks_per_sample = self.geometry.out_channels() / self.chunk_channels;
-        // The scratch is locked once per run of consecutive tasks on a thread, not per task:
-        // a depthwise layer has a task per channel.
-        let task = |packed: &mut std::sync::MutexGuard<'_, Vec<f32>>,
-                    (index, chunk): (usize, &mut [f32])| {
+        workspace.for_each_chunk(parallel, output, chunk_len, |packed, index, chunk| {
             let (sample, chunk_index) = (index / chunks_per_sample, index % chunks_per_sample);
             self.run_task(input, sample, chunk_index, chunk, packed);
-        };
-        if parallel && workspace.buffers() > 1 {
-            output
-                .par_chunks_mut(chunk_len)
-                .enumerate()
-                .for_each_init(|| workspace.lock_slot(), task);
-        } else {
-            let mut packed = workspace.lock_slot();
-            for item in output.chunks_mut(chunk_len).enumerate() {
-                task(&mut packed, item);
-            }
-        }
+        });
     }
 
     /// Packs the group's input for `sample`, then convolves every block of chunk `chunk_index`.
@@ -442,25 +447,19 @@ fn chunk_channels(geometry: &Geometry, threads: usize, granule: usize) -> usize 
 /// decade (1 MiB), so that it survives the output and weights passing through.
 const L2_BUDGET: usize = 256 * 1024;
 
-/// The packing with the lower estimated cost for a task of `chunk_channels` output channels,
-/// in vector operations: the multiply-adds (`chunk · K` per vector of positions, discarded
-/// columns included) plus the packing (two per vector copied; a strided im2col gathers one
-/// float at a time). Phase-split wins ties: it packs less.
-fn cheaper_packing(
+/// The layout whose packing has the lower estimated cost for a task of `chunk_channels`
+/// output channels, in vector operations: the multiply-adds (`chunk · K` per vector of
+/// positions, discarded columns included) plus the packing (two per vector copied; a strided
+/// im2col gathers one float at a time). Phase-split wins ties: it packs less.
+fn cheaper_layout(
     geometry: &Geometry,
     lanes: usize,
     chunk_channels: usize,
     tile: &TileShape,
-) -> Packing {
-    let phase_split = Layout::new(
-        geometry,
-        lanes,
-        Packing::PhaseSplit,
-        band_rows(geometry, lanes, tile),
-    );
-    let im2col = Layout::new(geometry, lanes, Packing::Im2col, usize::MAX);
-    let (Some(phase_split), Some(im2col)) = (phase_split, im2col) else {
-        return Packing::PhaseSplit;
+) -> Option<Layout> {
+    let phase_split = layout(geometry, lanes, Packing::PhaseSplit, tile)?;
+    let Some(im2col) = layout(geometry, lanes, Packing::Im2col, tile) else {
+        return Some(phase_split);
     };
     let taps = geometry.reduction_len();
     let channels = geometry.in_channels_per_group();
@@ -478,10 +477,19 @@ fn cheaper_packing(
     // that read it (measured: AlexNet's 1 to 3.5 MB im2col buffers ran at half the speed).
     let fits_in_l2 = im2col.packed_len * 4 <= L2_BUDGET;
     if fits_in_l2 && 20 * cost(&im2col) < 19 * cost(&phase_split) {
-        Packing::Im2col
+        Some(im2col)
     } else {
-        Packing::PhaseSplit
+        Some(phase_split)
     }
+}
+
+/// The layout of `packing` for `geometry`: phase-split in L1-sized bands, im2col whole.
+fn layout(geometry: &Geometry, lanes: usize, packing: Packing, tile: &TileShape) -> Option<Layout> {
+    let band_rows = match packing {
+        Packing::PhaseSplit => band_rows(geometry, lanes, tile),
+        Packing::Im2col => usize::MAX,
+    };
+    Layout::new(geometry, lanes, packing, band_rows)
 }
 
 /// Whether the channel-vector body can run `geometry`: more than one input channel per
