@@ -55,7 +55,10 @@ pub fn info(args: &InfoArgs) -> Result<()> {
         Isa::best().name(),
         forced.map_or(String::new(), |v| format!(" (GCONV_ISA={v} forces a tier)"))
     );
-    out!("threads: {} (rayon's global pool)", rayon_threads());
+    out!(
+        "cores:   {} (plans use all of them unless --threads says otherwise)",
+        cores()
+    );
     if let (Some(in_channels), Some(out_channels), Some(kernel), Some(input_shape)) = (
         args.in_channels,
         args.out_channels,
@@ -86,6 +89,6 @@ pub fn info(args: &InfoArgs) -> Result<()> {
     Ok(())
 }
 
-fn rayon_threads() -> usize {
+fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
