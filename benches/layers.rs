@@ -1,13 +1,15 @@
 //! Every layer of the layer list (see `gconv_benches::layers`), one criterion group per
 //! network, with throughput in FLOPs so reports read as FLOP/s (criterion prints "elem/s").
-//! For each layer: the dispatched kernel on 1 thread and on all cores; the reference only on
-//! layers under 20 MFLOP, where it finishes in reasonable time.
+//! For each layer: the dispatched kernel on every instruction-set tier the CPU has at 1 thread
+//! and on the best tier at all cores; the reference only on layers under 20 MFLOP, where it
+//! finishes in reasonable time. Benchmark ids read `network/layer/avx512/t1`, so that
+//! `cargo bench -p gconv-benches -- 'resnext50/.*/t1'` picks a slice.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gconv::{Conv2d, Options, Threads};
+use gconv::{Conv2d, Isa, Options, Threads};
 use gconv_benches::{data, layers};
 
 /// The reference runs on layers below this many FLOPs only.
@@ -36,13 +38,18 @@ fn bench_layers(c: &mut Criterion) {
                 .next()
                 .unwrap_or(&layer.name)
                 .to_string();
-            let mut thread_counts = vec![1];
+            // Best tier first: at 1 thread and all cores; then the lower tiers at 1 thread.
+            let mut runs: Vec<(Isa, usize)> = vec![(Isa::best(), 1)];
             if cores > 1 {
-                thread_counts.push(cores);
+                runs.push((Isa::best(), cores));
             }
-            for threads in thread_counts {
+            let lower_tiers = Isa::available()
+                .into_iter()
+                .filter(|&isa| isa != Isa::best());
+            runs.extend(lower_tiers.map(|isa| (isa, 1)));
+            for (isa, threads) in runs {
                 let options = Options {
-                    isa: None,
+                    isa: Some(isa),
                     threads: Threads::Count(NonZeroUsize::new(threads).expect("at least one")),
                 };
                 let conv = Conv2d::from_geometry(&geometry, &weight, None, options)

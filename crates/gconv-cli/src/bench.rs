@@ -1,5 +1,5 @@
 //! `gconv bench`: time layers of a layer list, print medians and GFLOP/s, and write JSON lines
-//! that join with the peers script's output.
+//! that join with the peers script's output; put peers' results beside ours and draw both.
 
 use std::fs;
 use std::io::Write as _;
@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use crate::demo::describe;
 use crate::implementations::{ExecutionOptions, KernelChoice, Prepared};
 use crate::measure::{self, human};
+use crate::peers::Peers;
+use crate::plot::{self, Series};
 use gconv::workload::{self, Layer};
 use gconv_testkit::data;
 
@@ -37,6 +40,14 @@ pub struct BenchArgs {
     /// median_us, gflops, kernel, isa, flops, runs), the peers script's format.
     #[arg(long, value_name = "OUT.jsonl")]
     json: Option<PathBuf>,
+    /// Peers' results (the JSON lines of shared/peers/bench_peers.py --json): adds the best
+    /// peer and our ratio to it to the table, and the peers' bars to --plot.
+    #[arg(long, value_name = "PEERS.jsonl")]
+    peers: Option<PathBuf>,
+    /// Draw GFLOP/s per layer as a bar chart into this SVG file (with --peers, the peers'
+    /// bars beside ours).
+    #[arg(long, value_name = "OUT.svg")]
+    plot: Option<PathBuf>,
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
@@ -71,33 +82,62 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "no layer of {source} matches the filter"
     );
 
-    out!(
-        "{:<30} {:<42} {:<38} {:>3} {:>10} {:>8}",
-        "layer",
-        "shape",
-        "kernel",
-        "T",
-        "median",
-        "GFLOP/s"
+    // Read everything that can fail before spending minutes on timing.
+    let peers = args.peers.as_deref().map(Peers::load).transpose()?;
+    let progress = progress_bar(selected.len());
+    let mut header = format!(
+        "{:<30} {:<42} {:<42} {:>3} {:>10} {:>8}",
+        "layer", "shape", "kernel", "T", "median", "GFLOP/s"
     );
+    if peers.is_some() {
+        header += &format!(" {:>18} {:>6}", "best peer", "ratio");
+    }
+    progress.suspend(|| -> Result<()> {
+        out!("{header}");
+        Ok(())
+    })?;
     let mut records = Vec::new();
     for layer in selected {
+        progress.set_message(layer.name.clone());
         let record = bench_layer(&suite, layer, args, min_time)?;
-        out!(
-            "{:<30} {:<42} {:<38} {:>3} {:>10} {:>8.2}",
+        let gflops = record["gflops"].as_f64().unwrap_or(0.0);
+        let threads = record["threads"].as_u64().unwrap_or(1);
+        let mut line = format!(
+            "{:<30} {:<42} {:<42} {:>3} {:>10} {:>8.2}",
             layer.name,
             describe(layer),
             record["kernel"].as_str().unwrap_or(""),
-            record["threads"],
+            threads,
             human(Duration::from_secs_f64(
                 record["median_us"].as_f64().unwrap_or(0.0) / 1e6
             )),
-            record["gflops"].as_f64().unwrap_or(0.0),
+            gflops,
         );
+        if let Some(peers) = &peers {
+            match peers.best(&layer.name, threads) {
+                Some((peer, best)) => {
+                    line += &format!(
+                        " {:>18} {:>6.2}",
+                        format!("{best:.2} {peer}"),
+                        gflops / best
+                    )
+                }
+                None => line += &format!(" {:>18} {:>6}", "-", "-"),
+            }
+        }
+        progress.suspend(|| -> Result<()> {
+            out!("{line}");
+            Ok(())
+        })?;
+        progress.inc(1);
         records.push(record);
     }
+    progress.finish_and_clear();
     if let Some(path) = &args.json {
         write_lines(path, &records)?;
+    }
+    if let Some(path) = &args.plot {
+        draw(path, &suite, &records, peers.as_ref())?;
     }
     Ok(())
 }
@@ -139,6 +179,60 @@ fn bench_layer(
         "flops": geometry.flops(),
         "runs": timings.runs.len(),
     }))
+}
+
+/// A bar on stderr that counts layers; drawn only when stderr is a terminal.
+fn progress_bar(layers: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(layers as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} layers, {elapsed} {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Draws our GFLOP/s per layer and, when given, every peer's at the same thread count.
+fn draw(
+    path: &Path,
+    suite: &str,
+    records: &[serde_json::Value],
+    peers: Option<&Peers>,
+) -> Result<()> {
+    let layers: Vec<String> = records
+        .iter()
+        .map(|record| record["layer"].as_str().unwrap_or("").to_string())
+        .collect();
+    let threads: Vec<u64> = records
+        .iter()
+        .map(|record| record["threads"].as_u64().unwrap_or(1))
+        .collect();
+    let mut series = vec![Series {
+        name: "gconv".to_string(),
+        gflops: records
+            .iter()
+            .map(|record| record["gflops"].as_f64())
+            .collect(),
+    }];
+    for peer in peers.map_or(&[][..], |peers| &peers.names) {
+        series.push(Series {
+            name: peer.clone(),
+            gflops: layers
+                .iter()
+                .zip(&threads)
+                .map(|(layer, &threads)| peers?.gflops(layer, threads, peer))
+                .collect(),
+        });
+    }
+    let mut counts = threads.clone();
+    counts.sort_unstable();
+    counts.dedup();
+    let plural = if counts == [1] { "" } else { "s" };
+    let counts: Vec<String> = counts.iter().map(u64::to_string).collect();
+    let title = format!(
+        "{suite}: GFLOP/s per layer, {} thread{plural}",
+        counts.join(" and ")
+    );
+    plot::bar_chart(path, &title, &layers, &series)
 }
 
 /// The suite name the peers script gives a layer file: its stem.

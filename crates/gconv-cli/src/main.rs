@@ -12,16 +12,20 @@ macro_rules! out {
 }
 
 mod bench;
+mod compare;
 mod demo;
 mod implementations;
 mod info;
 mod measure;
-mod npy;
 mod options;
+mod peers;
+mod plot;
 mod run;
 mod shape;
 
 use std::process::ExitCode;
+
+use gconv_cli::npy;
 
 use clap::{Parser, Subcommand};
 
@@ -50,6 +54,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Show the CPU's instruction-set tiers and, for a problem, the kernel that runs it.
     Info(info::InfoArgs),
+    /// Compare two saved criterion baselines benchmark by benchmark: the change of the median
+    /// with its confidence interval; fails when any benchmark got slower beyond the noise.
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +67,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Info(args) => info::info(&args),
+        Command::Compare(args) => compare::compare(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

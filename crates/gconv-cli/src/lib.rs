@@ -1,0 +1,9 @@
+//! The parts of the `gconv` command that other code needs too: the `.npy` reader and writer,
+//! which the fuzz targets (`fuzz/`) drive with arbitrary bytes.
+//!
+//! ```
+//! let error = gconv_cli::npy::parse(b"not a .npy file").unwrap_err();
+//! assert!(format!("{error:#}").contains("magic"));
+//! ```
+
+pub mod npy;
