@@ -34,7 +34,12 @@ pub struct BenchArgs {
     #[command(flatten)]
     execution: ExecutionOptions,
     /// Minimum time to spend timing each layer, in seconds (after one warm-up run).
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "SECONDS",
+        default_value_t = 1.0
+    )]
     min_time: f64,
     /// Also write one JSON object per layer to this file (suite, layer, threads, peer "gconv",
     /// median_us, gflops, kernel, isa, flops, runs), the peers script's format.

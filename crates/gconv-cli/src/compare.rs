@@ -28,7 +28,12 @@ pub struct CompareArgs {
     #[arg(long, value_name = "DIR")]
     criterion_dir: Option<PathBuf>,
     /// Fail when a benchmark is slower by more than this many percent beyond the noise.
-    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "PERCENT",
+        default_value_t = 5.0
+    )]
     threshold: f64,
     /// Do not fail when a benchmark of the baseline is missing from the candidate.
     #[arg(long)]
@@ -254,11 +259,11 @@ fn print_table(rows: &[Row], args: &CompareArgs) -> Result<()> {
         .unwrap_or(0)
         .max(9);
     out!(
-        "{:<width$} {:>12} {:>12} {:>9} {:>20}  verdict (threshold {}%)",
+        "{:<width$} {:>12} {:>12} {:>11} {:>20}  verdict (threshold {}%)",
         "benchmark",
         args.baseline,
         args.candidate,
-        "change",
+        "time change",
         "interval",
         args.threshold
     );
@@ -281,7 +286,7 @@ fn print_table(rows: &[Row], args: &CompareArgs) -> Result<()> {
             Verdict::New => "new",
         };
         out!(
-            "{:<width$} {:>12} {:>12} {:>9} {:>20}  {verdict}",
+            "{:<width$} {:>12} {:>12} {:>11} {:>20}  {verdict}",
             row.benchmark,
             time(row.baseline),
             time(row.candidate),

@@ -27,7 +27,12 @@ const DEMO_LAYERS: [&str; 7] = [
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Minimum time to spend timing each implementation on each layer, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.2)]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "SECONDS",
+        default_value_t = 0.2
+    )]
     min_time: f64,
 }
 

@@ -24,7 +24,7 @@ pub struct ExecutionOptions {
     #[arg(long, value_name = "ISA", value_parser = parse_isa)]
     pub isa: Option<Isa>,
     /// Worker threads (default: all cores). The output is bit-identical for every count.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
 }
 

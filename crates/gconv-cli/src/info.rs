@@ -11,19 +11,29 @@ use crate::options::{GeometryOptions, parse_pair, parse_shape4};
 pub struct InfoArgs {
     /// Channels of the input (C_in); with --out-channels, --kernel and --input-shape, shows the
     /// kernel chosen for that problem.
-    #[arg(long, value_name = "C_IN", requires_all = ["out_channels", "kernel", "input_shape"])]
+    #[arg(long, allow_hyphen_values = true, value_name = "C_IN", requires_all = ["out_channels", "kernel", "input_shape"])]
     in_channels: Option<usize>,
     /// Channels of the output (C_out).
-    #[arg(long, value_name = "C_OUT", requires = "in_channels")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "C_OUT",
+        requires = "in_channels"
+    )]
     out_channels: Option<usize>,
     /// Kernel size: K for K x K, or KH,KW.
-    #[arg(long, value_name = "K|KH,KW", value_parser = parse_pair, requires = "in_channels")]
+    #[arg(long, allow_hyphen_values = true, value_name = "K|KH,KW", value_parser = parse_pair, requires = "in_channels")]
     kernel: Option<[usize; 2]>,
     /// Number of groups.
-    #[arg(long, value_name = "G", default_value_t = 1)]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "G",
+        default_value_t = 1
+    )]
     groups: usize,
     /// Input shape N,C,H,W.
-    #[arg(long, value_name = "N,C,H,W", value_parser = parse_shape4, requires = "in_channels")]
+    #[arg(long, allow_hyphen_values = true, value_name = "N,C,H,W", value_parser = parse_shape4, requires = "in_channels")]
     input_shape: Option<[usize; 4]>,
     #[command(flatten)]
     geometry: GeometryOptions,

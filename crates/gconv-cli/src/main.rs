@@ -27,6 +27,7 @@ use std::process::ExitCode;
 
 use gconv_cli::npy;
 
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
 /// Grouped 2-D convolution with PyTorch's Conv2d semantics: shape arithmetic, convolution of
@@ -60,7 +61,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error)
+            if !error.use_stderr()
+                || error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            // --help, --version, or a bare `gconv`: clap's own text.
+            error.exit()
+        }
+        Err(error) => {
+            eprintln!("gconv: error: {} (see --help)", usage_error_line(&error));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Demo(args) => demo::demo(&args),
         Command::Shape(args) => shape::shape(&args),
@@ -78,6 +92,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap's message for a command line it refused, on one line: the first paragraph without
+/// the `error:` label, its continuation lines (the list of missing flags) joined on.
+fn usage_error_line(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let paragraph: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect();
+    let line = paragraph.join(" ");
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
 }
 
 /// Whether the reader of standard output went away (`| head`): not an error of ours.

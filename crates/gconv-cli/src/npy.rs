@@ -20,14 +20,21 @@ pub struct Array {
 /// Reads a float32, C-order `.npy` file (either byte order).
 pub fn read(path: &Path) -> Result<Array> {
     let describe = || format!("cannot read {}", path.display());
-    let mut file = File::open(path).with_context(describe)?;
-    let metadata = file.metadata().with_context(describe)?;
+    // Before opening: opening a FIFO would wait for a writer, maybe forever.
+    let metadata = std::fs::metadata(path).with_context(describe)?;
     if metadata.is_dir() {
         bail!(
             "cannot read {}: it is a directory, not a .npy file",
             path.display()
         );
     }
+    if !metadata.is_file() {
+        bail!(
+            "cannot read {}: it is not a regular file (a FIFO, socket or device)",
+            path.display()
+        );
+    }
+    let mut file = File::open(path).with_context(describe)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).with_context(describe)?;
     parse(&bytes).with_context(|| format!("{} is not a float32 C-order .npy file", path.display()))

@@ -57,15 +57,15 @@ pub fn parse_shape4(text: &str) -> Result<[usize; 4], String> {
 #[derive(Debug, Clone, Args)]
 pub struct GeometryOptions {
     /// Stride: S for both axes, or SH,SW.
-    #[arg(long, value_name = "S|SH,SW", default_value = "1", value_parser = parse_pair)]
+    #[arg(long, allow_hyphen_values = true, value_name = "S|SH,SW", default_value = "1", value_parser = parse_pair)]
     pub stride: [usize; 2],
     /// Zero padding: P on every side, PH,PW (rows above and below, columns left and right),
     /// T,B,L,R per side, `same` (output as large as the input; stride 1 only; an odd total goes
     /// to the bottom/right) or `valid` (none).
-    #[arg(long, value_name = "P|PH,PW|T,B,L,R|same|valid", default_value = "0", value_parser = parse_padding)]
+    #[arg(long, allow_hyphen_values = true, value_name = "P|PH,PW|T,B,L,R|same|valid", default_value = "0", value_parser = parse_padding)]
     pub padding: Padding,
     /// Dilation (spacing between kernel taps): D for both axes, or DH,DW.
-    #[arg(long, value_name = "D|DH,DW", default_value = "1", value_parser = parse_pair)]
+    #[arg(long, allow_hyphen_values = true, value_name = "D|DH,DW", default_value = "1", value_parser = parse_pair)]
     pub dilation: [usize; 2],
 }
 

@@ -24,7 +24,12 @@ pub struct RunArgs {
     #[command(flatten)]
     geometry: GeometryOptions,
     /// Number of groups; must divide C_in and C_out.
-    #[arg(long, value_name = "G", default_value_t = 1)]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "G",
+        default_value_t = 1
+    )]
     groups: usize,
     /// Implementation: `auto` picks the fastest for the problem, `reference` runs the scalar
     /// specification.
@@ -48,9 +53,25 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .context("the tensors do not make a valid convolution")?;
     let bias = bias.as_ref().map(|b| b.data.as_slice());
     let prepared = Prepared::new(args.kernel, &geometry, &weight.data, bias, &args.execution)?;
-    let mut output = vec![0.0; geometry.output_len()];
+    let mut output = allocate(&geometry)?;
     prepared.run(&input.data, &mut output)?;
     npy::write_atomically(&args.output, &geometry.output_shape(), &output)
+}
+
+/// The zeroed output buffer, or an error when the machine cannot hold it (absurd padding
+/// makes valid geometries with outputs of terabytes).
+fn allocate(geometry: &Geometry) -> Result<Vec<f32>> {
+    let len = geometry.output_len();
+    let mut output = Vec::new();
+    output.try_reserve_exact(len).map_err(|_| {
+        anyhow::anyhow!(
+            "the output {:?} needs {} bytes, more memory than can be allocated",
+            geometry.output_shape(),
+            len as u128 * 4
+        )
+    })?;
+    output.resize(len, 0.0);
+    Ok(output)
 }
 
 /// The convolution the tensors' shapes and the flags describe: `C_in` from the input, `C_out`
@@ -61,7 +82,8 @@ fn geometry_of(
     weight_shape: &[usize],
     bias: Option<&npy::Array>,
 ) -> Result<Geometry> {
-    let &[_, in_channels, ..] = input_shape else {
+    // The rank first: a 3-D input's second dimension is not a channel count to complain about.
+    let &[_, in_channels, _, _] = input_shape else {
         return Err(ShapeError::InputRank {
             actual: input_shape.to_vec(),
         })?;

@@ -10,19 +10,24 @@ use crate::options::{GeometryOptions, parse_pair, parse_shape4};
 #[derive(Debug, Args)]
 pub struct ShapeArgs {
     /// Channels of the input (C_in).
-    #[arg(long, value_name = "C_IN")]
+    #[arg(long, allow_hyphen_values = true, value_name = "C_IN")]
     in_channels: usize,
     /// Channels of the output (C_out).
-    #[arg(long, value_name = "C_OUT")]
+    #[arg(long, allow_hyphen_values = true, value_name = "C_OUT")]
     out_channels: usize,
     /// Kernel size: K for K x K, or KH,KW.
-    #[arg(long, value_name = "K|KH,KW", value_parser = parse_pair)]
+    #[arg(long, allow_hyphen_values = true, value_name = "K|KH,KW", value_parser = parse_pair)]
     kernel: [usize; 2],
     /// Number of groups; must divide both C_in and C_out.
-    #[arg(long, value_name = "G", default_value_t = 1)]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "G",
+        default_value_t = 1
+    )]
     groups: usize,
     /// Input shape N,C,H,W: adds the output shape and FLOPs.
-    #[arg(long, value_name = "N,C,H,W", value_parser = parse_shape4)]
+    #[arg(long, allow_hyphen_values = true, value_name = "N,C,H,W", value_parser = parse_shape4)]
     input_shape: Option<[usize; 4]>,
     #[command(flatten)]
     geometry: GeometryOptions,

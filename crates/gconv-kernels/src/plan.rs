@@ -453,7 +453,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        #![proptest_config(ProptestConfig::with_cases(strategy::cases(48)))]
 
         #[test]
         fn channel_vectors_match_the_reference(problem in channel_block_problems()) {

@@ -55,6 +55,15 @@ impl Default for Limits {
     }
 }
 
+/// `default` cases per property, unless `PROPTEST_CASES` says otherwise: fewer under valgrind,
+/// more for a soak. (proptest reads the variable only for configs built from its default.)
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Output widths at the edges of 4-, 8- and 16-lane vectors and of two-vector tiles.
 pub const EDGE_WIDTHS: [usize; 15] = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 34];
 

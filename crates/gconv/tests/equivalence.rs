@@ -47,7 +47,7 @@ fn check_all(problem: &Problem) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(strategy::cases(128)))]
 
     #[test]
     fn fast_kernels_match_the_reference(problem in strategy::problems(Limits::default())) {

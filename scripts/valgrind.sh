@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the kernels' property tests under valgrind memcheck: every forced kernel path
+# (gconv-kernels) and every plan the library chooses (gconv's equivalence tests), on the
+# portable and AVX2 tiers. valgrind does not decode AVX-512 and hides it from CPUID, so
+# those are the tiers the tests find; GCONV_ISA=avx2 makes the plans that pick their own tier
+# take AVX2 too. Any memcheck error fails the run.
+#
+#   scripts/valgrind.sh            # 64 cases per property (under a minute)
+#   PROPTEST_CASES=64 scripts/valgrind.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PROPTEST_CASES="${PROPTEST_CASES:-64}" GCONV_ISA=avx2
+
+# The test executables, from cargo's JSON messages (their names carry a hash).
+executable() {
+    cargo test --locked "$@" --no-run --message-format=json 2>/dev/null |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1
+}
+kernels=$(executable -p gconv-kernels --lib)
+equivalence=$(executable -p gconv --test equivalence)
+
+for run in "$kernels the_reference" "$equivalence fast_kernels nan_and_infinity"; do
+    read -r binary filters <<<"$run"
+    echo "valgrind: $(basename "$binary") $filters"
+    # shellcheck disable=SC2086 # the filters are separate words
+    valgrind --quiet --error-exitcode=99 "$binary" --test-threads=1 $filters
+done
+echo "valgrind: no errors"
