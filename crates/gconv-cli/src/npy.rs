@@ -81,6 +81,10 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
     Ok(Array { shape, data })
 }
 
+/// Bracket nesting a header may have: enough for any dtype NumPy writes, little enough for
+/// the parser (see `check_declared_size`).
+const MAX_HEADER_NESTING: usize = 6;
+
 /// Checks, before `npyz` sees the header, that the element count its shape declares fits in
 /// the file at four bytes each. `npyz` multiplies the dimensions unchecked (a panic in a debug
 /// build, a wrapped count in a release build), so a hostile header must not reach it.
@@ -103,6 +107,25 @@ fn check_declared_size(bytes: &[u8]) -> Result<()> {
         .context("its header is longer than the file")?;
     let text =
         std::str::from_utf8(&bytes[length_end..text_end]).context("its header is not text")?;
+    // py_literal's parser takes time exponential in the nesting of brackets (60 `[` took
+    // minutes, found by fuzzing); a real header nests three deep at most (a structured
+    // dtype's list of tuples inside the dictionary).
+    let depth = text
+        .bytes()
+        .scan(0usize, |depth, byte| {
+            match byte {
+                b'(' | b'[' | b'{' => *depth += 1,
+                b')' | b']' | b'}' => *depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            Some(*depth)
+        })
+        .max()
+        .unwrap_or(0);
+    ensure!(
+        depth <= MAX_HEADER_NESTING,
+        "malformed .npy header: brackets nested {depth} deep (a .npy header needs at most {MAX_HEADER_NESTING})"
+    );
     let header: py_literal::Value = text.trim().parse().context("malformed .npy header")?;
     let py_literal::Value::Dict(entries) = header else {
         bail!("malformed .npy header: not a dictionary");
@@ -178,8 +201,14 @@ mod tests {
     /// A hand-built version 1.0 header for `descr`, `fortran` and `shape`, padded to 64 bytes.
     fn header(descr: &str, fortran: bool, shape: &str) -> Vec<u8> {
         let order = if fortran { "True" } else { "False" };
-        let mut dict =
-            format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
+        raw_header(&format!(
+            "{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}"
+        ))
+    }
+
+    /// A version 1.0 header holding the dictionary `dict`, padded to 64 bytes.
+    fn raw_header(dict: &str) -> Vec<u8> {
+        let mut dict = dict.to_string();
         while (10 + dict.len() + 1) % 64 != 0 {
             dict.push(' ');
         }
@@ -243,6 +272,23 @@ mod tests {
         );
         let overflowing = header("<f4", false, "(18446744073709551615, 4)");
         assert!(parse(&overflowing).is_err());
+    }
+
+    #[test]
+    fn deeply_nested_headers_are_refused_quickly() {
+        let nested = format!("({}1{},)", "[".repeat(60), "]".repeat(60));
+        let bytes = with_data(header("<f4", false, &nested), &[0.0]);
+        let start = std::time::Instant::now();
+        let error = format!("{:#}", parse(&bytes).unwrap_err());
+        assert!(error.contains("nested 62 deep"), "{error}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        // A structured dtype nests three deep and is still parsed (then refused as not f4).
+        let structured = with_data(
+            raw_header("{'descr': [('a', '<f4', (2,))], 'fortran_order': False, 'shape': (1,), }"),
+            &[0.0; 2],
+        );
+        let error = format!("{:#}", parse(&structured).unwrap_err());
+        assert!(error.contains("only float32"), "{error}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use gconv_shape::Geometry;
 use rayon::prelude::*;
 
 use crate::channel_vectors::{ChannelBlock, convolve_channel_block};
-use crate::layout::{Layout, Packing};
+use crate::layout::{Layout, MIXED, Packing, VectorOrder};
 use crate::microkernel::{self, convolve_block};
 use crate::simd::{Kernel, Simd, dispatch};
 use crate::{Isa, KernelError};
@@ -97,18 +97,24 @@ pub(crate) struct Engine {
     pub bias: Vec<f32>,
 }
 
-/// Packed-input scratch, one buffer per worker thread.
+/// Packed-input scratch, one buffer per worker thread, each starting on a cache line.
 #[derive(Debug)]
 pub struct Workspace {
     slots: Vec<Mutex<Vec<f32>>>,
+    len: usize,
 }
+
+/// Floats per cache line: scratch buffers start on one, so that packed rows laid on vector
+/// boundaries (see `Layout::lead`) are stored and loaded without splitting lines.
+const LINE_FLOATS: usize = 16;
 
 impl Workspace {
     pub(crate) fn new(buffers: usize, len: usize) -> Workspace {
         Workspace {
             slots: (0..buffers.max(1))
-                .map(|_| Mutex::new(vec![0.0; len]))
+                .map(|_| Mutex::new(vec![0.0; len + LINE_FLOATS]))
                 .collect(),
+            len,
         }
     }
 
@@ -120,6 +126,12 @@ impl Workspace {
         self.slots[index]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The `len` floats of a slot that start on a cache line.
+    fn aligned<'a>(&self, slot: &'a mut [f32]) -> &'a mut [f32] {
+        let offset = slot.as_ptr().align_offset(4 * LINE_FLOATS).min(LINE_FLOATS);
+        &mut slot[offset..offset + self.len]
     }
 
     /// Runs `task(scratch, index, chunk)` on every `chunk_len` piece of `output`, with its
@@ -138,12 +150,13 @@ impl Workspace {
         if parallel && self.slots.len() > 1 {
             output.par_chunks_mut(chunk_len).enumerate().for_each_init(
                 || self.lock_slot(),
-                |scratch, (index, chunk)| task(scratch, index, chunk),
+                |scratch, (index, chunk)| task(self.aligned(scratch), index, chunk),
             );
         } else {
             let mut scratch = self.lock_slot();
+            let scratch = self.aligned(&mut scratch);
             for (index, chunk) in output.chunks_mut(chunk_len).enumerate() {
-                task(&mut scratch, index, chunk);
+                task(scratch, index, chunk);
             }
         }
     }
@@ -157,6 +170,7 @@ impl Engine {
         isa: Isa,
         threads: usize,
         body: Option<Body>,
+        order: Option<VectorOrder>,
     ) -> Result<Engine, KernelError> {
         geometry.check_buffer_lengths(
             geometry.input_len(),
@@ -183,15 +197,15 @@ impl Engine {
         let (body, layout) = match body {
             Some(Body::Positions(packing)) => (
                 Body::Positions(packing),
-                layout(geometry, lanes, packing, &tile),
+                layout(geometry, lanes, packing, &tile, order),
             ),
             Some(Body::Channels) => (
                 Body::Channels,
-                layout(geometry, lanes, Packing::PhaseSplit, &tile),
+                layout(geometry, lanes, Packing::PhaseSplit, &tile, order),
             ),
             None if channels_preferred => (
                 Body::Channels,
-                layout(geometry, lanes, Packing::PhaseSplit, &tile),
+                layout(geometry, lanes, Packing::PhaseSplit, &tile, order),
             ),
             None => {
                 let layout = cheaper_layout(geometry, lanes, chunk_channels, &tile);
@@ -457,8 +471,8 @@ fn cheaper_layout(
     chunk_channels: usize,
     tile: &TileShape,
 ) -> Option<Layout> {
-    let phase_split = layout(geometry, lanes, Packing::PhaseSplit, tile)?;
-    let Some(im2col) = layout(geometry, lanes, Packing::Im2col, tile) else {
+    let phase_split = layout(geometry, lanes, Packing::PhaseSplit, tile, None)?;
+    let Some(im2col) = layout(geometry, lanes, Packing::Im2col, tile, None) else {
         return Some(phase_split);
     };
     let taps = geometry.reduction_len();
@@ -483,13 +497,55 @@ fn cheaper_layout(
     }
 }
 
-/// The layout of `packing` for `geometry`: phase-split in L1-sized bands, im2col whole.
-fn layout(geometry: &Geometry, lanes: usize, packing: Packing, tile: &TileShape) -> Option<Layout> {
-    let band_rows = match packing {
-        Packing::PhaseSplit => band_rows(geometry, lanes, tile),
-        Packing::Im2col => usize::MAX,
+/// The layout of `packing` for `geometry`: phase-split in L1-sized bands, im2col whole. The
+/// vector order is `order` if given, else the one of [`cheaper_order`].
+fn layout(
+    geometry: &Geometry,
+    lanes: usize,
+    packing: Packing,
+    tile: &TileShape,
+    order: Option<VectorOrder>,
+) -> Option<Layout> {
+    match packing {
+        Packing::PhaseSplit => {
+            let band_rows = band_rows(geometry, lanes, tile);
+            let make = |order| Layout::new(geometry, lanes, packing, band_rows, order);
+            match order {
+                Some(order) => make(order),
+                None => Some(cheaper_order(
+                    geometry,
+                    make(VectorOrder::Flat)?,
+                    make(VectorOrder::Rows)?,
+                )),
+            }
+        }
+        Packing::Im2col => Layout::new(geometry, lanes, packing, usize::MAX, VectorOrder::Flat),
+    }
+}
+
+/// A vector store spanning two rows (or ending in padding columns) costs about this many
+/// multiply-adds: a lookup and a masked store per run of lanes.
+const MIXED_STORE_COST: usize = 4;
+
+/// Of two layouts that differ in their vector order, the one with the lower cost per output
+/// channel: each vector's `K` multiply-adds and its store, a mixed store costing more. Flat
+/// order computes fewer dead lanes where `W_out` is far from a multiple of the lanes; rows
+/// store whole vectors, which counts where `K` is small (depthwise).
+fn cheaper_order(geometry: &Geometry, flat: Layout, rows: Layout) -> Layout {
+    let taps = geometry.reduction_len();
+    let cost = |layout: &Layout| {
+        let mixed = layout
+            .whole_targets
+            .iter()
+            .filter(|&&target| target == MIXED)
+            .count();
+        layout.vectors * (taps + 1) + mixed * MIXED_STORE_COST
     };
-    Layout::new(geometry, lanes, packing, band_rows)
+    if cost(&rows) < cost(&flat) {
+        rows
+    } else {
+        flat
+    }
 }
 
 /// Whether the channel-vector body can run `geometry`: more than one input channel per

@@ -11,6 +11,14 @@
 //! dilation or padding. Positions with `ow ≥ W_out` are computed and discarded (the few
 //! columns the kernel's width adds to each row); stores map `q` back to `(oh, ow)`.
 //!
+//! Vectors of positions come in one of two orders. *Flat*: vector `v` is `q = v·lanes …`,
+//! so a vector may span the end of one row and the start of the next, whose stores then go
+//! through a short list of runs. *Rows*: every output row starts a new vector, so each vector
+//! is stored whole or, at the row's end, as one masked tail; it computes up to `lanes − 1`
+//! dead lanes per row instead of the kernel's extra columns. Rows win where `W_out` is close
+//! to a multiple of the lane count and the reduction is short (depthwise), where stores weigh
+//! most; either way a vector's first position is `starts[v]`.
+//!
 //! When those discarded columns cost more than copying every tap's window, the group is
 //! packed as *im2col* instead: one row of `⌈H_out·W_out / lanes⌉` vectors per tap, holding
 //! exactly that tap's input for every output position (`row_stride = W_out`, nothing
@@ -28,6 +36,15 @@ pub(crate) enum Packing {
     PhaseSplit,
     /// One row per tap holding its window for every output position.
     Im2col,
+}
+
+/// The order of vectors over a band's output positions (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VectorOrder {
+    /// Vector `v` covers flat positions `v·lanes .. (v + 1)·lanes`.
+    Flat,
+    /// Each output row starts a new vector (phase-split packing only).
+    Rows,
 }
 
 /// The packed layout of one group's input, and the map from flat positions to the output.
@@ -50,6 +67,10 @@ pub(crate) struct Layout {
     pub plane_rows: usize,
     /// Floats between consecutive rows of a phase plane (the flat row pitch `q` uses).
     pub row_stride: usize,
+    /// Floats of each packed row before its first padded column: in row order with stride 1
+    /// they put the first input column, and every row, on a vector boundary, so that packing
+    /// stores whole aligned vectors. Zero otherwise.
+    pub lead: usize,
     /// Floats per input channel: `stride_h · stride_w · plane_rows · row_stride`.
     pub channel_len: usize,
     /// Floats of the packed buffer, including the slack that the last vectors read.
@@ -62,8 +83,13 @@ pub(crate) struct Layout {
     /// Output rows computed from one packing: the plane is done in bands of `band_rows` rows
     /// (the last band overlapping the one before), so that a band's packed input stays in L1.
     pub band_rows: usize,
-    /// Vectors of `lanes` flat positions that cover every output: `⌈out_rows·row_stride / lanes⌉`.
+    /// How vectors are laid over the positions.
+    pub order: VectorOrder,
+    /// Vectors of `lanes` positions that cover every output of a band:
+    /// `⌈band_rows·row_stride / lanes⌉` in flat order, `band_rows·⌈W_out / lanes⌉` in rows.
     pub vectors: usize,
+    /// Per vector: the flat position `q` of its first lane.
+    pub starts: Vec<u32>,
     /// Lanes per vector of the tier this layout was made for.
     pub lanes: usize,
     /// Per vector: the output offset of its first lane when all its lanes land on consecutive
@@ -88,14 +114,15 @@ pub(crate) struct Segment {
 }
 
 impl Layout {
-    /// The layout for `geometry` with vectors of `lanes` floats, in bands of `band_rows` output
-    /// rows (clamped to `1..=H_out`). `None` when an output plane is too large for 32-bit
-    /// offsets (more than 4·10⁹ elements per channel).
+    /// The layout for `geometry` with vectors of `lanes` floats in `order` (flat for im2col),
+    /// in bands of `band_rows` output rows (clamped to `1..=H_out`). `None` when an output
+    /// plane is too large for 32-bit offsets (more than 4·10⁹ elements per channel).
     pub fn new(
         geometry: &Geometry,
         lanes: usize,
         packing: Packing,
         band_rows: usize,
+        order: VectorOrder,
     ) -> Option<Layout> {
         let [height, width] = geometry.input_size();
         let [out_rows, out_cols] = geometry.output_size();
@@ -108,12 +135,32 @@ impl Layout {
         // Padded rows a band reads: its first window's top to its last window's bottom.
         let band_padded_rows = (band_rows - 1) * stride_h + (kernel_h - 1) * dilation_h + 1;
         let plane_rows = band_padded_rows.div_ceil(stride_h);
-        let row_stride = match packing {
-            Packing::PhaseSplit => padded_w.div_ceil(stride_w),
-            Packing::Im2col => out_cols,
+        let order = match packing {
+            Packing::PhaseSplit => order,
+            Packing::Im2col => VectorOrder::Flat,
+        };
+        // In row order, the row pitch costs no arithmetic: align it (see `lead`).
+        let lead = match (packing, order, stride_w) {
+            (Packing::PhaseSplit, VectorOrder::Rows, 1) => (lanes - padding.left % lanes) % lanes,
+            _ => 0,
+        };
+        let row_stride = match (packing, lead) {
+            (Packing::PhaseSplit, 0) => padded_w.div_ceil(stride_w),
+            (Packing::PhaseSplit, _) => (lead + padded_w).next_multiple_of(lanes),
+            (Packing::Im2col, _) => out_cols,
         };
         let flat_len = band_rows.checked_mul(row_stride)?;
-        let vectors = flat_len.div_ceil(lanes);
+        let vectors_per_row = out_cols.div_ceil(lanes);
+        let vectors = match order {
+            VectorOrder::Flat => flat_len.div_ceil(lanes),
+            VectorOrder::Rows => band_rows.checked_mul(vectors_per_row)?,
+        };
+        // (row, column) of each vector's first lane within the band: flat positions are
+        // rows of `row_stride`.
+        let first_position = |vector: usize| match order {
+            VectorOrder::Flat => (vector * lanes / row_stride, vector * lanes % row_stride),
+            VectorOrder::Rows => (vector / vectors_per_row, vector % vectors_per_row * lanes),
+        };
         let taps_per_channel = kernel_h * kernel_w;
         let channel_len = match packing {
             Packing::PhaseSplit => stride_h
@@ -135,7 +182,7 @@ impl Layout {
                             let (col_phase, col) =
                                 ((j * dilation_w) % stride_w, (j * dilation_w) / stride_w);
                             let plane = row_phase * stride_w + col_phase;
-                            plane * plane_rows * row_stride + row * row_stride + col
+                            plane * plane_rows * row_stride + row * row_stride + lead + col
                         }
                         Packing::Im2col => (i * kernel_w + j) * vectors * lanes,
                     };
@@ -144,23 +191,40 @@ impl Layout {
             }
         }
 
-        let max_shift = tap_shifts.iter().copied().max().unwrap_or(0);
-        let packed_len = channels
-            .checked_mul(channel_len)?
-            .max(max_shift.checked_add(vectors.checked_mul(lanes)?)?);
-
         let out_plane = out_rows.checked_mul(out_cols)?;
-        if u32::try_from(out_plane).is_err() {
+        if u32::try_from(out_plane).is_err() || u32::try_from(flat_len).is_err() {
             return None;
         }
+        let starts: Vec<u32> = (0..vectors)
+            .map(|vector| {
+                let (row, col) = first_position(vector);
+                (row * row_stride + col) as u32
+            })
+            .collect();
+        let max_shift = tap_shifts.iter().copied().max().unwrap_or(0);
+        let max_start = starts
+            .iter()
+            .map(|&start| start as usize)
+            .max()
+            .unwrap_or(0);
+        // Every vector's load of every tap stays inside: `shift + start + lanes`.
+        let packed_len = channels
+            .checked_mul(channel_len)?
+            .max(max_shift.checked_add(max_start)?.checked_add(lanes)?);
+
         let mut segment_starts = Vec::with_capacity(vectors + 1);
         let mut segments: Vec<Segment> = Vec::new();
         for vector in 0..vectors {
             segment_starts.push(u32::try_from(segments.len()).ok()?);
             let mut open: Option<Segment> = None;
+            let (first_row, first_col) = first_position(vector);
             for lane in 0..lanes {
-                let q = vector * lanes + lane;
-                let (oh, ow) = (q / row_stride, q % row_stride);
+                let q = first_row * row_stride + first_col + lane;
+                let (oh, ow) = match order {
+                    VectorOrder::Flat => (q / row_stride, q % row_stride),
+                    // A row's last vector ends with dead lanes, not the next row's positions.
+                    VectorOrder::Rows => (first_row, first_col + lane),
+                };
                 let target = (oh < band_rows && ow < out_cols).then(|| (oh * out_cols + ow) as u32);
                 match (open.as_mut(), target) {
                     (Some(run), Some(target))
@@ -203,13 +267,16 @@ impl Layout {
             stride_w,
             plane_rows,
             row_stride,
+            lead,
             channel_len,
             packed_len,
             tap_shifts,
             out_rows,
             out_cols,
             band_rows,
+            order,
             vectors,
+            starts,
             lanes,
             whole_targets,
             segment_starts,
@@ -267,6 +334,8 @@ impl Layout {
                 (None, _) => targets.for_each(|target| target.fill(0.0)),
                 (Some(row), 1) => {
                     let target = targets.next().expect("one column phase");
+                    let (lead, target) = target.split_at_mut(self.lead);
+                    lead.fill(0.0);
                     let left = self.pad_left.min(target.len());
                     let copied = row.len().min(target.len() - left);
                     target[..left].fill(0.0);
@@ -449,14 +518,18 @@ mod tests {
 
     #[test]
     fn every_tap_of_every_output_reads_the_right_input_or_zero() {
-        for packing in [Packing::PhaseSplit, Packing::Im2col] {
+        for (packing, order) in [
+            (Packing::PhaseSplit, VectorOrder::Flat),
+            (Packing::PhaseSplit, VectorOrder::Rows),
+            (Packing::Im2col, VectorOrder::Flat),
+        ] {
             for band_rows in [1, 2, 3, usize::MAX] {
-                check_every_tap(packing, band_rows);
+                check_every_tap(packing, order, band_rows);
             }
         }
     }
 
-    fn check_every_tap(packing: Packing, band_rows: usize) {
+    fn check_every_tap(packing: Packing, order: VectorOrder, band_rows: usize) {
         for (stride, dilation, padding) in [
             ([1, 1], [1, 1], Padding::uniform(1)),
             ([2, 2], [1, 1], Padding::uniform(1)),
@@ -469,7 +542,8 @@ mod tests {
                 .padding(padding)
                 .geometry([1, 2, 9, 11])
                 .unwrap();
-            let layout = Layout::new(&geometry, 8, packing, band_rows).unwrap();
+            let layout = Layout::new(&geometry, 8, packing, band_rows, order).unwrap();
+            assert_eq!(layout.order, order);
             // Input value = 1000·c + 100... unique per element, never zero.
             let input: Vec<f32> = (0..2 * 9 * 11).map(|v| v as f32 + 1.0).collect();
             let [out_rows, out_cols] = geometry.output_size();
@@ -487,8 +561,17 @@ mod tests {
                 for band_row in 0..layout.band_rows {
                     let oh = first_row + band_row;
                     for ow in 0..out_cols {
-                        let q = band_row * layout.row_stride + ow;
-                        let (vector, lane) = (q / layout.lanes, q % layout.lanes);
+                        let (vector, lane) = match order {
+                            VectorOrder::Flat => {
+                                let q = band_row * layout.row_stride + ow;
+                                (q / layout.lanes, q % layout.lanes)
+                            }
+                            VectorOrder::Rows => {
+                                let per_row = out_cols.div_ceil(layout.lanes);
+                                (band_row * per_row + ow / layout.lanes, ow % layout.lanes)
+                            }
+                        };
+                        let q = layout.starts[vector] as usize + lane;
                         let segment = layout
                             .segments_of(vector)
                             .iter()
@@ -523,7 +606,9 @@ mod tests {
                 "the bands cover every output row"
             );
             // The last vector of the last tap stays inside the buffer.
-            let last = layout.tap_shifts.iter().max().unwrap() + layout.vectors * layout.lanes;
+            let last = layout.tap_shifts.iter().max().unwrap()
+                + *layout.starts.iter().max().unwrap() as usize
+                + layout.lanes;
             assert!(last <= layout.packed_len);
         }
     }
@@ -532,7 +617,14 @@ mod tests {
     fn segments_split_vectors_at_row_ends_and_skip_padding_columns() {
         // 5x5 output, no padding: row_stride = 7 with a 3-wide kernel, 4 lanes.
         let geometry = Conv2dParams::new(1, 1, 3).geometry([1, 1, 7, 7]).unwrap();
-        let layout = Layout::new(&geometry, 4, Packing::PhaseSplit, usize::MAX).unwrap();
+        let layout = Layout::new(
+            &geometry,
+            4,
+            Packing::PhaseSplit,
+            usize::MAX,
+            VectorOrder::Flat,
+        )
+        .unwrap();
         assert_eq!(layout.row_stride, 7);
         let runs = |v| -> Vec<(u8, u8, u32)> {
             layout

@@ -22,7 +22,7 @@ pub(crate) struct Block<'a, const M: usize> {
 
 /// Convolves one block of `M` output channels over one band of output rows.
 ///
-/// Loop order: flat positions in tiles of `V` vectors (then single vectors for the rest);
+/// Loop order: the layout's vectors in tiles of `V` (then single vectors for the rest);
 /// per tile, every tap in `(c, i, j)` order, each loading `V` input vectors once and feeding
 /// them to all `M` channels with broadcast weights: `V` loads and `M` broadcasts per `M·V`
 /// fused multiply-adds, the accumulators never leaving registers. Every output element is
@@ -57,8 +57,11 @@ pub(crate) fn convolve_block<S: Simd, const M: usize, const V: usize>(
 #[inline(always)]
 fn tile<S: Simd, const M: usize, const V: usize>(simd: S, block: &mut Block<'_, M>, first: usize) {
     let layout = block.layout;
-    let start = first * S::LANES;
     debug_assert!(first + V <= layout.vectors);
+    let mut starts = [0usize; V];
+    for (v, start) in starts.iter_mut().enumerate() {
+        *start = layout.starts[first + v] as usize;
+    }
     // Plain loops, not `array::map`/`from_fn`: their closures may stay out of line, outside
     // the tier's `target_feature` context, where the intrinsics cannot inline.
     let mut acc = [[simd.splat(0.0); V]; M];
@@ -68,11 +71,10 @@ fn tile<S: Simd, const M: usize, const V: usize>(simd: S, block: &mut Block<'_, 
     let packed = block.packed.as_ptr();
     for (&shift, taps) in layout.tap_shifts.iter().zip(block.weights.chunks_exact(M)) {
         let mut x = [simd.splat(0.0); V];
-        for (v, vector) in x.iter_mut().enumerate() {
-            // SAFETY: `shift + layout.vectors · LANES <= layout.packed_len <= packed.len()`
-            // (see `Layout::new`; asserted in `convolve_block`), and `start + V · LANES` is
-            // at most `layout.vectors · LANES`.
-            *vector = unsafe { simd.load(packed.add(shift + start + v * S::LANES)) };
+        for (vector, &start) in x.iter_mut().zip(&starts) {
+            // SAFETY: `shift + start + LANES <= layout.packed_len <= packed.len()` for every
+            // tap shift and vector start (see `Layout::new`; asserted in `convolve_block`).
+            *vector = unsafe { simd.load(packed.add(shift + start)) };
         }
         for (m, &w) in taps.iter().enumerate() {
             let w = simd.splat(w);

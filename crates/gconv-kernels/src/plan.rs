@@ -8,7 +8,7 @@ use gconv_shape::Geometry;
 
 use crate::depthwise_lanes::{LanesEngine, POSITIONS};
 use crate::engine::{Body, Engine, Workspace};
-use crate::layout::Packing;
+use crate::layout::{Packing, VectorOrder};
 use crate::{Family, Isa, KernelError};
 
 /// How many threads a plan runs on.
@@ -46,6 +46,9 @@ enum Path {
     Body(Body),
     #[cfg_attr(not(test), allow(dead_code))]
     Lanes,
+    /// Phase-split packing with its vectors in this order.
+    #[cfg_attr(not(test), allow(dead_code))]
+    PhaseSplit(VectorOrder),
 }
 
 /// The kernel a plan runs. (One per plan: the variants' sizes do not matter.)
@@ -112,17 +115,20 @@ impl KernelPlan {
         let lanes_isa = lanes_isa(isa);
         let lanes = match path {
             Path::Chosen => prefers_lanes(geometry, lanes_isa),
-            Path::Body(_) => false,
+            Path::Body(_) | Path::PhaseSplit(_) => false,
             Path::Lanes => LanesEngine::suits(geometry, lanes_isa),
         };
-        let body = match path {
-            Path::Body(body) => Some(body),
-            Path::Chosen | Path::Lanes => None,
+        let (body, order) = match path {
+            Path::Body(body) => (Some(body), None),
+            Path::PhaseSplit(order) => (Some(Body::Positions(Packing::PhaseSplit)), Some(order)),
+            Path::Chosen | Path::Lanes => (None, None),
         };
         let kernel = if lanes {
             Kernel::DepthwiseLanes(LanesEngine::new(geometry, weight, bias, lanes_isa)?)
         } else {
-            Kernel::Grouped(Engine::new(geometry, weight, bias, isa, threads, body)?)
+            Kernel::Grouped(Engine::new(
+                geometry, weight, bias, isa, threads, body, order,
+            )?)
         };
         let scratch = match &kernel {
             Kernel::Grouped(engine) => engine.scratch_len(),
@@ -215,9 +221,10 @@ impl KernelPlan {
             Kernel::Grouped(engine) => {
                 let channels = engine.blocks.first().map_or(1, |block| block.channels);
                 let positions = engine.tile.vectors_for(channels) * engine.isa.lanes();
-                let packing = match engine.layout.packing {
-                    Packing::PhaseSplit => "direct",
-                    Packing::Im2col => "im2col",
+                let packing = match (engine.layout.packing, engine.layout.order) {
+                    (Packing::PhaseSplit, VectorOrder::Flat) => "direct",
+                    (Packing::PhaseSplit, VectorOrder::Rows) => "rows",
+                    (Packing::Im2col, _) => "im2col",
                 };
                 (packing, channels, positions)
             }
@@ -463,6 +470,12 @@ mod tests {
         #[test]
         fn phase_split_packing_matches_the_reference(problem in strategy::problems(Limits::default())) {
             check_path(&problem, Path::Body(Body::Positions(Packing::PhaseSplit)))?;
+        }
+
+        #[test]
+        fn flat_and_row_vector_orders_match_the_reference(problem in strategy::problems(Limits::default())) {
+            check_path(&problem, Path::PhaseSplit(VectorOrder::Flat))?;
+            check_path(&problem, Path::PhaseSplit(VectorOrder::Rows))?;
         }
 
         #[test]
