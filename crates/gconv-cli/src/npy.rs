@@ -209,7 +209,7 @@ mod tests {
     /// A version 1.0 header holding the dictionary `dict`, padded to 64 bytes.
     fn raw_header(dict: &str) -> Vec<u8> {
         let mut dict = dict.to_string();
-        while (10 + dict.len() + 1) % 64 != 0 {
+        while !(10 + dict.len() + 1).is_multiple_of(64) {
             dict.push(' ');
         }
         dict.push('\n');
