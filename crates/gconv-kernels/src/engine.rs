@@ -4,12 +4,12 @@
 use std::sync::{Mutex, MutexGuard};
 
 use gconv_shape::Geometry;
-use rayon::prelude::*;
 
 use crate::channel_vectors::{ChannelBlock, convolve_channel_block};
 use crate::layout::{Layout, MIXED, Packing, VectorOrder};
 use crate::microkernel::{self, convolve_block};
 use crate::simd::{Kernel, Simd, dispatch};
+use crate::team::Team;
 use crate::{Isa, KernelError};
 
 /// Output channels of a register block, and where the block starts within its task's chunk.
@@ -97,33 +97,73 @@ pub(crate) struct Engine {
     pub bias: Vec<f32>,
 }
 
-/// Packed-input scratch, one buffer per worker thread, each starting on a cache line.
+/// Packed-input scratch, one buffer per member of the plan's team, each starting on a cache
+/// line, and the team itself.
 #[derive(Debug)]
 pub struct Workspace {
     slots: Vec<Mutex<Vec<f32>>>,
     len: usize,
+    team: Option<Team>,
 }
 
 /// Floats per cache line: scratch buffers start on one, so that packed rows laid on vector
 /// boundaries (see `Layout::lead`) are stored and loaded without splitting lines.
 const LINE_FLOATS: usize = 16;
 
+/// The output of a parallel loop, shared by the members that write disjoint pieces of it.
+#[derive(Clone, Copy)]
+struct SharedOutput {
+    start: *mut f32,
+    len: usize,
+}
+
+impl SharedOutput {
+    /// Piece `piece` of `chunk_len` floats (the last one shorter).
+    ///
+    /// # Safety
+    /// No other reference to the piece may exist while the returned one lives: each piece
+    /// must be handed out once per loop.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn chunk(&self, piece: usize, chunk_len: usize) -> &mut [f32] {
+        let first = piece * chunk_len;
+        assert!(first < self.len, "piece {piece} is beyond the output");
+        let len = chunk_len.min(self.len - first);
+        // SAFETY: `first + len <= self.len`, inside the output this was made from; no other
+        // reference to these elements exists (the caller's promise).
+        unsafe { std::slice::from_raw_parts_mut(self.start.add(first), len) }
+    }
+}
+
+// SAFETY: members write through the pointer only to the pieces they claimed, each claimed
+// once (see `Workspace::for_each_chunk`), and `Team::run` returns only after every piece is
+// done, while the `&mut [f32]` it came from is still borrowed.
+unsafe impl Send for SharedOutput {}
+// SAFETY: as above; no two members ever touch the same element.
+unsafe impl Sync for SharedOutput {}
+
 impl Workspace {
-    pub(crate) fn new(buffers: usize, len: usize) -> Workspace {
-        Workspace {
-            slots: (0..buffers.max(1))
+    /// Scratch of `len` floats for each of `threads` threads, and a team of them when there
+    /// is more than one.
+    pub(crate) fn new(threads: usize, len: usize) -> Result<Workspace, KernelError> {
+        let team = if threads > 1 {
+            Some(Team::new(threads)?)
+        } else {
+            None
+        };
+        let slots = team.as_ref().map_or(1, Team::members);
+        Ok(Workspace {
+            slots: (0..slots)
                 .map(|_| Mutex::new(vec![0.0; len + LINE_FLOATS]))
                 .collect(),
             len,
-        }
+            team,
+        })
     }
 
-    /// The scratch of the calling rayon worker (or the first one outside a pool), held until
-    /// the guard drops. A worker runs one job at a time (the kernels call no rayon), so the
-    /// lock is uncontended unless two runs share a plan.
-    fn lock_slot(&self) -> MutexGuard<'_, Vec<f32>> {
-        let index = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
-        self.slots[index]
+    /// The scratch of team member `member` (0: the calling thread), held until the guard
+    /// drops. Uncontended unless two threads run one plan at once.
+    fn lock_slot(&self, member: usize) -> MutexGuard<'_, Vec<f32>> {
+        self.slots[member % self.slots.len()]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -135,9 +175,8 @@ impl Workspace {
     }
 
     /// Runs `task(scratch, index, chunk)` on every `chunk_len` piece of `output`, with its
-    /// index: over the current rayon pool when `parallel`, else on the calling thread. The
-    /// scratch is locked once per run of consecutive pieces on a thread, not per piece: a
-    /// depthwise layer has a piece per channel block.
+    /// index: shared by the team when `parallel`, else on the calling thread alone. Which
+    /// thread runs a piece never changes what it computes.
     pub(crate) fn for_each_chunk<F>(
         &self,
         parallel: bool,
@@ -147,16 +186,26 @@ impl Workspace {
     ) where
         F: Fn(&mut [f32], usize, &mut [f32]) + Sync,
     {
-        if parallel && self.slots.len() > 1 {
-            output.par_chunks_mut(chunk_len).enumerate().for_each_init(
-                || self.lock_slot(),
-                |scratch, (index, chunk)| task(self.aligned(scratch), index, chunk),
-            );
-        } else {
-            let mut scratch = self.lock_slot();
-            let scratch = self.aligned(&mut scratch);
-            for (index, chunk) in output.chunks_mut(chunk_len).enumerate() {
-                task(scratch, index, chunk);
+        let chunk_len = chunk_len.max(1);
+        match &self.team {
+            Some(team) if parallel => {
+                let shared = SharedOutput {
+                    start: output.as_mut_ptr(),
+                    len: output.len(),
+                };
+                team.run(output.len().div_ceil(chunk_len), &|member, piece| {
+                    // SAFETY: the team runs each piece once, so the chunks are disjoint.
+                    let chunk = unsafe { shared.chunk(piece, chunk_len) };
+                    let mut scratch = self.lock_slot(member);
+                    task(self.aligned(&mut scratch), piece, chunk);
+                });
+            }
+            _ => {
+                let mut scratch = self.lock_slot(0);
+                let scratch = self.aligned(&mut scratch);
+                for (index, chunk) in output.chunks_mut(chunk_len).enumerate() {
+                    task(scratch, index, chunk);
+                }
             }
         }
     }
@@ -262,7 +311,7 @@ impl Engine {
     }
 
     /// Convolves `input` into `output` (both checked by the caller against the geometry),
-    /// on the current rayon pool when `parallel`.
+    /// on the workspace's team when `parallel`.
     pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {
         let out_plane = self.layout.out_rows * self.layout.out_cols;
         let chunk_len = self.chunk_channels * out_plane;

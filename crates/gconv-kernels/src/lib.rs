@@ -1,6 +1,6 @@
 //! Hand-vectorized direct-convolution kernels for grouped 2-D convolution (NCHW, f32),
 //! computed group by group, dispatched at run time to the best instruction set the CPU has,
-//! and spread over threads with rayon.
+//! and spread over a team of threads (rayon's, driven by the plan).
 //!
 //! How a plan computes (each choice is printed in its [`KernelPlan::kernel_id`]):
 //!
@@ -8,8 +8,8 @@
 //! |---|---|---|
 //! | tier | `portable` (`wide`), `x86_64_v3` (AVX2+FMA), `x86_64_v4` (AVX-512F), detected once | [`isa`], [`simd`] |
 //! | packing | a group's input, zero-padded and dealt into stride phases (`direct`), in bands of output rows that stay in L1; or one window copy per tap (`im2col`) when that wastes fewer lanes and fits in L2 | `layout` |
-//! | body | `M` output channels × `V` vectors of positions (`8c48w` on AVX-512); or `2·LANES` channels in lanes × `P` positions (`16c6w`, chosen on AVX2); or, for depthwise layers on small or strided planes, channels in lanes through shuffle transposes (`lanes`, 256-bit even on AVX-512) | `microkernel`, `channel_vectors`, `depthwise_lanes` |
-//! | threads | tasks of (sample, whole channel blocks of one group); each output element is one fixed chain of fused multiply-adds, so every thread count gives the same bits | `engine` |
+//! | body | `M` output channels × `V` vectors of positions (`8c48w` on AVX-512), the vectors laid over flat positions (`direct`) or row by row (`rows`, where stores weigh most); or `2·LANES` channels in lanes × `P` positions (`16c6w`, chosen on AVX2); or, for depthwise layers on small or strided planes, channels in lanes through shuffle transposes (`lanes`, 256-bit even on AVX-512) | `microkernel`, `channel_vectors`, `depthwise_lanes` |
+//! | threads | tasks of (sample, whole channel blocks of one group), claimed from one counter by the calling thread and the plan's helper threads, which spin briefly between runs instead of sleeping; each output element is one fixed chain of fused multiply-adds, so every thread count gives the same bits | `engine`, `team` |
 //!
 //! * [`isa`] — the tiers and their detection; `GCONV_ISA` forces one.
 //! * [`simd`] — the small trait that is a kernel's whole SIMD vocabulary (splat, load, store,
@@ -53,6 +53,7 @@ mod layout;
 mod microkernel;
 mod plan;
 pub mod simd;
+mod team;
 
 pub use engine::Workspace;
 pub use error::KernelError;

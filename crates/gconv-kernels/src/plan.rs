@@ -14,10 +14,11 @@ use crate::{Family, Isa, KernelError};
 /// How many threads a plan runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Threads {
-    /// Every thread of rayon's global pool (by default one per core).
+    /// As many threads as rayon's current pool has (by default one per core).
     #[default]
     All,
-    /// Exactly this many: 1 runs on the calling thread, more on a pool owned by the plan.
+    /// Exactly this many: 1 runs on the calling thread alone; `n` on the calling thread and
+    /// `n − 1` helper threads owned by the plan.
     Count(NonZeroUsize),
 }
 
@@ -70,7 +71,7 @@ pub struct KernelPlan {
     /// Problems below this many FLOPs run on the calling thread ([`PARALLEL_MIN_FLOPS`];
     /// the tests lower it to split even tiny problems).
     parallel_min_flops: u64,
-    pool: Option<rayon::ThreadPool>,
+    /// Scratch, and the team of threads the plan runs on.
     workspace: Workspace,
 }
 
@@ -98,19 +99,9 @@ impl KernelPlan {
             Some(isa) => Isa::require(isa)?,
             None => Isa::from_env()?.unwrap_or_else(Isa::best),
         };
-        let (threads, pool) = match options.threads {
-            Threads::All => (rayon::current_num_threads(), None),
-            Threads::Count(count) if count.get() == 1 => (1, None),
-            Threads::Count(count) => {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(count.get())
-                    .thread_name(|index| format!("gconv-{index}"))
-                    .build()
-                    .map_err(|error| KernelError::Threads {
-                        reason: error.to_string(),
-                    })?;
-                (count.get(), Some(pool))
-            }
+        let threads = match options.threads {
+            Threads::All => rayon::current_num_threads(),
+            Threads::Count(count) => count.get(),
         };
         let lanes_isa = lanes_isa(isa);
         let lanes = match path {
@@ -142,13 +133,12 @@ impl KernelPlan {
                 what: "the packed input scratch (padding or dilation far beyond the input)",
             });
         }
-        let workspace = Workspace::new(threads, scratch);
+        let workspace = Workspace::new(threads, scratch)?;
         Ok(KernelPlan {
             kernel,
             isa,
             threads,
             parallel_min_flops: PARALLEL_MIN_FLOPS,
-            pool,
             workspace,
         })
     }
@@ -163,15 +153,11 @@ impl KernelPlan {
             bias_len,
             output.len(),
         )?;
-        // Waking a pool costs tens of microseconds: not worth it for a few hundred kFLOP.
+        // Sharing the work costs a few microseconds: not worth it for a few hundred kFLOP.
         let parallel = self.threads > 1 && geometry.flops() >= self.parallel_min_flops;
-        let run = |output: &mut [f32]| match &self.kernel {
+        match &self.kernel {
             Kernel::Grouped(engine) => engine.run(input, output, &self.workspace, parallel),
             Kernel::DepthwiseLanes(engine) => engine.run(input, output, &self.workspace, parallel),
-        };
-        match &self.pool {
-            Some(pool) if parallel => pool.install(|| run(output)),
-            _ => run(output),
         }
         Ok(())
     }

@@ -1,0 +1,336 @@
+//! [`Team`]: the threads of one plan, running one parallel loop at a time with the calling
+//! thread as the first member.
+//!
+//! A convolution of a few hundred microseconds cannot afford to wait for sleeping threads.
+//! Handing the loop to a rayon pool from outside costs two wake-ups per run (a worker at the
+//! start, the caller at the end), measured at tens of microseconds each on a virtual machine
+//! whose idle cores halt; the 3-group ShuffleNet layers ran slower on two threads than on one.
+//! So the team works differently:
+//!
+//! * the caller starts on the pieces at once; helpers join as they arrive and every member
+//!   claims pieces from one atomic counter, so no piece waits for a thread that is asleep;
+//! * the caller returns as soon as every piece is done: it waits for pieces in progress,
+//!   never for a helper that has not arrived (a late helper finds the loop closed);
+//! * helpers spin for a short while after each loop before they sleep, so that the next run
+//!   finds them awake.
+//!
+//! The helpers are threads of a rayon pool owned by the team, each running the team's serve
+//! loop until the team is dropped. Which member computes a piece never changes its result:
+//! every piece is a fixed computation on its own part of the output.
+
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::KernelError;
+
+/// How long a helper keeps polling for the next loop before it sleeps: enough to bridge the
+/// gap between consecutive layers of a network, short enough not to hold a core for long.
+const SPIN: Duration = Duration::from_micros(100);
+
+/// About how many claims each member makes in a loop: more balance the load better, fewer
+/// move the counter's cache line between cores less often.
+const CLAIMS_PER_MEMBER: usize = 8;
+
+/// The loop a team runs, `job(member, piece)` for every piece, with its lifetime erased (a
+/// type alias's trait object is `'static`).
+type Job = dyn Fn(usize, usize) + Sync;
+
+/// The threads of a plan: the caller and `members − 1` helpers.
+pub(crate) struct Team {
+    shared: Arc<Shared>,
+    members: usize,
+    /// Held for a whole run: callers sharing a plan take turns.
+    running: Mutex<()>,
+    // Owns the helpers' threads; dropped after `shared.shutdown` ends their serve loops.
+    _pool: rayon::ThreadPool,
+}
+
+/// A job pointer with its lifetime erased, valid while its loop is open (see [`Team::run`]).
+#[derive(Clone, Copy)]
+struct JobPointer(*const Job);
+
+// SAFETY: the pointee is `Sync` (`Job` requires it), so sharing the pointer between threads
+// shares only `&Job`; when it may be dereferenced is governed by the protocol in `Team::run`.
+unsafe impl Send for JobPointer {}
+
+struct Shared {
+    /// Members of the team, the caller included.
+    members: usize,
+    /// Bumped by every run; helpers watch it for work.
+    generation: AtomicU64,
+    /// The current loop's job, `None` between runs.
+    job: Mutex<Option<JobPointer>>,
+    /// Whether helpers may still enter the current loop.
+    open: AtomicBool,
+    /// Helpers inside the current loop.
+    active: AtomicUsize,
+    /// The next unclaimed piece, and the count of pieces.
+    next: AtomicUsize,
+    pieces: AtomicUsize,
+    /// A helper's panic, re-raised on the caller.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// Helpers asleep on `wake`, and whether the team is gone.
+    sleeping: AtomicUsize,
+    shutdown: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Team {
+    /// A team of `members` threads, the caller included (so `members − 1` helpers).
+    pub fn new(members: usize) -> Result<Team, KernelError> {
+        let helpers = members.max(2) - 1;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(helpers)
+            .thread_name(|index| format!("gconv-{}", index + 1))
+            .build()
+            .map_err(|error| KernelError::Threads {
+                reason: error.to_string(),
+            })?;
+        let shared = Arc::new(Shared {
+            members: helpers + 1,
+            generation: AtomicU64::new(0),
+            job: Mutex::new(None),
+            open: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+            pieces: AtomicUsize::new(0),
+            panic: Mutex::new(None),
+            sleeping: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        });
+        for member in 1..=helpers {
+            let shared = Arc::clone(&shared);
+            pool.spawn(move || shared.serve(member));
+        }
+        Ok(Team {
+            shared,
+            members: helpers + 1,
+            running: Mutex::new(()),
+            _pool: pool,
+        })
+    }
+
+    /// Members, the caller included.
+    pub fn members(&self) -> usize {
+        self.members
+    }
+
+    /// Runs `job(member, piece)` for every piece in `0..pieces`, each exactly once, on the
+    /// caller (member 0) and whichever helpers arrive; returns when all are done. A panic in
+    /// a helper's piece is re-raised here.
+    ///
+    /// Calls from several threads take turns.
+    pub fn run(&self, pieces: usize, job: &(dyn Fn(usize, usize) + Sync)) {
+        let _turn = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let shared = &*self.shared;
+        // SAFETY: the cast only erases the lifetime; what makes the later dereferences sound
+        // is that helpers dereference the pointer only between entering the loop
+        // (`active += 1`, then seeing `open`) and leaving it (`active -= 1`), and this
+        // function closes the loop (`open = false`) and waits for `active == 0` before it
+        // returns, while `job` is still borrowed. With both sides' operations sequentially
+        // consistent, a helper either saw `open` before the close (and is counted in
+        // `active`) or sees it closed and backs off untouched.
+        let pointer = JobPointer(unsafe {
+            std::mem::transmute::<*const (dyn Fn(usize, usize) + Sync + '_), *const Job>(job)
+        });
+        *shared.job.lock().unwrap_or_else(PoisonError::into_inner) = Some(pointer);
+        shared.next.store(0, SeqCst);
+        shared.pieces.store(pieces, SeqCst);
+        shared.open.store(true, SeqCst);
+        shared.generation.fetch_add(1, SeqCst);
+        if shared.sleeping.load(SeqCst) > 0 {
+            let _guard = shared.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            shared.wake.notify_all();
+        }
+
+        // Even if a piece panics here, the loop must be closed and the helpers waited for
+        // before `job` goes out of scope.
+        let own = panic::catch_unwind(AssertUnwindSafe(|| shared.claim_pieces(0, job)));
+        if own.is_err() {
+            shared.next.store(usize::MAX / 2, SeqCst);
+        }
+
+        shared.open.store(false, SeqCst);
+        while shared.active.load(SeqCst) > 0 {
+            std::hint::spin_loop();
+        }
+        *shared.job.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        let helper_panic = shared
+            .panic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(payload) = own.err().or(helper_panic) {
+            panic::resume_unwind(payload);
+        }
+    }
+}
+
+impl Shared {
+    /// Runs pieces until none is left, claiming a few at a time: a depthwise layer has a
+    /// hundred pieces of a microsecond each, where one claim per piece would bounce the
+    /// counter's cache line between the cores for every one.
+    fn claim_pieces(&self, member: usize, job: &(dyn Fn(usize, usize) + Sync)) {
+        let pieces = self.pieces.load(SeqCst);
+        let batch = (pieces / (CLAIMS_PER_MEMBER * self.members)).max(1);
+        loop {
+            let first = self.next.fetch_add(batch, SeqCst);
+            if first >= pieces {
+                return;
+            }
+            for piece in first..(first + batch).min(pieces) {
+                job(member, piece);
+            }
+        }
+    }
+
+    /// A helper's life: wait for a loop, take part in it, repeat until the team is dropped.
+    fn serve(&self, member: usize) {
+        // Not the current value: a run may have started before this thread did.
+        let mut seen = 0;
+        loop {
+            let Some(generation) = self.next_generation(seen) else {
+                return;
+            };
+            seen = generation;
+            self.active.fetch_add(1, SeqCst);
+            if self.open.load(SeqCst) {
+                let job = *self.job.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(JobPointer(job)) = job {
+                    // SAFETY: the loop is open and this helper is counted in `active`, so the
+                    // caller of `Team::run` is still inside it and `job` is alive (see there).
+                    let job = unsafe { &*job };
+                    let outcome =
+                        panic::catch_unwind(AssertUnwindSafe(|| self.claim_pieces(member, job)));
+                    if let Err(payload) = outcome {
+                        // Stop handing out pieces; the caller re-raises the panic.
+                        self.next.store(usize::MAX / 2, SeqCst);
+                        *self.panic.lock().unwrap_or_else(PoisonError::into_inner) = Some(payload);
+                    }
+                }
+            }
+            self.active.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// Waits until the generation moves past `seen` (spinning for [`SPIN`], then asleep),
+    /// returning it, or `None` once the team is dropped.
+    fn next_generation(&self, seen: u64) -> Option<u64> {
+        let spin_until = Instant::now() + SPIN;
+        loop {
+            if self.shutdown.load(SeqCst) {
+                return None;
+            }
+            let generation = self.generation.load(SeqCst);
+            if generation != seen {
+                return Some(generation);
+            }
+            if Instant::now() >= spin_until {
+                break;
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
+        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.sleeping.fetch_add(1, SeqCst);
+        let generation = loop {
+            // Checked after `sleeping` is raised: a run that bumps the generation and then
+            // finds `sleeping == 0` is seen here instead (both sides sequentially consistent).
+            let generation = self.generation.load(SeqCst);
+            if generation != seen || self.shutdown.load(SeqCst) {
+                break generation;
+            }
+            guard = self
+                .wake
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        };
+        self.sleeping.fetch_sub(1, SeqCst);
+        drop(guard);
+        (!self.shutdown.load(SeqCst)).then_some(generation)
+    }
+}
+
+impl Drop for Team {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, SeqCst);
+        let _guard = self
+            .shared
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.shared.wake.notify_all();
+    }
+}
+
+impl std::fmt::Debug for Team {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Team")
+            .field("members", &self.members)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_piece_runs_exactly_once_on_some_member() {
+        let team = Team::new(3).unwrap();
+        for pieces in [0, 1, 2, 7, 100] {
+            let counts: Vec<AtomicUsize> = (0..pieces).map(|_| AtomicUsize::new(0)).collect();
+            let members: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+            team.run(pieces, &|member, piece| {
+                counts[piece].fetch_add(1, SeqCst);
+                members[member].fetch_add(1, SeqCst);
+            });
+            assert!(counts.iter().all(|count| count.load(SeqCst) == 1));
+            let total: usize = members.iter().map(|count| count.load(SeqCst)).sum();
+            assert_eq!(total, pieces);
+        }
+    }
+
+    #[test]
+    fn helpers_take_part_and_runs_follow_each_other() {
+        let team = Team::new(2).unwrap();
+        let helped = AtomicUsize::new(0);
+        for _ in 0..200 {
+            team.run(64, &|member, _| {
+                if member > 0 {
+                    helped.fetch_add(1, SeqCst);
+                }
+                // Long enough per piece that a helper arrives before the caller is done.
+                std::thread::sleep(Duration::from_micros(20));
+            });
+        }
+        assert!(helped.load(SeqCst) > 0, "the helper never took a piece");
+    }
+
+    #[test]
+    fn a_helpers_panic_reaches_the_caller() {
+        let team = Team::new(2).unwrap();
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            team.run(1000, &|member, _| {
+                if member > 0 {
+                    panic!("piece failed");
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            })
+        }));
+        assert!(outcome.is_err());
+        // The team still works afterwards.
+        let done = AtomicUsize::new(0);
+        team.run(10, &|_, _| {
+            done.fetch_add(1, SeqCst);
+        });
+        assert_eq!(done.load(SeqCst), 10);
+    }
+}
