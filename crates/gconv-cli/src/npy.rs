@@ -130,6 +130,19 @@ fn check_declared_size(bytes: &[u8]) -> Result<()> {
     let py_literal::Value::Dict(entries) = header else {
         bail!("malformed .npy header: not a dictionary");
     };
+    // A key given twice would let this check read one 'shape' and npyz another (found by
+    // fuzzing): refuse it, as no writer of .npy files produces one.
+    let keys: Vec<&String> = entries
+        .iter()
+        .filter_map(|(key, _)| key.as_string())
+        .collect();
+    if let Some(key) = keys
+        .iter()
+        .enumerate()
+        .find_map(|(index, key)| keys[..index].contains(key).then_some(key))
+    {
+        bail!("malformed .npy header: the key '{key}' appears twice");
+    }
     let shape = entries
         .iter()
         .find(|(key, _)| key.as_string().is_some_and(|key| key == "shape"))
@@ -289,6 +302,17 @@ mod tests {
         );
         let error = format!("{:#}", parse(&structured).unwrap_err());
         assert!(error.contains("only float32"), "{error}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        // The first 'shape' declares nothing, the second more than the file holds.
+        let bytes = with_data(
+            raw_header("{'descr': '<f4', 'fortran_order': False, 'shape': (0,), 'shape': (9,), }"),
+            &[1.0; 4],
+        );
+        let error = format!("{:#}", parse(&bytes).unwrap_err());
+        assert!(error.contains("the key 'shape' appears twice"), "{error}");
     }
 
     #[test]

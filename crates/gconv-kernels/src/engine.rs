@@ -1,7 +1,7 @@
 //! A validated convolution prepared for one tier: packed weights, the packed-input layout,
 //! the split of output channels into register blocks and tasks, and the per-tier entry points.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use gconv_shape::Geometry;
 
@@ -103,7 +103,7 @@ pub(crate) struct Engine {
 pub struct Workspace {
     slots: Vec<Mutex<Vec<f32>>>,
     len: usize,
-    team: Option<Team>,
+    team: Option<Arc<Team>>,
 }
 
 /// Floats per cache line: scratch buffers start on one, so that packed rows laid on vector
@@ -146,11 +146,11 @@ impl Workspace {
     /// is more than one.
     pub(crate) fn new(threads: usize, len: usize) -> Result<Workspace, KernelError> {
         let team = if threads > 1 {
-            Some(Team::new(threads)?)
+            Some(Team::shared(threads)?)
         } else {
             None
         };
-        let slots = team.as_ref().map_or(1, Team::members);
+        let slots = team.as_ref().map_or(1, |team| team.members());
         Ok(Workspace {
             slots: (0..slots)
                 .map(|_| Mutex::new(vec![0.0; len + LINE_FLOATS]))

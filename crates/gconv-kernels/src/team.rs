@@ -15,7 +15,8 @@
 //!   finds them awake.
 //!
 //! The helpers are threads of a rayon pool owned by the team, each running the team's serve
-//! loop until the team is dropped. Which member computes a piece never changes its result:
+//! loop. Plans that ask for the same number of threads share one team ([`Team::shared`]), so
+//! a network of fifty layers has one set of helpers, not fifty; their runs take turns. Which member computes a piece never changes its result:
 //! every piece is a fixed computation on its own part of the output.
 
 use std::any::Any;
@@ -80,8 +81,21 @@ struct Shared {
 }
 
 impl Team {
+    /// The process's team of `members` threads, made on first use and shared by every plan
+    /// that asks for as many.
+    pub fn shared(members: usize) -> Result<Arc<Team>, KernelError> {
+        static TEAMS: Mutex<Vec<Arc<Team>>> = Mutex::new(Vec::new());
+        let mut teams = TEAMS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(team) = teams.iter().find(|team| team.members == members.max(2)) {
+            return Ok(Arc::clone(team));
+        }
+        let team = Arc::new(Team::new(members)?);
+        teams.push(Arc::clone(&team));
+        Ok(team)
+    }
+
     /// A team of `members` threads, the caller included (so `members − 1` helpers).
-    pub fn new(members: usize) -> Result<Team, KernelError> {
+    fn new(members: usize) -> Result<Team, KernelError> {
         let helpers = members.max(2) - 1;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(helpers)
@@ -157,8 +171,16 @@ impl Team {
         }
 
         shared.open.store(false, SeqCst);
+        // Helpers still inside are finishing a piece: spin, but yield the core if one of
+        // them seems to need it (more threads than cores).
+        let mut spins = 0u32;
         while shared.active.load(SeqCst) > 0 {
-            std::hint::spin_loop();
+            if spins < 4096 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
         *shared.job.lock().unwrap_or_else(PoisonError::into_inner) = None;
         let helper_panic = shared
