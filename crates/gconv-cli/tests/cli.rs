@@ -404,6 +404,64 @@ fn bench_writes_json_lines_that_join_with_the_peers_output() {
 }
 
 #[test]
+fn bench_puts_peers_beside_ours_in_the_table_and_the_chart() {
+    let files = Files::new();
+    let peers = files.path("peers.jsonl");
+    std::fs::write(
+        &peers,
+        concat!(
+            r#"{"suite": "layers", "layer": "seed.g2_1x1", "threads": 1, "peer": "ort", "median_us": 4.0, "gflops": 0.5}"#,
+            "\n",
+            r#"{"suite": "layers", "layer": "seed.g2_1x1", "threads": 1, "peer": "torch", "median_us": 16.0, "gflops": 0.125}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let chart = files.path("chart.svg");
+    let output = gconv(&[
+        "bench",
+        "--filter",
+        "seed",
+        "--threads",
+        "1",
+        "--min-time",
+        "0",
+        "--peers",
+        peers.to_str().unwrap(),
+        "--plot",
+        chart.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Not a terminal: no progress bar on stderr.
+    assert!(output.stderr.is_empty(), "{}", stderr(&output));
+    let table = stdout(&output);
+    assert!(
+        table.contains("best peer") && table.contains("0.50 ort"),
+        "{table}"
+    );
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    for text in ["seed.g2_1x1", "gconv", "ort", "torch", "<svg"] {
+        assert!(svg.contains(text), "{text} is not in the chart");
+    }
+
+    let broken = files.path("broken.jsonl");
+    std::fs::write(&broken, "{\"layer\": \"x\"}\n").unwrap();
+    let output = gconv(&[
+        "bench",
+        "--filter",
+        "seed",
+        "--peers",
+        broken.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("line 1: 'threads'"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn bench_names_the_bad_line_of_a_layer_file() {
     let files = Files::new();
     let layers = files.path("mine.csv");
