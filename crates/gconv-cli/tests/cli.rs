@@ -1,17 +1,14 @@
 //! The `gconv` binary as a user runs it: exit status, stdout, stderr and files.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::{gconv, npy};
+
 use gconv_shape::{Conv2dParams, Padding};
 use gconv_testkit::{Problem, check_against_reference};
-
-fn gconv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gconv"))
-        .args(args)
-        .output()
-        .expect("the gconv binary runs")
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -21,8 +18,7 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A float32 C-order `.npy` file, built byte by byte as NumPy 1.0 format describes it (not
-/// with the crate the binary uses, so a shared misunderstanding cannot hide).
+/// A float32 C-order `.npy` file of `shape` holding `data`.
 fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
     let shape_text = if dims.len() == 1 {
@@ -30,18 +26,8 @@ fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
-    while (10 + dict.len() + 1) % 64 != 0 {
-        dict.push(' ');
-    }
-    dict.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(dict.as_bytes());
-    for value in data {
-        bytes.extend_from_slice(&value.to_le_bytes());
-    }
-    bytes
+    let bytes: Vec<u8> = data.iter().flat_map(|value| value.to_le_bytes()).collect();
+    npy("<f4", false, &shape_text, &bytes)
 }
 
 /// Reads back the data of a file written by `gconv run`, checking the header's shape.

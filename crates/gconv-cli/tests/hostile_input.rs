@@ -2,8 +2,12 @@
 //! line on stderr that names the problem, and an existing `--output` file untouched (no
 //! temporary file left beside it either).
 
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
+
+use support::{gconv, npy};
 
 /// A refused `gconv run`: its name, the flags changed from the valid problem, and what the
 /// error line must say.
@@ -11,30 +15,6 @@ type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
 
 /// What the output file holds before each case; it must hold it after.
 const PRECIOUS: &[u8] = b"an earlier result that must survive";
-
-fn gconv(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gconv"))
-        .args(args)
-        .output()
-        .expect("the gconv binary runs")
-}
-
-/// A float32 `.npy` header for `descr`, `fortran_order` and a shape written as Python text,
-/// padded as NumPy pads it, followed by `data`.
-fn npy(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
-    let order = if fortran { "True" } else { "False" };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(data);
-    bytes
-}
 
 fn floats(count: usize) -> Vec<u8> {
     (0..count)
