@@ -483,9 +483,8 @@ fn to_array<const M: usize>(values: &[f32]) -> [f32; M] {
 /// Output channels per task: all of a group's when there are enough groups and samples to
 /// keep `threads` busy (then each group's input is packed once), otherwise the largest
 /// multiple of `granule` dividing `C_out/g` that yields two tasks per thread, but not fewer
-/// than 8 channels (one full register block, or the group), so that re-packing a group's
-/// input for each of its tasks stays small against their arithmetic. (ShuffleNet's 3 groups
-/// of 20 channels on two threads: 6 tasks of 10 measured faster than 3 of 20.)
+/// than 16 channels (or the group), so that re-packing a group's input for each of its tasks
+/// stays small against their arithmetic.
 fn chunk_channels(geometry: &Geometry, threads: usize, granule: usize) -> usize {
     let per_group = geometry.out_channels_per_group();
     if threads <= 1 {
@@ -493,7 +492,7 @@ fn chunk_channels(geometry: &Geometry, threads: usize, granule: usize) -> usize 
     }
     let wanted = 2 * threads;
     let groups = geometry.batch() * geometry.groups();
-    let floor = per_group.min(8);
+    let floor = per_group.min(16);
     let mut choice = per_group;
     let candidates = (floor..=per_group)
         .rev()
