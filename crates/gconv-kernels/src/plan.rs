@@ -18,7 +18,7 @@ pub enum Threads {
     #[default]
     All,
     /// Exactly this many: 1 runs on the calling thread alone; `n` on the calling thread and
-    /// `n − 1` helper threads owned by the plan.
+    /// `n − 1` helper threads, shared by every plan of `n` threads in the process.
     Count(NonZeroUsize),
 }
 
