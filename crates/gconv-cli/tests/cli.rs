@@ -356,11 +356,9 @@ fn demo_checks_every_layer_against_the_reference() {
     assert!(text.matches("matches the reference").count() >= 7, "{text}");
 }
 
-#[test]
-fn bench_writes_json_lines_that_join_with_the_peers_output() {
-    let files = Files::new();
-    let json = files.path("ours.jsonl");
-    let output = gconv(&[
+/// `gconv bench` on the seed layer alone, one thread, one timed run, with `extra` flags.
+fn bench_seed_layer(extra: &[&str]) -> Output {
+    let mut args = vec![
         "bench",
         "--filter",
         "seed",
@@ -368,9 +366,16 @@ fn bench_writes_json_lines_that_join_with_the_peers_output() {
         "1",
         "--min-time",
         "0",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    gconv(&args)
+}
+
+#[test]
+fn bench_writes_json_lines_that_join_with_the_peers_output() {
+    let files = Files::new();
+    let json = files.path("ours.jsonl");
+    let output = bench_seed_layer(&["--json", json.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("seed.g2_1x1"));
     let text = std::fs::read_to_string(&json).unwrap();
@@ -404,14 +409,7 @@ fn bench_puts_peers_beside_ours_in_the_table_and_the_chart() {
     )
     .unwrap();
     let chart = files.path("chart.svg");
-    let output = gconv(&[
-        "bench",
-        "--filter",
-        "seed",
-        "--threads",
-        "1",
-        "--min-time",
-        "0",
+    let output = bench_seed_layer(&[
         "--peers",
         peers.to_str().unwrap(),
         "--plot",
