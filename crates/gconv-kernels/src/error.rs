@@ -33,6 +33,14 @@ pub enum KernelError {
         /// What went wrong.
         reason: String,
     },
+    /// The memory for a buffer could not be allocated.
+    #[error("cannot allocate {bytes} bytes for {what}")]
+    Allocation {
+        /// What the buffer was for.
+        what: &'static str,
+        /// Its size.
+        bytes: u128,
+    },
     /// A size the kernels index with 32-bit offsets is larger than that.
     #[error("the problem is too large for the kernels: {what} exceeds 2^32 elements")]
     TooLarge {

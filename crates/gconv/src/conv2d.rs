@@ -43,9 +43,26 @@ impl Conv2d {
         self.plan.run(input, output)
     }
 
-    /// Convolves NCHW `input` into a new output.
+    /// Convolves NCHW `input` into a new output; an output the machine cannot hold is an
+    /// error, not an abort.
     pub fn forward(&self, input: &[f32]) -> Result<Vec<f32>, Error> {
-        let mut output = vec![0.0; self.geometry().output_len()];
+        let geometry = self.geometry();
+        // The input first: a wrong one must not cost an allocation of the output.
+        geometry.check_buffer_lengths(
+            input.len(),
+            geometry.weight_count(),
+            geometry.has_bias().then(|| geometry.out_channels()),
+            geometry.output_len(),
+        )?;
+        let len = geometry.output_len();
+        let mut output = Vec::new();
+        output
+            .try_reserve_exact(len)
+            .map_err(|_| Error::Allocation {
+                what: "the output",
+                bytes: len as u128 * 4,
+            })?;
+        output.resize(len, 0.0);
         self.run(input, &mut output)?;
         Ok(output)
     }
@@ -85,5 +102,43 @@ impl fmt::Debug for Conv2d {
 impl fmt::Display for Conv2d {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.plan, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_refuses_a_wrong_input_before_allocating_and_an_unallocatable_output() {
+        // 1 -> 2^20 channels, 1x1, on a 2048x2048 image: an output of 2^42 floats (16 TiB).
+        let out_channels = 1 << 20;
+        let weight = vec![1.0; out_channels];
+        let conv = Conv2d::new(
+            Conv2dParams::new(1, out_channels, 1),
+            [1, 1, 2048, 2048],
+            &weight,
+            None,
+            Options::default(),
+        )
+        .unwrap();
+        let error = conv.forward(&[0.0; 3]).unwrap_err();
+        assert!(
+            error.to_string().contains("input buffer holds 3 elements"),
+            "{error}"
+        );
+        let input = vec![0.5; 2048 * 2048];
+        let error = conv.forward(&input).unwrap_err();
+        assert_eq!(
+            error,
+            Error::Allocation {
+                what: "the output",
+                bytes: 4 << 42
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "cannot allocate 17592186044416 bytes for the output"
+        );
     }
 }
