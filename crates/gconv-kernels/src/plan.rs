@@ -12,6 +12,10 @@ use crate::layout::{Packing, VectorOrder};
 use crate::{Family, Isa, KernelError};
 
 /// How many threads a plan runs on.
+///
+/// Plans of the same thread count share their helper threads, and their runs take turns: to
+/// run several convolutions at once from threads of your own, give each plan
+/// `Threads::Count(1)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Threads {
     /// As many threads as rayon's current pool has (by default one per core).
