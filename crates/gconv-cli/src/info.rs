@@ -24,14 +24,6 @@ pub struct InfoArgs {
     /// Kernel size: K for K x K, or KH,KW.
     #[arg(long, allow_hyphen_values = true, value_name = "K|KH,KW", value_parser = parse_pair, requires = "in_channels")]
     kernel: Option<[usize; 2]>,
-    /// Number of groups.
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        value_name = "G",
-        default_value_t = 1
-    )]
-    groups: usize,
     /// Input shape N,C,H,W.
     #[arg(long, allow_hyphen_values = true, value_name = "N,C,H,W", value_parser = parse_shape4, requires = "in_channels")]
     input_shape: Option<[usize; 4]>,
@@ -77,7 +69,7 @@ pub fn info(args: &InfoArgs) -> Result<()> {
     ) {
         let params = args
             .geometry
-            .apply(Conv2dParams::new(in_channels, out_channels, kernel).groups(args.groups))
+            .apply(Conv2dParams::new(in_channels, out_channels, kernel))
             .bias(false);
         let geometry = params.geometry(input_shape)?;
         let weight = vec![0.0; geometry.weight_count()];

@@ -53,9 +53,18 @@ pub fn parse_shape4(text: &str) -> Result<[usize; 4], String> {
     }
 }
 
-/// The hyper-parameters that `run` cannot read off the tensors.
+/// The hyper-parameters that `run` cannot read off the tensors, shared by every command that
+/// describes a convolution.
 #[derive(Debug, Clone, Args)]
 pub struct GeometryOptions {
+    /// Number of groups; must divide both C_in and C_out.
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "G",
+        default_value_t = 1
+    )]
+    pub groups: usize,
     /// Stride: S for both axes, or SH,SW.
     #[arg(long, allow_hyphen_values = true, value_name = "S|SH,SW", default_value = "1", value_parser = parse_pair)]
     pub stride: [usize; 2],
@@ -73,6 +82,7 @@ impl GeometryOptions {
     /// Applies these options to `params`.
     pub fn apply(&self, params: Conv2dParams) -> Conv2dParams {
         params
+            .groups(self.groups)
             .stride(self.stride)
             .padding(self.padding)
             .dilation(self.dilation)

@@ -23,14 +23,6 @@ pub struct RunArgs {
     bias: Option<PathBuf>,
     #[command(flatten)]
     geometry: GeometryOptions,
-    /// Number of groups; must divide C_in and C_out.
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        value_name = "G",
-        default_value_t = 1
-    )]
-    groups: usize,
     /// Implementation: `auto` picks the fastest for the problem, `reference` runs the scalar
     /// specification.
     #[arg(long, value_enum, default_value_t = KernelChoice::Auto)]
@@ -94,9 +86,7 @@ fn geometry_of(
         );
     };
     let params = args.geometry.apply(
-        Conv2dParams::new(in_channels, out_channels, [kernel_h, kernel_w])
-            .groups(args.groups)
-            .bias(bias.is_some()),
+        Conv2dParams::new(in_channels, out_channels, [kernel_h, kernel_w]).bias(bias.is_some()),
     );
     let geometry = params.geometry(input_shape)?;
     geometry.check_weight_shape(weight_shape)?;

@@ -18,14 +18,6 @@ pub struct ShapeArgs {
     /// Kernel size: K for K x K, or KH,KW.
     #[arg(long, allow_hyphen_values = true, value_name = "K|KH,KW", value_parser = parse_pair)]
     kernel: [usize; 2],
-    /// Number of groups; must divide both C_in and C_out.
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        value_name = "G",
-        default_value_t = 1
-    )]
-    groups: usize,
     /// Input shape N,C,H,W: adds the output shape and FLOPs.
     #[arg(long, allow_hyphen_values = true, value_name = "N,C,H,W", value_parser = parse_shape4)]
     input_shape: Option<[usize; 4]>,
@@ -41,9 +33,7 @@ pub struct ShapeArgs {
 
 pub fn shape(args: &ShapeArgs) -> Result<()> {
     let params = args.geometry.apply(
-        Conv2dParams::new(args.in_channels, args.out_channels, args.kernel)
-            .groups(args.groups)
-            .bias(!args.no_bias),
+        Conv2dParams::new(args.in_channels, args.out_channels, args.kernel).bias(!args.no_bias),
     );
     let valid = params.validate()?;
     let geometry = args
