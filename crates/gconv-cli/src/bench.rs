@@ -2,7 +2,6 @@
 //! that join with the peers script's output; put peers' results beside ours and draw both.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -249,18 +248,9 @@ fn suite_name(path: &Path) -> String {
 
 /// Writes the records, one JSON object per line, replacing `path` only when complete.
 fn write_lines(path: &Path, records: &[serde_json::Value]) -> Result<()> {
-    let describe = || format!("cannot write {}", path.display());
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut temporary = tempfile::NamedTempFile::new_in(directory).with_context(describe)?;
-    for record in records {
-        writeln!(temporary, "{record}").with_context(describe)?;
-    }
-    temporary
-        .persist(path)
-        .map_err(|error| error.error)
-        .with_context(describe)?;
-    Ok(())
+    gconv_cli::files::write_atomically(path, |out| {
+        records
+            .iter()
+            .try_for_each(|record| writeln!(out, "{record}"))
+    })
 }

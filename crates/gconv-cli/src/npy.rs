@@ -2,7 +2,7 @@
 //! against the file before anything is allocated, and written atomically.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -173,38 +173,16 @@ fn check_declared_size(bytes: &[u8]) -> Result<()> {
 /// temporary file in the same directory renamed over `path` at the end: on any error `path`
 /// is left exactly as it was.
 pub fn write_atomically(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    let describe = || format!("cannot write {}", path.display());
-    if path.is_dir() {
-        bail!("cannot write {}: it is a directory", path.display());
-    }
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let temporary = tempfile::Builder::new()
-        .prefix(".gconv-output-")
-        .suffix(".npy.tmp")
-        .tempfile_in(directory)
-        .with_context(describe)?;
-    {
-        let mut buffered = BufWriter::new(temporary.as_file());
-        let shape: Vec<u64> = shape.iter().map(|&dim| dim as u64).collect();
+    let shape: Vec<u64> = shape.iter().map(|&dim| dim as u64).collect();
+    crate::files::write_atomically(path, |out| {
         let mut writer = npyz::WriteOptions::<f32>::new()
             .default_dtype()
             .shape(&shape)
-            .writer(&mut buffered)
-            .begin_nd()
-            .with_context(describe)?;
-        writer.extend(data.iter().copied()).with_context(describe)?;
-        writer.finish().with_context(describe)?;
-        buffered.flush().with_context(describe)?;
-    }
-    temporary.as_file().sync_all().with_context(describe)?;
-    temporary
-        .persist(path)
-        .map_err(|error| error.error)
-        .with_context(describe)?;
-    Ok(())
+            .writer(out)
+            .begin_nd()?;
+        writer.extend(data.iter().copied())?;
+        writer.finish()
+    })
 }
 
 #[cfg(test)]

@@ -4,10 +4,9 @@
 //! many layers there are; within a band, gconv comes first and the peers follow in a fixed
 //! order with fixed colours, so that charts of different runs compare at a glance.
 
-use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
 /// One implementation's GFLOP/s for each layer of the chart (`None`: not measured).
@@ -40,18 +39,7 @@ const COLOURS: [RGBColor; 8] = [
 /// Draws `series` over `layers` as an SVG file at `path`, written whole or not at all.
 pub fn bar_chart(path: &Path, title: &str, layers: &[String], series: &[Series]) -> Result<()> {
     let svg = render(title, layers, series)?;
-    let describe = || format!("cannot write {}", path.display());
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut temporary = tempfile::NamedTempFile::new_in(directory).with_context(describe)?;
-    temporary.write_all(svg.as_bytes()).with_context(describe)?;
-    temporary
-        .persist(path)
-        .map_err(|error| error.error)
-        .with_context(describe)?;
-    Ok(())
+    gconv_cli::files::write_atomically(path, |out| out.write_all(svg.as_bytes()))
 }
 
 /// The chart as SVG text.
