@@ -42,7 +42,6 @@ type Job = dyn Fn(usize, usize) + Sync;
 /// The threads of a plan: the caller and `members − 1` helpers.
 pub(crate) struct Team {
     shared: Arc<Shared>,
-    members: usize,
     /// Held for a whole run: callers sharing a plan take turns.
     running: Mutex<()>,
     // Owns the helpers' threads; dropped after `shared.shutdown` ends their serve loops.
@@ -86,7 +85,7 @@ impl Team {
     pub fn shared(members: usize) -> Result<Arc<Team>, KernelError> {
         static TEAMS: Mutex<Vec<Arc<Team>>> = Mutex::new(Vec::new());
         let mut teams = TEAMS.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(team) = teams.iter().find(|team| team.members == members.max(2)) {
+        if let Some(team) = teams.iter().find(|team| team.members() == members.max(2)) {
             return Ok(Arc::clone(team));
         }
         let team = Arc::new(Team::new(members)?);
@@ -124,7 +123,6 @@ impl Team {
         }
         Ok(Team {
             shared,
-            members: helpers + 1,
             running: Mutex::new(()),
             _pool: pool,
         })
@@ -132,7 +130,7 @@ impl Team {
 
     /// Members, the caller included.
     pub fn members(&self) -> usize {
-        self.members
+        self.shared.members
     }
 
     /// Runs `job(member, piece)` for every piece in `0..pieces`, each exactly once, on the
@@ -295,7 +293,7 @@ impl Drop for Team {
 impl std::fmt::Debug for Team {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Team")
-            .field("members", &self.members)
+            .field("members", &self.members())
             .finish_non_exhaustive()
     }
 }
