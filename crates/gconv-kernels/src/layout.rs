@@ -315,8 +315,28 @@ impl Layout {
             self.pack_channel_im2col(simd, channel, packed, first_row);
             return;
         }
-        let plane_len = self.plane_rows * self.row_stride;
         let first_padded_row = first_row * self.stride_h;
+        if self.stride_h == 1
+            && self.stride_w == 1
+            && self.lead == 0
+            && self.row_stride == self.width
+        {
+            // No column padding and one phase: the packed rows are the input's, back to back.
+            // One copy for all of them (a copy per row cost a third of a 7x7 1x1 layer).
+            let rows = first_padded_row.saturating_sub(self.pad_top)
+                ..(first_padded_row + self.plane_rows)
+                    .saturating_sub(self.pad_top)
+                    .min(self.height);
+            let above = (self.pad_top.saturating_sub(first_padded_row)).min(self.plane_rows);
+            let (zeros_above, rest) = packed.split_at_mut(above * self.width);
+            zeros_above.fill(0.0);
+            let copied = rows.len().min(self.plane_rows - above) * self.width;
+            let (target, zeros_below) = rest.split_at_mut(copied);
+            copy(simd, &channel[rows.start * self.width..][..copied], target);
+            zeros_below.fill(0.0);
+            return;
+        }
+        let plane_len = self.plane_rows * self.row_stride;
         for band_row in 0..self.plane_rows * self.stride_h {
             // The band starts on a multiple of the stride, so phases are relative to it.
             let (row_phase, plane_row) = (band_row % self.stride_h, band_row / self.stride_h);
@@ -543,6 +563,9 @@ mod tests {
             ([2, 2], [1, 1], Padding::uniform(1)),
             ([2, 3], [2, 1], Padding::per_side(0, 2, 3, 1)),
             ([3, 1], [3, 2], Padding::Valid),
+            // One phase and no column padding: rows packed back to back with one copy.
+            ([1, 1], [2, 1], Padding::per_side(3, 1, 0, 0)),
+            ([1, 1], [1, 1], Padding::Valid),
         ] {
             let geometry = Conv2dParams::new(2, 2, [3, 2])
                 .stride(stride)
