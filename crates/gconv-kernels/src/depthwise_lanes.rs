@@ -32,6 +32,10 @@ pub(crate) struct LanesEngine {
     bias: Vec<f32>,
     /// Per tap, the offset of its input from a window's top-left corner in the padded block.
     tap_offsets: Vec<usize>,
+    /// Per output position (row-major), the offset of its window's top-left corner in the
+    /// padded block: positions are taken in groups across row ends, so a 7-wide row costs no
+    /// short tail tiles.
+    windows: Vec<usize>,
 }
 
 impl LanesEngine {
@@ -83,6 +87,20 @@ impl LanesEngine {
             .ok_or(KernelError::TooLarge {
                 what: "the padded block of the channels-in-lanes kernel",
             })?;
+        let [out_h, out_w] = geometry.output_size();
+        let [stride_h, stride_w] = geometry.stride();
+        let windows = (0..out_h)
+            .flat_map(|oh| (0..out_w).map(move |ow| (oh, ow)))
+            .map(|(oh, ow)| {
+                (oh * stride_h)
+                    .checked_mul(padded_w)
+                    .and_then(|row| row.checked_add(ow * stride_w))
+                    .and_then(|offset| offset.checked_mul(lanes))
+            })
+            .collect::<Option<Vec<usize>>>()
+            .ok_or(KernelError::TooLarge {
+                what: "the padded block of the channels-in-lanes kernel",
+            })?;
         // Sums that Geometry checked: each padded extent fits in usize.
         Ok(LanesEngine {
             geometry: *geometry,
@@ -95,16 +113,19 @@ impl LanesEngine {
             weights: packed_weights,
             bias: packed_bias,
             tap_offsets,
+            windows,
         })
     }
 
-    /// Floats of scratch a worker needs: the padded input block, then the output block
-    /// (saturating: an absurd size is refused by the plan, not wrapped).
+    /// Floats of scratch a worker needs: the padded input block, then the output block, which
+    /// also stages the input of rows that are not whole vectors (saturating: an absurd size is
+    /// refused by the plan, not wrapped).
     pub fn scratch_len(&self) -> usize {
         let [out_h, out_w] = self.geometry.output_size();
+        let [height, width] = self.geometry.input_size();
         self.padded[0]
             .saturating_mul(self.padded[1])
-            .saturating_add(out_h * out_w)
+            .saturating_add((out_h * out_w).max(height * width))
             .saturating_mul(self.lanes)
     }
 
@@ -172,42 +193,52 @@ fn convolve_block<S: Simd>(simd: S, args: BlockArgs<'_>) {
     assert_eq!(lanes, engine.lanes);
     let [height, width] = geometry.input_size();
     let [out_h, out_w] = geometry.output_size();
-    let [stride_h, stride_w] = geometry.stride();
     let padding = geometry.padding();
     let [padded_h, padded_w] = engine.padded;
     let taps = geometry.reduction_len();
-    let (padded, transposed) = scratch.split_at_mut(padded_h * padded_w * lanes);
-    let transposed = &mut transposed[..out_h * out_w * lanes];
-
-    // Input planes to [row][column][lane], zeros around them: LANES × LANES squares by
-    // shuffles, the columns left over one float at a time.
-    padded.fill(0.0);
+    let (padded, staging) = scratch.split_at_mut(padded_h * padded_w * lanes);
     let image = height * width;
+    let out_plane = out_h * out_w;
+    let staging = &mut staging[..image.max(out_plane) * lanes];
+
+    // Input planes to [row][column][lane], zeros around them. Rows of whole vectors go
+    // straight in, LANES x LANES squares by shuffles; other widths (7, 14, 28) are transposed
+    // as one flat run of positions into the staging block, then copied row by row, rather
+    // than a float at a time.
+    padded.fill(0.0);
     assert_eq!(input.len(), lanes * image);
-    let whole_columns = width / lanes * lanes;
-    for row in 0..height {
-        let target_row = ((row + padding.top) * padded_w + padding.left) * lanes;
-        for column in (0..whole_columns).step_by(lanes) {
-            let target = &mut padded[target_row + column * lanes..][..lanes * lanes];
-            let first = row * width + column;
-            // SAFETY: source row `lane` is `input[lane · image + first..][..LANES]`, inside
-            // `input` (column + LANES <= width); `target` holds LANES rows of LANES floats.
-            unsafe {
-                simd.transpose_square(input[first..].as_ptr(), image, target.as_mut_ptr(), lanes)
-            };
-        }
-        for column in whole_columns..width {
-            for lane in 0..lanes {
-                padded[target_row + column * lanes + lane] =
-                    input[lane * image + row * width + column];
+    if width.is_multiple_of(lanes) {
+        for row in 0..height {
+            let target_row = ((row + padding.top) * padded_w + padding.left) * lanes;
+            for column in (0..width).step_by(lanes) {
+                let target = &mut padded[target_row + column * lanes..][..lanes * lanes];
+                let first = row * width + column;
+                // SAFETY: source row `lane` is `input[lane · image + first..][..LANES]`,
+                // inside `input` (column + LANES <= width); `target` holds LANES rows of
+                // LANES floats.
+                unsafe {
+                    simd.transpose_square(
+                        input[first..].as_ptr(),
+                        image,
+                        target.as_mut_ptr(),
+                        lanes,
+                    )
+                };
             }
+        }
+    } else {
+        let staged = &mut staging[..image * lanes];
+        transpose_planes(simd, input, image, staged);
+        for (row, source) in staged.chunks_exact(width * lanes).enumerate() {
+            let target_row = ((row + padding.top) * padded_w + padding.left) * lanes;
+            copy(simd, source, &mut padded[target_row..][..width * lanes]);
         }
     }
 
     let weights = &engine.weights[block * taps * lanes..][..taps * lanes];
     // SAFETY: `bias` holds LANES floats per block.
     let bias = unsafe { simd.load(engine.bias[block * lanes..][..lanes].as_ptr()) };
-    let transposed = &mut transposed[..out_h * out_w * lanes];
+    let transposed = &mut staging[..out_plane * lanes];
     if taps <= RESIDENT_TAPS {
         // Up to 16 weight vectors stay in registers for the whole block (measured 7 % faster
         // on MobileNet's 3x3 layers than loading them per group of positions). A plain loop,
@@ -223,26 +254,23 @@ fn convolve_block<S: Simd>(simd: S, args: BlockArgs<'_>) {
             padded,
             weights: &resident[..taps],
             tap_offsets: &engine.tap_offsets,
+            windows: &engine.windows,
             bias,
-            stride: [stride_h, stride_w],
-            padded_w,
         };
-        window.rows(out_h, out_w, transposed);
+        window.plane(transposed);
     } else {
         let window = Window {
             simd,
             padded,
             weights: &InMemory(weights),
             tap_offsets: &engine.tap_offsets,
+            windows: &engine.windows,
             bias,
-            stride: [stride_h, stride_w],
-            padded_w,
         };
-        window.rows(out_h, out_w, transposed);
+        window.plane(transposed);
     }
 
     // [position][lane] back to the NCHW planes, squares by shuffles, then the rest.
-    let out_plane = out_h * out_w;
     assert_eq!(output.len(), lanes * out_plane);
     let whole_positions = out_plane / lanes * lanes;
     for position in (0..whole_positions).step_by(lanes) {
@@ -254,21 +282,109 @@ fn convolve_block<S: Simd>(simd: S, args: BlockArgs<'_>) {
     }
     let rest = out_plane - whole_positions;
     if rest > 0 {
-        // The last positions through a square padded with zero rows, stored lane-masked.
-        let mut square = [0.0f32; 256];
-        let mut planes = [0.0f32; 256];
-        square[..rest * lanes].copy_from_slice(&transposed[whole_positions * lanes..]);
-        // SAFETY: both squares hold LANES rows of LANES floats and do not overlap.
-        unsafe { simd.transpose_square(square.as_ptr(), lanes, planes.as_mut_ptr(), lanes) };
-        for lane in 0..lanes {
-            let target = &mut output[lane * out_plane + whole_positions..][..rest];
-            // SAFETY: row `lane` of `planes` holds LANES floats; lanes `0..rest` land on
-            // `target`, a slice of `rest` floats.
-            unsafe {
-                let values = simd.load(planes.as_ptr().add(lane * lanes));
-                simd.store_lanes(target.as_mut_ptr(), values, 0, rest);
-            }
+        // SAFETY: the last `rest` positions hold LANES floats each in `transposed`; target
+        // row `lane` is `output[lane · out_plane + whole_positions..][..rest]`.
+        unsafe {
+            transpose_part(
+                simd,
+                transposed[whole_positions * lanes..].as_ptr(),
+                lanes,
+                [rest, lanes],
+                output[whole_positions..].as_mut_ptr(),
+                out_plane,
+            )
+        };
+    }
+}
+
+/// `LANES` planes of `image` positions each (`planes`, one after the other) to
+/// `[position][lane]` in `target`: squares by shuffles, the last positions through
+/// [`transpose_part`].
+#[inline(always)]
+fn transpose_planes<S: Simd>(simd: S, planes: &[f32], image: usize, target: &mut [f32]) {
+    let lanes = S::LANES;
+    assert_eq!(planes.len(), lanes * image);
+    assert_eq!(target.len(), lanes * image);
+    let whole_positions = image / lanes * lanes;
+    for position in (0..whole_positions).step_by(lanes) {
+        // SAFETY: source row `lane` is `planes[lane · image + position..][..LANES]`, inside
+        // `planes`; the target square is `target[position · LANES..][..LANES²]`.
+        unsafe {
+            simd.transpose_square(
+                planes[position..].as_ptr(),
+                image,
+                target[position * lanes..][..lanes * lanes].as_mut_ptr(),
+                lanes,
+            )
+        };
+    }
+    let rest = image - whole_positions;
+    if rest > 0 {
+        // SAFETY: source row `lane` holds `rest` floats at `planes[lane · image +
+        // whole_positions..]`; the target is the last `rest · LANES` floats of `target`.
+        unsafe {
+            transpose_part(
+                simd,
+                planes[whole_positions..].as_ptr(),
+                image,
+                [lanes, rest],
+                target[whole_positions * lanes..].as_mut_ptr(),
+                lanes,
+            )
+        };
+    }
+}
+
+/// Transposes the `rows × columns` block at `source` (rows `source_stride` floats apart)
+/// into the `columns × rows` block at `target` (rows `target_stride` apart), both sides at
+/// most `LANES`, through zero-padded squares on the stack. Whole vectors in and out of the
+/// squares, so no load waits on a narrower store.
+///
+/// # Safety
+///
+/// `rows, columns <= LANES`; the `columns` floats of each source row must be readable and the
+/// `rows` floats of each target row writable.
+#[inline(always)]
+unsafe fn transpose_part<S: Simd>(
+    simd: S,
+    source: *const f32,
+    source_stride: usize,
+    [rows, columns]: [usize; 2],
+    target: *mut f32,
+    target_stride: usize,
+) {
+    let lanes = S::LANES;
+    debug_assert!(rows <= lanes && columns <= lanes);
+    let mut square = [0.0f32; MAX_SQUARE];
+    let mut transposed = [0.0f32; MAX_SQUARE];
+    // SAFETY: the caller's promises for `source` and `target`; the squares hold LANES rows of
+    // LANES floats (LANES <= 16).
+    unsafe {
+        for row in 0..rows {
+            let values = simd.load_first(source.add(row * source_stride), columns);
+            simd.store(square.as_mut_ptr().add(row * lanes), values);
         }
+        simd.transpose_square(square.as_ptr(), lanes, transposed.as_mut_ptr(), lanes);
+        for column in 0..columns {
+            let values = simd.load(transposed.as_ptr().add(column * lanes));
+            simd.store_lanes(target.add(column * target_stride), values, 0, rows);
+        }
+    }
+}
+
+/// Floats of the largest square a tier transposes (16 lanes).
+const MAX_SQUARE: usize = 16 * 16;
+
+/// `target.copy_from_slice(source)` in whole vectors (both lengths a multiple of the lanes).
+#[inline(always)]
+fn copy<S: Simd>(simd: S, source: &[f32], target: &mut [f32]) {
+    assert_eq!(source.len(), target.len());
+    for (from, to) in source
+        .chunks_exact(S::LANES)
+        .zip(target.chunks_exact_mut(S::LANES))
+    {
+        // SAFETY: both chunks hold exactly LANES floats.
+        unsafe { simd.store(to.as_mut_ptr(), simd.load(from.as_ptr())) };
     }
 }
 
@@ -306,59 +422,56 @@ struct Window<'a, S: Simd, W: TapWeights<S> + ?Sized> {
     padded: &'a [f32],
     weights: &'a W,
     tap_offsets: &'a [usize],
+    /// Per output position, its window's offset in `padded`.
+    windows: &'a [usize],
     bias: S::Vector,
-    stride: [usize; 2],
-    padded_w: usize,
 }
 
 impl<S: Simd, W: TapWeights<S> + ?Sized> Window<'_, S, W> {
-    /// Every output row, in groups of [`POSITIONS`] positions and then 4, 2, 1, into
-    /// `outputs` as `[position][lane]`.
+    /// Every output position, row after row, in groups of [`POSITIONS`] that may span row
+    /// ends, then 4, 2, 1, into `outputs` as `[position][lane]`.
     #[inline(always)]
-    fn rows(&self, out_h: usize, out_w: usize, outputs: &mut [f32]) {
-        let lanes = S::LANES;
-        for oh in 0..out_h {
-            let row_start = oh * self.stride[0] * self.padded_w;
-            let row = &mut outputs[oh * out_w * lanes..][..out_w * lanes];
-            let mut ow = 0;
-            while ow + POSITIONS <= out_w {
-                self.positions::<POSITIONS>(row_start, ow, row);
-                ow += POSITIONS;
-            }
-            macro_rules! tails {
-                ($($size:literal),*) => {$(
-                    if out_w - ow >= $size {
-                        self.positions::<$size>(row_start, ow, row);
-                        ow += $size;
-                    }
-                )*};
-            }
-            tails!(4, 2, 1);
+    fn plane(&self, outputs: &mut [f32]) {
+        let positions = self.windows.len();
+        let mut first = 0;
+        while first + POSITIONS <= positions {
+            self.positions::<POSITIONS>(first, outputs);
+            first += POSITIONS;
         }
+        macro_rules! tails {
+            ($($size:literal),*) => {$(
+                if positions - first >= $size {
+                    self.positions::<$size>(first, outputs);
+                    first += $size;
+                }
+            )*};
+        }
+        tails!(4, 2, 1);
     }
 
-    /// `P` consecutive output positions of one row, starting at column `column`, whose
-    /// windows start at padded position `row_start`: `P` accumulators, one load and one
-    /// fused multiply-add per tap each, written to `outputs` as `[position][lane]`.
+    /// Output positions `first..first + P`: `P` accumulators, one load and one fused
+    /// multiply-add per tap each, written to `outputs` as `[position][lane]`.
     #[inline(always)]
-    fn positions<const P: usize>(&self, row_start: usize, column: usize, outputs: &mut [f32]) {
+    fn positions<const P: usize>(&self, first: usize, outputs: &mut [f32]) {
         let (simd, lanes) = (self.simd, S::LANES);
         let base = self.padded.as_ptr();
+        let windows: &[usize; P] = self.windows[first..first + P]
+            .try_into()
+            .expect("P positions");
         let mut acc = [self.bias; P];
         for (tap, &offset) in self.tap_offsets.iter().enumerate() {
             let weights = self.weights.weight(simd, tap);
-            for (p, sum) in acc.iter_mut().enumerate() {
-                let window = (row_start + (column + p) * self.stride[1]) * lanes;
+            for (sum, &window) in acc.iter_mut().zip(windows) {
                 debug_assert!(window + offset + lanes <= self.padded.len());
                 // SAFETY: the window of each output lies inside the padded block:
-                // (oh·sH + i·dH) < padded_h and ((ow + p)·sW + j·dW) < padded_w, so the LANES
+                // (oh·sH + i·dH) < padded_h and (ow·sW + j·dW) < padded_w, so the LANES
                 // floats at `window + offset` are inside `padded`.
                 let x = unsafe { simd.load(base.add(window + offset)) };
                 *sum = simd.mul_add(weights, x, *sum);
             }
         }
         for (p, &sum) in acc.iter().enumerate() {
-            let target = &mut outputs[(column + p) * lanes..][..lanes];
+            let target = &mut outputs[(first + p) * lanes..][..lanes];
             // SAFETY: `target` holds LANES floats.
             unsafe { simd.store(target.as_mut_ptr(), sum) };
         }

@@ -109,7 +109,7 @@ impl KernelPlan {
         };
         let lanes_isa = lanes_isa(isa);
         let lanes = match path {
-            Path::Chosen => prefers_lanes(geometry, lanes_isa),
+            Path::Chosen => prefers_lanes(geometry, isa, lanes_isa),
             Path::Body(_) | Path::PhaseSplit(_) => false,
             Path::Lanes => LanesEngine::suits(geometry, lanes_isa),
         };
@@ -242,17 +242,19 @@ fn lanes_isa(isa: Isa) -> Isa {
     }
 }
 
-/// Whether the channels-in-lanes depthwise kernel should run `geometry`: where the flat
-/// kernel would spend more than a tenth of its lanes on padding columns and tails (a quarter
-/// past 16 taps), or where its packing would be strided, as long as the padded block of
-/// channels fits in L2.
+/// Whether the channels-in-lanes depthwise kernel (on `lanes_isa`) should run `geometry`
+/// rather than the flat kernel (on `isa`): where its padded block of channels fits in L1,
+/// where the flat kernel would spend more than a tenth of its lanes on padding columns and
+/// tails (a quarter past 16 taps), or where its packing would be strided, as long as the
+/// block fits in L2.
 ///
-/// Measured on the MobileNetV2, DeepLab, EfficientNet and ConvNeXt depthwise layers (AVX-512
-/// tier, one thread, lanes against flat): 7x7 and 14x14 planes +30 to +150 %, 28x28 stride 2
-/// +95 %, 56x56 stride 2 +25 %, 5x5 stride 2 +10 %; ties on 28x28 and dilated 32x32; losses
-/// of 15 to 40 % on 56x56 and larger stride-1 planes, which the rule leaves to the flat kernel.
-fn prefers_lanes(geometry: &Geometry, isa: Isa) -> bool {
-    if !LanesEngine::suits(geometry, isa) {
+/// Measured on 3x3, 5x5 and 7x7 depthwise layers of 7 to 112 pixels (AVX-512 tier, one
+/// thread, lanes against flat): planes up to 30x30 +5 to +120 % (7x7 +120 %, 14x14 and
+/// 20x20 +70 %, 24x24 +50 %, 28x28 and 30x30 +5 to +10 %, 5x5 on 28x28 −5 %), 56x56
+/// stride 2 +5 %, 14x14 stride 2 +100 %; 40x40 and larger stride-1 planes −10 to −30 %,
+/// which the rule leaves to the flat kernel.
+fn prefers_lanes(geometry: &Geometry, isa: Isa, lanes_isa: Isa) -> bool {
+    if !LanesEngine::suits(geometry, lanes_isa) {
         return false;
     }
 
@@ -262,24 +264,28 @@ fn prefers_lanes(geometry: &Geometry, isa: Isa) -> bool {
     let padded_h = height + padding.top + padding.bottom;
     let padded_w = width + padding.left + padding.right;
     // In u128: absurd padding can make these products exceed usize.
-    let lanes = isa.lanes() as u128;
-    let block_bytes = padded_h as u128 * padded_w as u128 * lanes * 4;
+    let block_bytes = padded_h as u128 * padded_w as u128 * lanes_isa.lanes() as u128 * 4;
+    let flat_lanes = isa.lanes() as u128;
     let row_stride = padded_w.div_ceil(geometry.stride()[1]) as u128;
-    let flat_positions = (out_h as u128 * row_stride).div_ceil(lanes) * lanes;
+    let flat_positions = (out_h as u128 * row_stride).div_ceil(flat_lanes) * flat_lanes;
     let out_plane = out_h as u128 * out_w as u128;
     // Past 16 taps the weights no longer stay in registers: a quarter of the lanes must be
-    // wasted before lanes pay (EfficientNet's 5x5 on 28x28, 12 % waste, ran 10 % slower on
-    // lanes; ConvNeXt's 7x7 on 14x14, 32 % waste, 35 % faster).
+    // wasted before lanes pay on planes beyond L1.
     let wasteful = if geometry.reduction_len() <= 16 {
         10 * out_plane < 9 * flat_positions
     } else {
         4 * out_plane < 3 * flat_positions
     };
     // Strided flat packing costs a shuffle per input vector and leaves each tap fewer outputs
-    // per vector (EfficientNet's 5x5 stride 2: lanes +10 %, MobileNet's 3x3: +25 to +150 %).
+    // per vector.
     let strided = geometry.stride() != [1, 1];
-    (wasteful || strided) && block_bytes <= LANES_BLOCK_BUDGET as u128
+    let in_l1 = block_bytes <= LANES_L1_BUDGET as u128;
+    (in_l1 || wasteful || strided) && block_bytes <= LANES_BLOCK_BUDGET as u128
 }
+
+/// Bytes of a padded input block below which the channels-in-lanes kernel wins whatever the
+/// flat kernel wastes: its block stays in L1 (32x32 padded pixels of 8 lanes).
+const LANES_L1_BUDGET: usize = 32 * 1024;
 
 /// Bytes the channels-in-lanes kernel's padded input block may take: what stays in L2.
 const LANES_BLOCK_BUDGET: usize = 256 * 1024;
