@@ -45,6 +45,7 @@
 
 mod channel_vectors;
 mod depthwise_lanes;
+mod depthwise_unpacked;
 mod engine;
 mod error;
 pub mod family;

@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use gconv_shape::Geometry;
 
 use crate::depthwise_lanes::{LanesEngine, POSITIONS};
+use crate::depthwise_unpacked::{TILE_ROWS, UnpackedEngine};
 use crate::engine::{Body, Engine, Workspace};
 use crate::layout::{Packing, VectorOrder};
 use crate::{Family, Isa, KernelError};
@@ -51,6 +52,8 @@ enum Path {
     Body(Body),
     #[cfg_attr(not(test), allow(dead_code))]
     Lanes,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Unpacked,
     /// Phase-split packing with its vectors in this order.
     #[cfg_attr(not(test), allow(dead_code))]
     PhaseSplit(VectorOrder),
@@ -64,6 +67,9 @@ enum Kernel {
     Grouped(Engine),
     /// Depthwise on small planes, channels in lanes (see `crate::depthwise_lanes`).
     DepthwiseLanes(LanesEngine),
+    /// Depthwise with stride 1 on larger planes, read from the input rows (see
+    /// `crate::depthwise_unpacked`).
+    DepthwiseUnpacked(UnpackedEngine),
 }
 
 /// A grouped convolution ready to run: geometry, packed weights, kernel, tier and threads.
@@ -110,16 +116,23 @@ impl KernelPlan {
         let lanes_isa = lanes_isa(isa);
         let lanes = match path {
             Path::Chosen => prefers_lanes(geometry, isa, lanes_isa),
-            Path::Body(_) | Path::PhaseSplit(_) => false,
+            Path::Body(_) | Path::PhaseSplit(_) | Path::Unpacked => false,
             Path::Lanes => LanesEngine::suits(geometry, lanes_isa),
+        };
+        let unpacked = match path {
+            Path::Chosen => !lanes && UnpackedEngine::suits(geometry),
+            Path::Unpacked => true,
+            Path::Body(_) | Path::PhaseSplit(_) | Path::Lanes => false,
         };
         let (body, order) = match path {
             Path::Body(body) => (Some(body), None),
             Path::PhaseSplit(order) => (Some(Body::Positions(Packing::PhaseSplit)), Some(order)),
-            Path::Chosen | Path::Lanes => (None, None),
+            Path::Chosen | Path::Lanes | Path::Unpacked => (None, None),
         };
         let kernel = if lanes {
             Kernel::DepthwiseLanes(LanesEngine::new(geometry, weight, bias, lanes_isa)?)
+        } else if unpacked {
+            Kernel::DepthwiseUnpacked(UnpackedEngine::new(geometry, weight, bias, isa)?)
         } else {
             Kernel::Grouped(Engine::new(
                 geometry, weight, bias, isa, threads, body, order,
@@ -128,6 +141,7 @@ impl KernelPlan {
         let scratch = match &kernel {
             Kernel::Grouped(engine) => engine.scratch_len(),
             Kernel::DepthwiseLanes(engine) => engine.scratch_len(),
+            Kernel::DepthwiseUnpacked(engine) => engine.scratch_len(),
         };
         // Scratch beyond the data itself only comes from absurd padding or dilation (a
         // packed band is normally a few kilobytes): refuse it rather than allocate it.
@@ -162,6 +176,9 @@ impl KernelPlan {
         match &self.kernel {
             Kernel::Grouped(engine) => engine.run(input, output, &self.workspace, parallel),
             Kernel::DepthwiseLanes(engine) => engine.run(input, output, &self.workspace, parallel),
+            Kernel::DepthwiseUnpacked(engine) => {
+                engine.run(input, output, &self.workspace, parallel)
+            }
         }
         Ok(())
     }
@@ -171,6 +188,7 @@ impl KernelPlan {
         match &self.kernel {
             Kernel::Grouped(engine) => &engine.geometry,
             Kernel::DepthwiseLanes(engine) => &engine.geometry,
+            Kernel::DepthwiseUnpacked(engine) => &engine.geometry,
         }
     }
 
@@ -219,6 +237,7 @@ impl KernelPlan {
                 (packing, channels, positions)
             }
             Kernel::DepthwiseLanes(engine) => ("lanes", engine.isa.lanes(), POSITIONS),
+            Kernel::DepthwiseUnpacked(engine) => ("unpacked", 1, TILE_ROWS * engine.isa.lanes()),
         };
         format!(
             "{}-{kernel_h}x{kernel_w}s{}d{}-{packing}-{channels}c{positions}w-{}",
@@ -383,6 +402,33 @@ mod tests {
             .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
     }
 
+    /// Stride-1 depthwise problems with channel multipliers, asymmetric kernels and padding,
+    /// dilation, and rows around one and two vectors of every tier (8 and 16 lanes).
+    fn unpacked_problems() -> impl Strategy<Value = Problem> {
+        let window = (1usize..6, 1usize..6, 1usize..4, 1usize..4);
+        let padding = (0usize..4, 0usize..4, 0usize..4, 0usize..4);
+        let size = (1usize..4, 1usize..4, 1usize..14, 1usize..40, 1usize..3);
+        (window, padding, size, any::<bool>())
+            .prop_filter_map(
+                "window larger than input",
+                |(
+                    (kh, kw, dilation_h, dilation_w),
+                    (top, bottom, left, right),
+                    (channels, multiplier, h, w, batch),
+                    bias,
+                )| {
+                    Conv2dParams::new(channels, channels * multiplier, [kh, kw])
+                        .groups(channels)
+                        .dilation([dilation_h, dilation_w])
+                        .padding(Padding::per_side(top, bottom, left, right))
+                        .bias(bias)
+                        .geometry([batch, channels, h, w])
+                        .ok()
+                },
+            )
+            .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
+    }
+
     /// Grouped problems whose groups have whole channel-vector blocks on every tier (32
     /// output channels per group).
     fn channel_block_problems() -> impl Strategy<Value = Problem> {
@@ -482,6 +528,11 @@ mod tests {
         #[test]
         fn channels_in_lanes_match_the_reference(problem in lane_problems()) {
             check_path(&problem, Path::Lanes)?;
+        }
+
+        #[test]
+        fn unpacked_depthwise_matches_the_reference(problem in unpacked_problems()) {
+            check_path(&problem, Path::Unpacked)?;
         }
     }
 }

@@ -107,6 +107,14 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// `count <= LANES`, and `source..source + count` must be readable.
     unsafe fn load_first(self, source: *const f32, count: usize) -> Self::Vector;
 
+    /// Loads lanes `first..end` from `base + first .. base + end`, the others zero, reading no
+    /// other address (`base` itself may lie outside the allocation; it is never dereferenced).
+    ///
+    /// # Safety
+    ///
+    /// `first <= end <= LANES`, and `base + first .. base + end` must be readable.
+    unsafe fn load_lanes(self, base: *const f32, first: usize, end: usize) -> Self::Vector;
+
     /// Transposes a `LANES × LANES` block: the `LANES` floats at `source + r·source_stride`
     /// (row `r`) become lane `r` of the `LANES` floats at `target + c·target_stride`, for
     /// every column `c`.
@@ -144,6 +152,28 @@ pub(crate) unsafe fn load_first_by_copying<S: Simd>(
     for (lane, slot) in lanes.iter_mut().enumerate().take(count) {
         // SAFETY: the caller guarantees `source..source + count` is readable.
         *slot = unsafe { source.add(lane).read_unaligned() };
+    }
+    // SAFETY: `lanes` holds 16 >= LANES floats.
+    unsafe { simd.load(lanes.as_ptr()) }
+}
+
+/// [`Simd::load_lanes`] through a zeroed buffer on the stack, for tiers without masked loads.
+///
+/// # Safety
+///
+/// As [`Simd::load_lanes`].
+#[inline(always)]
+pub(crate) unsafe fn load_lanes_by_copying<S: Simd>(
+    simd: S,
+    base: *const f32,
+    first: usize,
+    end: usize,
+) -> S::Vector {
+    let mut lanes = [0.0f32; 16];
+    debug_assert!(first <= end && end <= S::LANES && S::LANES <= lanes.len());
+    for (lane, slot) in lanes.iter_mut().enumerate().take(end).skip(first) {
+        // SAFETY: the caller guarantees `base + first .. base + end` is readable.
+        *slot = unsafe { base.wrapping_add(lane).read_unaligned() };
     }
     // SAFETY: `lanes` holds 16 >= LANES floats.
     unsafe { simd.load(lanes.as_ptr()) }
@@ -245,6 +275,20 @@ mod tests {
         unsafe { simd.store(first.as_mut_ptr(), simd.load_first(values.as_ptr(), 3)) };
         assert_eq!(&first[..4], &[0.0, 1.0, 2.0, 0.0]);
         assert!(first[3..].iter().all(|&v| v == 0.0));
+        let mut middle = vec![0.0f32; lanes];
+        // SAFETY: lanes 2..LANES-1 read `values[1..LANES - 2]`, inside `values`.
+        unsafe {
+            let loaded = simd.load_lanes(values.as_ptr().wrapping_sub(1), 2, lanes - 1);
+            simd.store(middle.as_mut_ptr(), loaded);
+        }
+        for (lane, &value) in middle.iter().enumerate() {
+            let expected = if (2..lanes - 1).contains(&lane) {
+                (lane - 1) as f32
+            } else {
+                0.0
+            };
+            assert_eq!(value, expected, "lane {lane} of a masked load");
+        }
         let mut stored = vec![0.0f32; lanes + 2];
         // SAFETY: lanes 2..LANES-1 land on `stored[3..LANES]`.
         unsafe {

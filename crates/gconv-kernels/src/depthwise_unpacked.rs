@@ -1,0 +1,286 @@
+//! Depthwise convolution read straight from the input rows, for stride-1 planes too large for
+//! the channels-in-lanes kernel.
+//!
+//! The flat kernels copy each channel into a zero-padded scratch plane, then compute vectors of
+//! flat positions and map each back to its output row. With the nine multiply-adds per output
+//! of a 3x3 depthwise layer, that copy and the per-vector store bookkeeping cost more than the
+//! arithmetic (perf on MobileNetV2's 56x56 layer: a third of the time in the fused
+//! multiply-adds). Here a task takes one output channel and walks its plane row by row, every
+//! tap loading its input vector from the input row itself: vectors whose windows lie inside
+//! the row with plain loads, the one or two at either end of the row with masked loads that
+//! read zeros for the padding columns; window rows above or below the input are skipped, as
+//! the reference skips them. Output rows are stored whole, the row's last vector masked.
+
+use std::ops::Range;
+
+use gconv_shape::Geometry;
+
+use crate::engine::Workspace;
+use crate::simd::{Kernel, Simd, dispatch};
+use crate::{Isa, KernelError};
+
+/// Output rows computed together, one vector of columns each: independent accumulators that
+/// keep both FMA units busy through their latency, each tap's weight broadcast and its column
+/// mask worked out once for all of them.
+pub(crate) const TILE_ROWS: usize = 8;
+
+/// A stride-1 depthwise convolution (one input channel per group, any channel multiplier)
+/// prepared for the unpacked kernel.
+#[derive(Debug)]
+pub(crate) struct UnpackedEngine {
+    pub geometry: Geometry,
+    pub isa: Isa,
+    /// `[C_out][kH·kW]`, the caller's layout.
+    weights: Vec<f32>,
+    /// Per output channel (zeros without a bias).
+    bias: Vec<f32>,
+    /// Vectors of `LANES` output columns per output row, the last one possibly partial.
+    vectors: usize,
+    /// The output rows whose every window row lies inside the input.
+    interior_rows: Range<usize>,
+}
+
+impl UnpackedEngine {
+    /// Whether `geometry` suits this kernel: depthwise, stride 1 on both axes.
+    pub fn suits(geometry: &Geometry) -> bool {
+        geometry.in_channels_per_group() == 1 && geometry.stride() == [1, 1]
+    }
+
+    pub fn new(
+        geometry: &Geometry,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        isa: Isa,
+    ) -> Result<UnpackedEngine, KernelError> {
+        geometry.check_buffer_lengths(
+            geometry.input_len(),
+            weight.len(),
+            bias.map(<[f32]>::len),
+            geometry.output_len(),
+        )?;
+        if !Self::suits(geometry) {
+            return Err(KernelError::TooLarge {
+                what: "the unpacked depthwise kernel (a forced kernel that does not fit the problem)",
+            });
+        }
+        let [height, _] = geometry.input_size();
+        let [out_h, out_w] = geometry.output_size();
+        let reach = (geometry.kernel_size()[0] - 1) * geometry.dilation()[0];
+        let top = geometry.padding().top;
+        // Output row oh reads input rows oh − pad_top .. oh − pad_top + reach.
+        let start = top.min(out_h);
+        let end = (height + top).saturating_sub(reach).clamp(start, out_h);
+        Ok(UnpackedEngine {
+            geometry: *geometry,
+            isa,
+            weights: weight.to_vec(),
+            bias: bias.map_or_else(|| vec![0.0; geometry.out_channels()], <[f32]>::to_vec),
+            vectors: out_w.div_ceil(isa.lanes()),
+            interior_rows: start..end,
+        })
+    }
+
+    /// Floats of scratch a worker needs: none, the input is read where it lies.
+    pub fn scratch_len(&self) -> usize {
+        0
+    }
+
+    pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {
+        let geometry = &self.geometry;
+        let [height, width] = geometry.input_size();
+        let image = height * width;
+        let [out_h, out_w] = geometry.output_size();
+        let out_plane = out_h * out_w;
+        let out_channels = geometry.out_channels();
+        let multiplier = geometry.out_channels_per_group();
+        let taps = geometry.reduction_len();
+        workspace.for_each_chunk(parallel, output, out_plane, |_, index, plane| {
+            let (sample, channel) = (index / out_channels, index % out_channels);
+            let input_channel = sample * geometry.in_channels() + channel / multiplier;
+            let args = PlaneArgs {
+                engine: self,
+                input: &input[input_channel * image..][..image],
+                weights: &self.weights[channel * taps..][..taps],
+                bias: self.bias[channel],
+                output: plane,
+            };
+            dispatch(self.isa, args);
+        });
+    }
+}
+
+/// One task: one output plane and the input plane it reads.
+struct PlaneArgs<'a> {
+    engine: &'a UnpackedEngine,
+    input: &'a [f32],
+    /// The channel's `kH·kW` weights.
+    weights: &'a [f32],
+    bias: f32,
+    output: &'a mut [f32],
+}
+
+impl Kernel for PlaneArgs<'_> {
+    #[inline(always)]
+    fn run<S: Simd>(self, simd: S) {
+        convolve_plane(simd, self)
+    }
+}
+
+/// What every tile of a plane reads: the input plane, the weights, the window geometry.
+struct Plane<'a, S: Simd> {
+    simd: S,
+    input: &'a [f32],
+    weights: &'a [f32],
+    bias: f32,
+    width: usize,
+    kernel_w: usize,
+    dilation: [usize; 2],
+    pad_top: usize,
+    pad_left: usize,
+    out_w: usize,
+}
+
+/// Loop order: blocks of [`TILE_ROWS`] output rows whose windows lie inside the input (then
+/// 4, 2, 1), the rows above and below them one at a time with their window rows clipped;
+/// within a block, the vectors of columns along the rows; per tile, the window rows, then the
+/// taps along them, each loading one input vector per output row. A tap whose columns reach
+/// past either end of the input row loads through a mask, zeros for the padding columns.
+#[inline(always)]
+fn convolve_plane<S: Simd>(simd: S, args: PlaneArgs<'_>) {
+    let PlaneArgs {
+        engine,
+        input,
+        weights,
+        bias,
+        output,
+    } = args;
+    let geometry = &engine.geometry;
+    let [height, width] = geometry.input_size();
+    let [out_h, out_w] = geometry.output_size();
+    let [kernel_h, kernel_w] = geometry.kernel_size();
+    let dilation = geometry.dilation();
+    let padding = geometry.padding();
+    assert_eq!(input.len(), height * width);
+    assert_eq!(output.len(), out_h * out_w);
+    assert_eq!(weights.len(), kernel_h * kernel_w);
+    let plane = Plane {
+        simd,
+        input,
+        weights,
+        bias,
+        width,
+        kernel_w,
+        dilation,
+        pad_top: padding.top,
+        pad_left: padding.left,
+        out_w,
+    };
+    let vectors = engine.vectors;
+    let interior = engine.interior_rows.clone();
+    for oh in 0..interior.start {
+        plane.border_row(oh, [height, kernel_h], vectors, output);
+    }
+    let mut oh = interior.start;
+    macro_rules! blocks {
+        ($($rows:literal),*) => {$(
+            while interior.end - oh >= $rows {
+                for vector in 0..vectors {
+                    plane.tile::<$rows>(oh, 0..kernel_h, vector, output);
+                }
+                oh += $rows;
+            }
+        )*};
+    }
+    blocks!(8, 4, 2, 1);
+    for oh in interior.end..out_h {
+        plane.border_row(oh, [height, kernel_h], vectors, output);
+    }
+}
+
+impl<S: Simd> Plane<'_, S> {
+    /// Every vector of output row `oh`, one row at a time, its window rows `i` clipped to
+    /// the input rows `oh + i·dH − pad_top` inside `0..height`. (A method, not a closure: a
+    /// closure may stay out of line, outside the tier's `target_feature` context, where the
+    /// intrinsics cannot inline — measured a third of a layer's time in two border rows.)
+    #[inline(always)]
+    fn border_row(
+        &self,
+        oh: usize,
+        [height, kernel_h]: [usize; 2],
+        vectors: usize,
+        output: &mut [f32],
+    ) {
+        let first_i = self.pad_top.saturating_sub(oh).div_ceil(self.dilation[0]);
+        let end_i = (height + self.pad_top)
+            .saturating_sub(oh)
+            .div_ceil(self.dilation[0])
+            .min(kernel_h);
+        for vector in 0..vectors {
+            self.tile::<1>(oh, first_i.min(end_i)..end_i, vector, output);
+        }
+    }
+
+    /// Vector `vector` of columns of output rows `first_row .. first_row + R`, over window
+    /// rows `rows` (inside the input for every one of the `R` output rows).
+    #[inline(always)]
+    fn tile<const R: usize>(
+        &self,
+        first_row: usize,
+        rows: Range<usize>,
+        vector: usize,
+        output: &mut [f32],
+    ) {
+        let (simd, lanes) = (self.simd, S::LANES);
+        let input = self.input.as_ptr();
+        let mut acc = [simd.splat(self.bias); R];
+        for i in rows {
+            // Input row of output row `first_row + r`: this plus r.
+            let top = first_row + i * self.dilation[0] - self.pad_top;
+            assert!(top + R <= self.input.len() / self.width);
+            for j in 0..self.kernel_w {
+                // Lane l reads input column `vector·L + j·dW − pad_left + l`: the lanes inside
+                // 0..W are `first..end`.
+                let offset = vector * lanes + j * self.dilation[1];
+                let first = self.pad_left.saturating_sub(offset).min(lanes);
+                let end = (self.width + self.pad_left)
+                    .saturating_sub(offset)
+                    .min(lanes);
+                if first >= end {
+                    continue;
+                }
+                let weight = simd.splat(self.weights[i * self.kernel_w + j]);
+                let whole = first == 0 && end == lanes;
+                for (r, sum) in acc.iter_mut().enumerate() {
+                    let base = input
+                        .wrapping_add((top + r) * self.width + offset)
+                        .wrapping_sub(self.pad_left);
+                    // SAFETY: input row `top + r` is inside the plane (asserted), and lanes
+                    // `first..end` read its columns `offset − pad_left + first ..
+                    // offset − pad_left + end`, inside 0..W; whole, they are all LANES.
+                    let x = unsafe {
+                        if whole {
+                            simd.load(base)
+                        } else {
+                            simd.load_lanes(base, first, end)
+                        }
+                    };
+                    *sum = simd.mul_add(weight, x, *sum);
+                }
+            }
+        }
+        let first_output = vector * lanes;
+        let count = (self.out_w - first_output).min(lanes);
+        for (r, &sum) in acc.iter().enumerate() {
+            let target = &mut output[(first_row + r) * self.out_w + first_output..][..count];
+            // SAFETY: lanes `0..count` land on `target`, a slice of `count` floats; whole
+            // vectors are LANES floats.
+            unsafe {
+                if count == lanes {
+                    simd.store(target.as_mut_ptr(), sum);
+                } else {
+                    simd.store_lanes(target.as_mut_ptr(), sum, 0, count);
+                }
+            }
+        }
+    }
+}
