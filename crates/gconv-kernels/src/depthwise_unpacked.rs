@@ -38,6 +38,9 @@ pub(crate) struct UnpackedEngine {
     vectors: usize,
     /// The output rows whose every window row lies inside the input.
     interior_rows: Range<usize>,
+    /// The vectors of columns whose every tap reads whole vectors inside the input row: no
+    /// masks to work out.
+    interior_vectors: Range<usize>,
 }
 
 impl UnpackedEngine {
@@ -70,13 +73,27 @@ impl UnpackedEngine {
         // Output row oh reads input rows oh − pad_top .. oh − pad_top + reach.
         let start = top.min(out_h);
         let end = (height + top).saturating_sub(reach).clamp(start, out_h);
+        // Vector v covers output columns v·L .. v·L + L; tap column j reads input columns
+        // v·L + j·dW − pad_left + 0..L: inside the row for every j when the first tap starts
+        // at or after column 0 and the last ends by column W.
+        let lanes = isa.lanes();
+        let [_, width] = geometry.input_size();
+        let reach_w = (geometry.kernel_size()[1] - 1) * geometry.dilation()[1];
+        let left = geometry.padding().left;
+        let inside = |v: usize| v * lanes >= left && (v + 1) * lanes + reach_w <= width + left;
+        let vectors = out_w.div_ceil(lanes);
+        let first_inside = (0..vectors).find(|&v| inside(v)).unwrap_or(vectors);
+        let end_inside = (first_inside..vectors)
+            .find(|&v| !inside(v))
+            .unwrap_or(vectors);
         Ok(UnpackedEngine {
             geometry: *geometry,
             isa,
             weights: weight.to_vec(),
             bias: bias.map_or_else(|| vec![0.0; geometry.out_channels()], <[f32]>::to_vec),
-            vectors: out_w.div_ceil(isa.lanes()),
+            vectors,
             interior_rows: start..end,
+            interior_vectors: first_inside..end_inside,
         })
     }
 
@@ -133,6 +150,7 @@ struct Plane<'a, S: Simd> {
     weights: &'a [f32],
     bias: f32,
     width: usize,
+    kernel_h: usize,
     kernel_w: usize,
     dilation: [usize; 2],
     pad_top: usize,
@@ -169,6 +187,7 @@ fn convolve_plane<S: Simd>(simd: S, args: PlaneArgs<'_>) {
         weights,
         bias,
         width,
+        kernel_h,
         kernel_w,
         dilation,
         pad_top: padding.top,
@@ -178,22 +197,32 @@ fn convolve_plane<S: Simd>(simd: S, args: PlaneArgs<'_>) {
     let vectors = engine.vectors;
     let interior = engine.interior_rows.clone();
     for oh in 0..interior.start {
-        plane.border_row(oh, [height, kernel_h], vectors, output);
+        plane.border_row(
+            oh,
+            [height, kernel_h],
+            &engine.interior_vectors,
+            vectors,
+            output,
+        );
     }
     let mut oh = interior.start;
     macro_rules! blocks {
         ($($rows:literal),*) => {$(
             while interior.end - oh >= $rows {
-                for vector in 0..vectors {
-                    plane.tile::<$rows>(oh, 0..kernel_h, vector, output);
-                }
+                plane.row_block::<$rows>(oh, 0..kernel_h, &engine.interior_vectors, vectors, output);
                 oh += $rows;
             }
         )*};
     }
     blocks!(8, 4, 2, 1);
     for oh in interior.end..out_h {
-        plane.border_row(oh, [height, kernel_h], vectors, output);
+        plane.border_row(
+            oh,
+            [height, kernel_h],
+            &engine.interior_vectors,
+            vectors,
+            output,
+        );
     }
 }
 
@@ -207,6 +236,7 @@ impl<S: Simd> Plane<'_, S> {
         &self,
         oh: usize,
         [height, kernel_h]: [usize; 2],
+        interior: &Range<usize>,
         vectors: usize,
         output: &mut [f32],
     ) {
@@ -215,15 +245,138 @@ impl<S: Simd> Plane<'_, S> {
             .saturating_sub(oh)
             .div_ceil(self.dilation[0])
             .min(kernel_h);
-        for vector in 0..vectors {
-            self.tile::<1>(oh, first_i.min(end_i)..end_i, vector, output);
+        self.row_block::<1>(oh, first_i.min(end_i)..end_i, interior, vectors, output);
+    }
+
+    /// Every vector of columns of output rows `first_row .. first_row + R`: those in
+    /// `interior` without masks, the others with.
+    #[inline(always)]
+    fn row_block<const R: usize>(
+        &self,
+        first_row: usize,
+        rows: Range<usize>,
+        interior: &Range<usize>,
+        vectors: usize,
+        output: &mut [f32],
+    ) {
+        // Three window rows (3xN kernels, vertical dilation 1 or 2): each input row loaded
+        // once for the output rows that read it. (Dilations 3 and 4 measured slower shared
+        // than loaded per tap: DeepLab's d4 27 against 31 GFLOP/s.)
+        macro_rules! sharing {
+            ($($dilation:literal),*) => {
+                match self.dilation[0] {
+                    $(
+                        $dilation if self.kernel_h == 3 && rows == (0..3) => {
+                            for vector in 0..interior.start {
+                                self.tile_sharing_rows::<R, 3, $dilation, true>(first_row, vector, output);
+                            }
+                            for vector in interior.clone() {
+                                self.tile_sharing_rows::<R, 3, $dilation, false>(first_row, vector, output);
+                            }
+                            for vector in interior.end..vectors {
+                                self.tile_sharing_rows::<R, 3, $dilation, true>(first_row, vector, output);
+                            }
+                            return;
+                        }
+                    )*
+                    _ => {}
+                }
+            };
+        }
+        sharing!(1, 2);
+        for vector in 0..interior.start {
+            self.tile::<R, true>(first_row, rows.clone(), vector, output);
+        }
+        for vector in interior.clone() {
+            self.tile::<R, false>(first_row, rows.clone(), vector, output);
+        }
+        for vector in interior.end..vectors {
+            self.tile::<R, true>(first_row, rows.clone(), vector, output);
+        }
+    }
+
+    /// As [`Plane::tile`] for `KH` window rows `DH` apart, all inside the input: the
+    /// `R + (KH − 1)·DH` input rows are each loaded once per tap column and feed every output
+    /// row that reads them (3x3: `3R` multiply-adds for `R + 2` loads without dilation,
+    /// against one load each in `tile`).
+    #[inline(always)]
+    fn tile_sharing_rows<const R: usize, const KH: usize, const DH: usize, const EDGE: bool>(
+        &self,
+        first_row: usize,
+        vector: usize,
+        output: &mut [f32],
+    ) {
+        let (simd, lanes) = (self.simd, S::LANES);
+        let input = self.input.as_ptr();
+        let mut acc = [simd.splat(self.bias); R];
+        // Input row of output row `first_row + r`, window row i: this plus r + i·DH.
+        let top = first_row - self.pad_top;
+        assert!(top + R + (KH - 1) * DH <= self.input.len() / self.width);
+        for j in 0..self.kernel_w {
+            let offset = vector * lanes + j * self.dilation[1];
+            let (first, end) = if EDGE {
+                let first = self.pad_left.saturating_sub(offset).min(lanes);
+                let end = (self.width + self.pad_left)
+                    .saturating_sub(offset)
+                    .min(lanes);
+                (first, end)
+            } else {
+                (0, lanes)
+            };
+            if first >= end {
+                continue;
+            }
+            let whole = !EDGE || (first == 0 && end == lanes);
+            let mut weights = [simd.splat(0.0); KH];
+            for (i, weight) in weights.iter_mut().enumerate() {
+                *weight = simd.splat(self.weights[i * self.kernel_w + j]);
+            }
+            // Input rows in order; row k feeds output row k − i·DH through window row i. (The
+            // sum of each output is still bias, then the taps in (i, j) order per column j,
+            // rows i ascending: the chain differs from `tile`'s (j-major here), which is why
+            // a plan runs one of the two for all its rows of a kind.)
+            for k in 0..R + (KH - 1) * DH {
+                let base = input
+                    .wrapping_add((top + k) * self.width + offset)
+                    .wrapping_sub(self.pad_left);
+                // SAFETY: input row `top + k` is inside the plane (asserted), and lanes
+                // `first..end` read its columns `offset − pad_left + first ..
+                // offset − pad_left + end`, inside 0..W; whole, they are all LANES.
+                let x = unsafe {
+                    if whole {
+                        simd.load(base)
+                    } else {
+                        simd.load_lanes(base, first, end)
+                    }
+                };
+                for (i, &weight) in weights.iter().enumerate() {
+                    if k >= i * DH && k - i * DH < R {
+                        acc[k - i * DH] = simd.mul_add(weight, x, acc[k - i * DH]);
+                    }
+                }
+            }
+        }
+        let first_output = vector * lanes;
+        let count = (self.out_w - first_output).min(lanes);
+        for (r, &sum) in acc.iter().enumerate() {
+            let target = &mut output[(first_row + r) * self.out_w + first_output..][..count];
+            // SAFETY: lanes `0..count` land on `target`, a slice of `count` floats; whole
+            // vectors are LANES floats.
+            unsafe {
+                if count == lanes {
+                    simd.store(target.as_mut_ptr(), sum);
+                } else {
+                    simd.store_lanes(target.as_mut_ptr(), sum, 0, count);
+                }
+            }
         }
     }
 
     /// Vector `vector` of columns of output rows `first_row .. first_row + R`, over window
-    /// rows `rows` (inside the input for every one of the `R` output rows).
+    /// rows `rows` (inside the input for every one of the `R` output rows); without `EDGE`,
+    /// every tap's columns lie inside the input row.
     #[inline(always)]
-    fn tile<const R: usize>(
+    fn tile<const R: usize, const EDGE: bool>(
         &self,
         first_row: usize,
         rows: Range<usize>,
@@ -241,15 +394,20 @@ impl<S: Simd> Plane<'_, S> {
                 // Lane l reads input column `vector·L + j·dW − pad_left + l`: the lanes inside
                 // 0..W are `first..end`.
                 let offset = vector * lanes + j * self.dilation[1];
-                let first = self.pad_left.saturating_sub(offset).min(lanes);
-                let end = (self.width + self.pad_left)
-                    .saturating_sub(offset)
-                    .min(lanes);
+                let (first, end) = if EDGE {
+                    let first = self.pad_left.saturating_sub(offset).min(lanes);
+                    let end = (self.width + self.pad_left)
+                        .saturating_sub(offset)
+                        .min(lanes);
+                    (first, end)
+                } else {
+                    (0, lanes)
+                };
                 if first >= end {
                     continue;
                 }
                 let weight = simd.splat(self.weights[i * self.kernel_w + j]);
-                let whole = first == 0 && end == lanes;
+                let whole = !EDGE || (first == 0 && end == lanes);
                 for (r, sum) in acc.iter_mut().enumerate() {
                     let base = input
                         .wrapping_add((top + r) * self.width + offset)

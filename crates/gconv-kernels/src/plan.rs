@@ -114,15 +114,15 @@ impl KernelPlan {
             Threads::Count(count) => count.get(),
         };
         let lanes_isa = lanes_isa(isa);
-        let lanes = match path {
-            Path::Chosen => prefers_lanes(geometry, isa, lanes_isa),
-            Path::Body(_) | Path::PhaseSplit(_) | Path::Unpacked => false,
-            Path::Lanes => LanesEngine::suits(geometry, lanes_isa),
-        };
         let unpacked = match path {
-            Path::Chosen => !lanes && UnpackedEngine::suits(geometry),
+            Path::Chosen => prefers_unpacked(geometry, lanes_isa),
             Path::Unpacked => true,
             Path::Body(_) | Path::PhaseSplit(_) | Path::Lanes => false,
+        };
+        let lanes = match path {
+            Path::Chosen => !unpacked && prefers_lanes(geometry, isa, lanes_isa),
+            Path::Body(_) | Path::PhaseSplit(_) | Path::Unpacked => false,
+            Path::Lanes => LanesEngine::suits(geometry, lanes_isa),
         };
         let (body, order) = match path {
             Path::Body(body) => (Some(body), None),
@@ -260,6 +260,28 @@ fn lanes_isa(isa: Isa) -> Isa {
         isa
     }
 }
+
+/// Whether the unpacked depthwise kernel should run `geometry`: stride 1, at most 9 taps
+/// (past that the flat kernel's packing is small against its arithmetic), on planes whose
+/// padded block of channels in lanes (on `lanes_isa`) would not fit [`UNPACKED_MIN_BLOCK`].
+///
+/// Measured (AVX-512 tier, one thread, GFLOP/s): 3x3 on 28x28 31 against 28 (lanes), 30x30
+/// 34 against 28 (lanes), DeepLab's dilated 32x32 32 against 24 (lanes), 40x40 32 against 31
+/// (flat), 56x56 34–40 against 30–33 (flat), 112x112 43 against 38 (rows); 24x24 24–28
+/// against 32 (lanes), 5x5 on 56x56 46 against 51 (flat), 7x7 on 56x56 44 against 60 (flat).
+fn prefers_unpacked(geometry: &Geometry, lanes_isa: Isa) -> bool {
+    let [height, width] = geometry.input_size();
+    let padding = geometry.padding();
+    let padded = (height + padding.top + padding.bottom) as u128
+        * (width + padding.left + padding.right) as u128;
+    UnpackedEngine::suits(geometry)
+        && geometry.reduction_len() <= 9
+        && padded * lanes_isa.lanes() as u128 * 4 > UNPACKED_MIN_BLOCK as u128
+}
+
+/// Bytes of a padded block of channels in lanes from which the unpacked kernel beats the
+/// channels-in-lanes one on 3x3 layers: between 26x26 and 30x30 padded pixels of 8 lanes.
+const UNPACKED_MIN_BLOCK: usize = 24 * 1024;
 
 /// Whether the channels-in-lanes depthwise kernel (on `lanes_isa`) should run `geometry`
 /// rather than the flat kernel (on `isa`): where its padded block of channels fits in L1,
