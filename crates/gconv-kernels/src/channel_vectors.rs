@@ -8,6 +8,8 @@
 //! them, `2 + P` loads per `2·P` fused multiply-adds. The `[position][channel]` tile is
 //! turned into the NCHW planes by [`Simd::transpose_square`] on its way out.
 
+use std::ops::Range;
+
 use crate::layout::Layout;
 use crate::simd::Simd;
 
@@ -25,6 +27,11 @@ pub(crate) struct ChannelBlock<'a> {
     pub out_plane: usize,
     /// Where the band's first output row starts within each plane.
     pub band_offset: usize,
+    /// Taps per chunk: the band's tiles go through the taps a chunk at a time, keeping the
+    /// chunk's weights in L1.
+    pub tap_chunk: usize,
+    /// The tiles' sums between chunks, `[position][2·LANES]` (unused with one chunk).
+    pub running_sums: &'a mut [f32],
 }
 
 /// Convolves one block over one band: the band's flat positions in tiles of `P`, the last
@@ -44,40 +51,82 @@ pub(crate) fn convolve_channel_block<S: Simd, const P: usize>(
     assert!(P <= S::LANES);
     // The last row's padding columns are never stored: stop at its last output.
     let positions = (layout.band_rows - 1) * layout.row_stride + layout.out_cols;
-    let mut first = 0;
-    while first + P <= positions {
-        tile::<S, P>(simd, &mut block, first);
-        first += P;
+    let taps = layout.tap_shifts.len();
+    let chunk = block.tap_chunk.max(1);
+    if taps > chunk {
+        assert!(block.running_sums.len() >= positions * channels);
     }
-    macro_rules! tails {
-        ($($size:literal),*) => {$(
-            while $size < P && positions - first >= $size {
-                tile::<S, $size>(simd, &mut block, first);
-                first += $size;
-            }
-        )*};
+    // Chunks of taps outside, tiles of positions inside: each chunk's weights are read from
+    // L1 by every tile. Between chunks a tile's sums wait in `running_sums`, exactly as they
+    // were: every output is still the one chain bias, +w₀x₀, +w₁x₁, … .
+    for first_tap in (0..taps).step_by(chunk) {
+        let chunk = Chunk {
+            taps: first_tap..(first_tap + chunk).min(taps),
+            first: first_tap == 0,
+            last: first_tap + chunk >= taps,
+        };
+        let mut first = 0;
+        while first + P <= positions {
+            tile::<S, P>(simd, &mut block, first, &chunk);
+            first += P;
+        }
+        macro_rules! tails {
+            ($($size:literal),*) => {$(
+                while $size < P && positions - first >= $size {
+                    tile::<S, $size>(simd, &mut block, first, &chunk);
+                    first += $size;
+                }
+            )*};
+        }
+        tails!(8, 4, 2, 1);
     }
-    tails!(8, 4, 2, 1);
 }
 
-/// One tile: `2·LANES` channels × `P` flat positions starting at `first`.
+/// The taps a pass over the band's tiles covers, and whether it starts from the bias (the
+/// first) or ends in the output (the last).
+struct Chunk {
+    taps: Range<usize>,
+    first: bool,
+    last: bool,
+}
+
+/// One tile: `2·LANES` channels × `P` flat positions starting at `first`, over the taps of
+/// `chunk`.
 #[inline(always)]
-fn tile<S: Simd, const P: usize>(simd: S, block: &mut ChannelBlock<'_>, first: usize) {
+fn tile<S: Simd, const P: usize>(
+    simd: S,
+    block: &mut ChannelBlock<'_>,
+    first: usize,
+    chunk: &Chunk,
+) {
     let layout = block.layout;
     let lanes = S::LANES;
-    // SAFETY: `bias` holds 2·LANES floats (asserted in `convolve_channel_block`).
-    let bias = unsafe {
-        [
-            simd.load(block.bias.as_ptr()),
-            simd.load(block.bias.as_ptr().add(lanes)),
-        ]
-    };
-    let mut acc: [[S::Vector; 2]; P] = [bias; P];
+    let mut acc: [[S::Vector; 2]; P];
+    if chunk.first {
+        // SAFETY: `bias` holds 2·LANES floats (asserted in `convolve_channel_block`).
+        let bias = unsafe {
+            [
+                simd.load(block.bias.as_ptr()),
+                simd.load(block.bias.as_ptr().add(lanes)),
+            ]
+        };
+        acc = [bias; P];
+    } else {
+        let sums = &block.running_sums[first * 2 * lanes..][..P * 2 * lanes];
+        acc = [[simd.splat(0.0); 2]; P];
+        for (pair, sums) in acc.iter_mut().zip(sums.chunks_exact(2 * lanes)) {
+            // SAFETY: `sums` holds 2·LANES floats.
+            unsafe {
+                pair[0] = simd.load(sums.as_ptr());
+                pair[1] = simd.load(sums.as_ptr().add(lanes));
+            }
+        }
+    }
     let packed = block.packed.as_ptr();
-    for (&shift, weights) in layout
-        .tap_shifts
+    let weights = &block.weights[chunk.taps.start * 2 * lanes..chunk.taps.end * 2 * lanes];
+    for (&shift, weights) in layout.tap_shifts[chunk.taps.clone()]
         .iter()
-        .zip(block.weights.chunks_exact(2 * lanes))
+        .zip(weights.chunks_exact(2 * lanes))
     {
         // SAFETY: `weights` holds 2·LANES floats; the inputs of positions `first..first + P`
         // lie below `shift + band_rows · row_stride <= shift + vectors · LANES <= packed_len`
@@ -94,6 +143,17 @@ fn tile<S: Simd, const P: usize>(simd: S, block: &mut ChannelBlock<'_>, first: u
                 sums[1] = simd.mul_add(w[1], x, sums[1]);
             }
         }
+    }
+    if !chunk.last {
+        let sums = &mut block.running_sums[first * 2 * lanes..][..P * 2 * lanes];
+        for (pair, sums) in acc.iter().zip(sums.chunks_exact_mut(2 * lanes)) {
+            // SAFETY: `sums` holds 2·LANES floats.
+            unsafe {
+                simd.store(sums.as_mut_ptr(), pair[0]);
+                simd.store(sums.as_mut_ptr().add(lanes), pair[1]);
+            }
+        }
+        return;
     }
     // The runs of the tile's positions that are outputs: lanes `from..to` of every channel
     // go to `target..` of its plane. At most one run per row the tile touches, so at most

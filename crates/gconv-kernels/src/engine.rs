@@ -28,11 +28,14 @@ pub(crate) struct TileShape {
     pub vectors: [usize; 4],
     /// Positions per tile of the channel-vector kernel (`2·LANES` channels × this many).
     pub channel_tile_positions: usize,
-    /// Whether the channel-vector body beats the flat one where both can run. Measured
-    /// (AlexNet conv2/4/5, ResNeXt layer4, ShuffleNet stage 4, one thread): AVX2 +12 to
-    /// +74 %, AVX-512 −20 to −40 %, portable −25 %: only the AVX2 tier, whose 16 registers
-    /// cap the flat tile at 4 channels × 2 vectors, prefers it.
-    pub prefer_channels: bool,
+    /// The shortest reduction (`K = C_in/g·kH·kW`) from which the channel-vector body runs
+    /// where it can, instead of the flat one; `usize::MAX`: never. Measured (one thread,
+    /// channel-vector against flat): AVX2 +12 to +74 % on AlexNet conv2/4/5, ResNeXt layer4
+    /// and ShuffleNet stage 4 (K from 80), its 16 registers capping the flat tile at
+    /// 4 channels x 2 vectors; AVX-512, median of five alternating runs, +3 to +11 % on
+    /// AlexNet, +5 % on ResNeXt layer4 and layer4_down, +11 % on 7x7 planes of 96 channels
+    /// per group, −3 % on ShuffleNet's 1x1 stage-4 expansion (K = 80); portable −25 %.
+    pub channels_min_reduction: usize,
 }
 
 impl TileShape {
@@ -42,19 +45,19 @@ impl TileShape {
                 max_channels: 8,
                 vectors: [8, 6, 4, 3],
                 channel_tile_positions: 12,
-                prefer_channels: false,
+                channels_min_reduction: 128,
             },
             Isa::X86_64V3 => TileShape {
                 max_channels: 4,
                 vectors: [6, 4, 2, 1],
                 channel_tile_positions: 6,
-                prefer_channels: true,
+                channels_min_reduction: 64,
             },
             Isa::Portable => TileShape {
                 max_channels: 4,
                 vectors: [4, 2, 1, 1],
                 channel_tile_positions: 3,
-                prefer_channels: false,
+                channels_min_reduction: usize::MAX,
             },
         }
     }
@@ -241,8 +244,7 @@ impl Engine {
         };
         let chunk_channels = chunk_channels(geometry, threads, granule);
         let lanes = isa.lanes();
-        let channels_preferred =
-            tile.prefer_channels && prefers_channels(geometry, chunk_channels, channel_block);
+        let channels_preferred = prefers_channels(geometry, chunk_channels, channel_block, &tile);
         let (body, layout) = match body {
             Some(Body::Positions(packing)) => (
                 Body::Positions(packing),
@@ -305,9 +307,22 @@ impl Engine {
         })
     }
 
-    /// Floats of scratch a worker needs: one packed band of a group's input.
+    /// Floats of scratch a worker needs: one packed band of a group's input, then (for the
+    /// channel-vector body on long reductions) the running sums of a block's band.
     pub fn scratch_len(&self) -> usize {
-        self.layout.packed_len
+        self.layout.packed_len + self.running_sums_len()
+    }
+
+    /// Floats of running sums the channel-vector body keeps between chunks of taps: one
+    /// `2·LANES` vector pair per position of a band, when the taps come in more than one
+    /// chunk.
+    fn running_sums_len(&self) -> usize {
+        let chunked = self.geometry.reduction_len() > channel_tap_chunk(self.isa.lanes());
+        if self.body == Body::Channels && chunked {
+            self.layout.band_rows * self.layout.row_stride * 2 * self.isa.lanes()
+        } else {
+            0
+        }
     }
 
     /// Convolves `input` into `output` (both checked by the caller against the geometry),
@@ -338,7 +353,7 @@ impl Engine {
         let sample_start = sample * self.geometry.in_channels() * image;
         let group_input =
             &input[sample_start + in_channels.start * image..][..in_channels.len() * image];
-        let packed = &mut packed[..self.layout.packed_len];
+        let packed = &mut packed[..self.scratch_len()];
         let task = TaskArgs {
             engine: self,
             group_input,
@@ -377,7 +392,7 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
         output,
     } = task;
     let layout = &engine.layout;
-    assert!(packed.len() >= layout.packed_len);
+    let (packed, running_sums) = packed.split_at_mut(layout.packed_len);
     let image = layout.height * layout.width;
     for first_row in layout.band_starts() {
         for (channel, target) in group_input
@@ -391,6 +406,7 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
             simd,
             engine,
             packed,
+            &mut *running_sums,
             first_channel,
             &mut *output,
             band_offset,
@@ -404,6 +420,7 @@ fn run_band<S: Simd>(
     simd: S,
     engine: &Engine,
     packed: &[f32],
+    running_sums: &mut [f32],
     first_channel: usize,
     output: &mut [f32],
     band_offset: usize,
@@ -424,6 +441,8 @@ fn run_band<S: Simd>(
                     [..block.channels * out_plane],
                 out_plane,
                 band_offset,
+                tap_chunk: channel_tap_chunk(S::LANES),
+                running_sums: &mut *running_sums,
             };
             match engine.tile.channel_tile_positions {
                 12 => convolve_channel_block::<S, 12>(simd, args),
@@ -597,17 +616,30 @@ fn cheaper_order(geometry: &Geometry, flat: Layout, rows: Layout) -> Layout {
     }
 }
 
+/// Taps per chunk of the channel-vector body: a chunk's weights for the block's `2·LANES`
+/// channels take 16 KiB, which stay in L1 across the band's tiles instead of streaming from
+/// L2 for each (AlexNet conv5: 1728 taps, 221 KB of weights per block).
+fn channel_tap_chunk(lanes: usize) -> usize {
+    16 * 1024 / (2 * lanes * 4)
+}
+
 /// Whether the channel-vector body can run `geometry`: more than one input channel per
 /// group (depthwise has its own kernels) and task chunks of whole `channel_block`s.
 fn suits_channels(geometry: &Geometry, chunk_channels: usize, channel_block: usize) -> bool {
     geometry.in_channels_per_group() > 1 && chunk_channels.is_multiple_of(channel_block)
 }
 
-/// Whether the channel-vector body should run `geometry` (on a tier that prefers it): where
-/// it can, with a reduction long enough that storing each tile through a transpose is small
-/// against its arithmetic.
-fn prefers_channels(geometry: &Geometry, chunk_channels: usize, channel_block: usize) -> bool {
-    suits_channels(geometry, chunk_channels, channel_block) && geometry.reduction_len() >= 64
+/// Whether the channel-vector body should run `geometry`: where it can, with a reduction of
+/// at least the tier's [`TileShape::channels_min_reduction`], long enough that storing each
+/// tile through a transpose is small against its arithmetic.
+fn prefers_channels(
+    geometry: &Geometry,
+    chunk_channels: usize,
+    channel_block: usize,
+    tile: &TileShape,
+) -> bool {
+    suits_channels(geometry, chunk_channels, channel_block)
+        && geometry.reduction_len() >= tile.channels_min_reduction
 }
 
 /// Bytes of L1 a band of packed input may fill: 24 KiB of the 32 KiB (AMD Zen) or 48 KiB

@@ -452,9 +452,11 @@ mod tests {
     }
 
     /// Grouped problems whose groups have whole channel-vector blocks on every tier (32
-    /// output channels per group).
+    /// output channels per group), with reductions short and long enough to come in several
+    /// chunks of taps (past 128 taps on AVX-512, 256 on AVX2).
     fn channel_block_problems() -> impl Strategy<Value = Problem> {
-        let shape = (1usize..3, 2usize..5, 1usize..3, (1usize..4, 1usize..4));
+        let in_per_group = prop_oneof![2usize..5, 20usize..40];
+        let shape = (1usize..3, in_per_group, 1usize..3, (1usize..4, 1usize..4));
         let window = (
             1usize..3,
             1usize..3,
