@@ -36,8 +36,9 @@ pub(crate) struct UnpackedEngine {
     bias: Vec<f32>,
     /// Vectors of `LANES` output columns per output row, the last one possibly partial.
     vectors: usize,
-    /// The output rows whose every window row lies inside the input.
-    interior_rows: Range<usize>,
+    /// The output rows in runs whose window rows, clipped to the input, are the same: the
+    /// interior rows one run, the padding rows above and below a few runs of their own.
+    row_runs: Vec<RowRun>,
     /// The vectors of columns whose every tap reads whole vectors inside the input row: no
     /// masks to work out.
     interior_vectors: Range<usize>,
@@ -68,11 +69,27 @@ impl UnpackedEngine {
         }
         let [height, _] = geometry.input_size();
         let [out_h, out_w] = geometry.output_size();
-        let reach = (geometry.kernel_size()[0] - 1) * geometry.dilation()[0];
-        let top = geometry.padding().top;
-        // Output row oh reads input rows oh − pad_top .. oh − pad_top + reach.
-        let start = top.min(out_h);
-        let end = (height + top).saturating_sub(reach).clamp(start, out_h);
+        let [kernel_h, _] = geometry.kernel_size();
+        let (pad_top, dilation_h) = (geometry.padding().top, geometry.dilation()[0]);
+        // Window rows i of output row oh with input row oh + i·dH − pad_top in 0..H.
+        let window = |oh: usize| {
+            let first = pad_top.saturating_sub(oh).div_ceil(dilation_h);
+            let end = (height + pad_top)
+                .saturating_sub(oh)
+                .div_ceil(dilation_h)
+                .min(kernel_h);
+            first.min(end)..end
+        };
+        let mut row_runs: Vec<RowRun> = Vec::new();
+        for oh in 0..out_h {
+            match row_runs.last_mut() {
+                Some(run) if run.window == window(oh) => run.rows.end = oh + 1,
+                _ => row_runs.push(RowRun {
+                    rows: oh..oh + 1,
+                    window: window(oh),
+                }),
+            }
+        }
         // Vector v covers output columns v·L .. v·L + L; tap column j reads input columns
         // v·L + j·dW − pad_left + 0..L: inside the row for every j when the first tap starts
         // at or after column 0 and the last ends by column W.
@@ -92,7 +109,7 @@ impl UnpackedEngine {
             weights: weight.to_vec(),
             bias: bias.map_or_else(|| vec![0.0; geometry.out_channels()], <[f32]>::to_vec),
             vectors,
-            interior_rows: start..end,
+            row_runs,
             interior_vectors: first_inside..end_inside,
         })
     }
@@ -124,6 +141,13 @@ impl UnpackedEngine {
             dispatch(self.isa, args);
         });
     }
+}
+
+/// Output rows `rows` all read window rows `window` (clipped to the input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RowRun {
+    rows: Range<usize>,
+    window: Range<usize>,
 }
 
 /// One task: one output plane and the input plane it reads.
@@ -195,59 +219,21 @@ fn convolve_plane<S: Simd>(simd: S, args: PlaneArgs<'_>) {
         out_w,
     };
     let vectors = engine.vectors;
-    let interior = engine.interior_rows.clone();
-    for oh in 0..interior.start {
-        plane.border_row(
-            oh,
-            [height, kernel_h],
-            &engine.interior_vectors,
-            vectors,
-            output,
-        );
-    }
-    let mut oh = interior.start;
-    macro_rules! blocks {
-        ($($rows:literal),*) => {$(
-            while interior.end - oh >= $rows {
-                plane.row_block::<$rows>(oh, 0..kernel_h, &engine.interior_vectors, vectors, output);
-                oh += $rows;
-            }
-        )*};
-    }
-    blocks!(8, 4, 2, 1);
-    for oh in interior.end..out_h {
-        plane.border_row(
-            oh,
-            [height, kernel_h],
-            &engine.interior_vectors,
-            vectors,
-            output,
-        );
+    for run in &engine.row_runs {
+        let mut oh = run.rows.start;
+        macro_rules! blocks {
+            ($($block:literal),*) => {$(
+                while run.rows.end - oh >= $block {
+                    plane.row_block::<$block>(oh, run.window.clone(), &engine.interior_vectors, vectors, output);
+                    oh += $block;
+                }
+            )*};
+        }
+        blocks!(8, 4, 2, 1);
     }
 }
 
 impl<S: Simd> Plane<'_, S> {
-    /// Every vector of output row `oh`, one row at a time, its window rows `i` clipped to
-    /// the input rows `oh + i·dH − pad_top` inside `0..height`. (A method, not a closure: a
-    /// closure may stay out of line, outside the tier's `target_feature` context, where the
-    /// intrinsics cannot inline — measured a third of a layer's time in two border rows.)
-    #[inline(always)]
-    fn border_row(
-        &self,
-        oh: usize,
-        [height, kernel_h]: [usize; 2],
-        interior: &Range<usize>,
-        vectors: usize,
-        output: &mut [f32],
-    ) {
-        let first_i = self.pad_top.saturating_sub(oh).div_ceil(self.dilation[0]);
-        let end_i = (height + self.pad_top)
-            .saturating_sub(oh)
-            .div_ceil(self.dilation[0])
-            .min(kernel_h);
-        self.row_block::<1>(oh, first_i.min(end_i)..end_i, interior, vectors, output);
-    }
-
     /// Every vector of columns of output rows `first_row .. first_row + R`: those in
     /// `interior` without masks, the others with.
     #[inline(always)]
