@@ -10,7 +10,7 @@ use crate::layout::{Layout, MIXED, Packing, VectorOrder};
 use crate::microkernel::{self, convolve_block};
 use crate::simd::{Kernel, Simd, dispatch};
 use crate::team::Team;
-use crate::{Isa, KernelError};
+use crate::{Family, Isa, KernelError};
 
 /// Output channels of a register block, and where the block starts within its task's chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,12 +351,13 @@ impl Engine {
         let image = self.layout.height * self.layout.width;
         let in_channels = self.geometry.group_input_channels(group);
         let sample_start = sample * self.geometry.in_channels() * image;
-        let group_input =
-            &input[sample_start + in_channels.start * image..][..in_channels.len() * image];
+        let input_tail = &input[sample_start + in_channels.start * image..];
+        let group_input = &input_tail[..in_channels.len() * image];
         let packed = &mut packed[..self.scratch_len()];
         let task = TaskArgs {
             engine: self,
             group_input,
+            input_tail,
             packed,
             first_channel,
             output,
@@ -369,6 +370,8 @@ impl Engine {
 pub(crate) struct TaskArgs<'a> {
     engine: &'a Engine,
     group_input: &'a [f32],
+    /// The input from the group's first channel to the end: what an in-place layout reads.
+    input_tail: &'a [f32],
     packed: &'a mut [f32],
     first_channel: usize,
     output: &'a mut [f32],
@@ -387,6 +390,7 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
     let TaskArgs {
         engine,
         group_input,
+        input_tail,
         packed,
         first_channel,
         output,
@@ -395,13 +399,36 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
     let (packed, running_sums) = packed.split_at_mut(layout.packed_len);
     let image = layout.height * layout.width;
     for first_row in layout.band_starts() {
+        let band_offset = first_row * layout.out_cols;
+        if layout.packing == Packing::InPlace {
+            // The band's rows where they lie, unless its last vectors would read past the
+            // input's end: then a copy padded with zeros.
+            let source = &input_tail[first_row * layout.width..];
+            let packed: &[f32] = if source.len() >= layout.packed_len {
+                &source[..layout.packed_len]
+            } else {
+                let (copied, rest) = packed[..layout.packed_len].split_at_mut(source.len());
+                copied.copy_from_slice(source);
+                rest.fill(0.0);
+                &packed[..layout.packed_len]
+            };
+            run_band(
+                simd,
+                engine,
+                packed,
+                &mut *running_sums,
+                first_channel,
+                &mut *output,
+                band_offset,
+            );
+            continue;
+        }
         for (channel, target) in group_input
             .chunks_exact(image)
             .zip(packed.chunks_exact_mut(layout.channel_len))
         {
             layout.pack_channel(simd, channel, target, first_row);
         }
-        let band_offset = first_row * layout.out_cols;
         run_band(
             simd,
             engine,
@@ -503,7 +530,9 @@ fn to_array<const M: usize>(values: &[f32]) -> [f32; M] {
 /// keep `threads` busy (then each group's input is packed once), otherwise the largest
 /// multiple of `granule` dividing `C_out/g` that yields two tasks per thread, but not fewer
 /// than 16 channels (or the group), so that re-packing a group's input for each of its tasks
-/// stays small against their arithmetic.
+/// stays small against their arithmetic. Pointwise groups, read in place, re-pack nothing:
+/// their floor is one register block of 8 channels (ShuffleNet's 20-channel groups: 6 tasks of
+/// 10 for two threads, not 3 of 20).
 fn chunk_channels(geometry: &Geometry, threads: usize, granule: usize) -> usize {
     let per_group = geometry.out_channels_per_group();
     if threads <= 1 {
@@ -511,7 +540,11 @@ fn chunk_channels(geometry: &Geometry, threads: usize, granule: usize) -> usize 
     }
     let wanted = 2 * threads;
     let groups = geometry.batch() * geometry.groups();
-    let floor = per_group.min(16);
+    let floor = if Family::of(geometry) == Family::Pointwise {
+        per_group.min(8)
+    } else {
+        per_group.min(16)
+    };
     let mut choice = per_group;
     let candidates = (floor..=per_group)
         .rev()
@@ -539,6 +572,10 @@ fn cheaper_layout(
     chunk_channels: usize,
     tile: &TileShape,
 ) -> Option<Layout> {
+    // Nothing to pack beats any packing.
+    if let Some(in_place) = layout(geometry, lanes, Packing::InPlace, tile, None) {
+        return Some(in_place);
+    }
     let phase_split = layout(geometry, lanes, Packing::PhaseSplit, tile, None)?;
     let Some(im2col) = layout(geometry, lanes, Packing::Im2col, tile, None) else {
         return Some(phase_split);
@@ -552,6 +589,7 @@ fn cheaper_layout(
             Packing::PhaseSplit => 2 * channels * layout.channel_len / lanes,
             Packing::Im2col if layout.stride_w == 1 => 2 * taps * layout.vectors,
             Packing::Im2col => taps * layout.vectors * lanes,
+            Packing::InPlace => 0,
         };
         arithmetic + packing * bands
     };
@@ -587,7 +625,9 @@ fn layout(
                 )),
             }
         }
-        Packing::Im2col => Layout::new(geometry, lanes, packing, usize::MAX, VectorOrder::Flat),
+        Packing::Im2col | Packing::InPlace => {
+            Layout::new(geometry, lanes, packing, usize::MAX, VectorOrder::Flat)
+        }
     }
 }
 

@@ -19,6 +19,9 @@
 //! to a multiple of the lane count and the reduction is short (depthwise), where stores weigh
 //! most; either way a vector's first position is `starts[v]`.
 //!
+//! A 1×1 window with stride 1 and no padding needs none of this: the input already is that
+//! layout, channels `H·W` apart, and such groups are read *in place*.
+//!
 //! When those discarded columns cost more than copying every tap's window, the group is
 //! packed as *im2col* instead: one row of `⌈H_out·W_out / lanes⌉` vectors per tap, holding
 //! exactly that tap's input for every output position (`row_stride = W_out`, nothing
@@ -36,6 +39,10 @@ pub(crate) enum Packing {
     PhaseSplit,
     /// One row per tap holding its window for every output position.
     Im2col,
+    /// None at all: a 1×1 window with stride 1 and no padding reads the input where it lies
+    /// (channels `H·W` apart, rows `W` apart); only a band too close to the end of the input
+    /// for its last vectors is copied.
+    InPlace,
 }
 
 /// The order of vectors over a band's output positions (see the module documentation).
@@ -71,7 +78,8 @@ pub(crate) struct Layout {
     /// they put the first input column, and every row, on a vector boundary, so that packing
     /// stores whole aligned vectors. Zero otherwise.
     pub lead: usize,
-    /// Floats per input channel: `stride_h · stride_w · plane_rows · row_stride`.
+    /// Floats per input channel: `stride_h · stride_w · plane_rows · row_stride` (phase
+    /// split), `kH·kW·vectors·lanes` (im2col), the input's own `H·W` (in place).
     pub channel_len: usize,
     /// Floats of the packed buffer, including the slack that the last vectors read.
     pub packed_len: usize,
@@ -135,9 +143,15 @@ impl Layout {
         // Padded rows a band reads: its first window's top to its last window's bottom.
         let band_padded_rows = (band_rows - 1) * stride_h + (kernel_h - 1) * dilation_h + 1;
         let plane_rows = band_padded_rows.div_ceil(stride_h);
+        let in_place = geometry.kernel_size() == [1, 1]
+            && geometry.stride() == [1, 1]
+            && padding == Default::default();
+        if packing == Packing::InPlace && !in_place {
+            return None;
+        }
         let order = match packing {
             Packing::PhaseSplit => order,
-            Packing::Im2col => VectorOrder::Flat,
+            Packing::Im2col | Packing::InPlace => VectorOrder::Flat,
         };
         // In row order, the row pitch costs no arithmetic: align it (see `lead`).
         let lead = match (packing, order, stride_w) {
@@ -147,7 +161,7 @@ impl Layout {
         let row_stride = match (packing, lead) {
             (Packing::PhaseSplit, 0) => padded_w.div_ceil(stride_w),
             (Packing::PhaseSplit, _) => (lead + padded_w).next_multiple_of(lanes),
-            (Packing::Im2col, _) => out_cols,
+            (Packing::Im2col | Packing::InPlace, _) => out_cols,
         };
         let flat_len = band_rows.checked_mul(row_stride)?;
         let vectors_per_row = out_cols.div_ceil(lanes);
@@ -168,6 +182,7 @@ impl Layout {
                 .checked_mul(plane_rows)?
                 .checked_mul(row_stride)?,
             Packing::Im2col => taps_per_channel.checked_mul(vectors)?.checked_mul(lanes)?,
+            Packing::InPlace => height.checked_mul(width)?,
         };
         let channels = geometry.in_channels_per_group();
 
@@ -185,6 +200,7 @@ impl Layout {
                             plane * plane_rows * row_stride + row * row_stride + lead + col
                         }
                         Packing::Im2col => (i * kernel_w + j) * vectors * lanes,
+                        Packing::InPlace => 0,
                     };
                     tap_shifts.push(c.checked_mul(channel_len)?.checked_add(within_channel)?);
                 }
@@ -207,10 +223,13 @@ impl Layout {
             .map(|&start| start as usize)
             .max()
             .unwrap_or(0);
-        // Every vector's load of every tap stays inside: `shift + start + lanes`.
-        let packed_len = channels
-            .checked_mul(channel_len)?
-            .max(max_shift.checked_add(max_start)?.checked_add(lanes)?);
+        // Every vector's load of every tap stays inside: `shift + start + lanes`. (In place,
+        // that is all a band reads of the input.)
+        let reach = max_shift.checked_add(max_start)?.checked_add(lanes)?;
+        let packed_len = match packing {
+            Packing::InPlace => reach,
+            _ => channels.checked_mul(channel_len)?.max(reach),
+        };
 
         let mut segment_starts = Vec::with_capacity(vectors + 1);
         let mut segments: Vec<Segment> = Vec::new();
@@ -311,9 +330,10 @@ impl Layout {
     ) {
         debug_assert_eq!(channel.len(), self.height * self.width);
         debug_assert_eq!(packed.len(), self.channel_len);
-        if self.packing == Packing::Im2col {
-            self.pack_channel_im2col(simd, channel, packed, first_row);
-            return;
+        match self.packing {
+            Packing::Im2col => return self.pack_channel_im2col(simd, channel, packed, first_row),
+            Packing::InPlace => unreachable!("in-place layouts are not packed"),
+            Packing::PhaseSplit => {}
         }
         let first_padded_row = first_row * self.stride_h;
         if self.stride_h == 1

@@ -7,8 +7,8 @@
 //! | step | what | where |
 //! |---|---|---|
 //! | tier | `portable` (`wide`), `x86_64_v3` (AVX2+FMA), `x86_64_v4` (AVX-512F), detected once | [`isa`], [`simd`] |
-//! | packing | a group's input, zero-padded and dealt into stride phases (`direct`), in bands of output rows that stay in L1; or one window copy per tap (`im2col`) when that wastes fewer lanes and fits in L2 | `layout` |
-//! | body | `M` output channels × `V` vectors of positions (`8c48w` on AVX-512), the vectors laid over flat positions (`direct`) or row by row (`rows`, where stores weigh most); or `2·LANES` channels in lanes × `P` positions (`16c6w`, chosen on AVX2); or, for depthwise layers on small or strided planes, channels in lanes through shuffle transposes (`lanes`, 256-bit even on AVX-512) | `microkernel`, `channel_vectors`, `depthwise_lanes` |
+//! | packing | a group's input, zero-padded and dealt into stride phases (`direct`), in bands of output rows that stay in L1; or one window copy per tap (`im2col`) when that wastes fewer lanes and fits in L2; none for 1×1 stride-1 layers, read where they lie (`inplace`) | `layout` |
+//! | body | `M` output channels × `V` vectors of positions (`8c48w` on AVX-512), the vectors laid over flat positions (`direct`) or row by row (`rows`, where stores weigh most); or `2·LANES` channels in lanes × `P` positions (`32c12w`, for long reductions, its taps in L1-sized chunks); or, for depthwise layers on small or strided planes, channels in lanes through shuffle transposes (`lanes`, 256-bit even on AVX-512); or, for stride-1 depthwise layers on larger planes, 8 output rows × one vector read straight from the input rows (`unpacked`) | `microkernel`, `channel_vectors`, `depthwise_lanes`, `depthwise_unpacked` |
 //! | threads | tasks of (sample, whole channel blocks of one group), claimed from one counter by the calling thread and the plan's helper threads, which spin briefly between runs instead of sleeping; each output element is one fixed chain of fused multiply-adds, so every thread count gives the same bits | `engine`, `team` |
 //!
 //! * [`isa`] — the tiers and their detection; `GCONV_ISA` forces one.
@@ -17,8 +17,8 @@
 //!   per tier.
 //! * `layout` — the packings that turn every tap of every stride and dilation into a
 //!   contiguous shifted load, and the map back to output positions.
-//! * `microkernel`, `channel_vectors`, `depthwise_lanes` — the kernel bodies, each written
-//!   once over [`simd::Simd`].
+//! * `microkernel`, `channel_vectors`, `depthwise_lanes`, `depthwise_unpacked` — the kernel
+//!   bodies, each written once over [`simd::Simd`].
 //! * `engine` — weight packing, register blocks, task partition and the per-tier wrappers.
 //! * [`family`] — depthwise, pointwise, small groups, wide groups.
 //! * [`KernelPlan`] — the public entry point: validate and pack once, run many times.

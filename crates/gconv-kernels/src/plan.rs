@@ -233,6 +233,7 @@ impl KernelPlan {
                     (Packing::PhaseSplit, VectorOrder::Flat) => "direct",
                     (Packing::PhaseSplit, VectorOrder::Rows) => "rows",
                     (Packing::Im2col, _) => "im2col",
+                    (Packing::InPlace, _) => "inplace",
                 };
                 (packing, channels, positions)
             }
@@ -451,6 +452,26 @@ mod tests {
             .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
     }
 
+    /// 1×1 problems with stride 1 and no padding (read in place), of every group count and
+    /// plane size around the lanes, and batches whose last group ends the input (the band
+    /// copied because its last vectors would read past it).
+    fn pointwise_problems() -> impl Strategy<Value = Problem> {
+        let shape = (1usize..4, 1usize..12, 1usize..12);
+        let size = (1usize..20, 1usize..20, 1usize..3);
+        (shape, size, any::<bool>())
+            .prop_filter_map(
+                "never invalid",
+                |((groups, in_per_group, out_per_group), (h, w, batch), bias)| {
+                    Conv2dParams::new(groups * in_per_group, groups * out_per_group, 1)
+                        .groups(groups)
+                        .bias(bias)
+                        .geometry([batch, groups * in_per_group, h, w])
+                        .ok()
+                },
+            )
+            .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
+    }
+
     /// Grouped problems whose groups have whole channel-vector blocks on every tier (32
     /// output channels per group), with reductions short and long enough to come in several
     /// chunks of taps (past 128 taps on AVX-512, 256 on AVX2).
@@ -542,6 +563,11 @@ mod tests {
         fn flat_and_row_vector_orders_match_the_reference(problem in strategy::problems(Limits::default())) {
             check_path(&problem, Path::PhaseSplit(VectorOrder::Flat))?;
             check_path(&problem, Path::PhaseSplit(VectorOrder::Rows))?;
+        }
+
+        #[test]
+        fn in_place_pointwise_matches_the_reference(problem in pointwise_problems()) {
+            check_path(&problem, Path::Body(Body::Positions(Packing::InPlace)))?;
         }
 
         #[test]
