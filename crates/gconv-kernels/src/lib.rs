@@ -13,7 +13,7 @@
 //!
 //! * [`isa`] — the tiers and their detection; `GCONV_ISA` forces one.
 //! * [`simd`] — the small trait that is a kernel's whole SIMD vocabulary (splat, load, store,
-//!   fused multiply-add, masked store, deinterleave, square transpose), one implementation
+//!   fused multiply-add, masked load and store, deinterleave, square transpose), one implementation
 //!   per tier.
 //! * `layout` — the packings that turn every tap of every stride and dilation into a
 //!   contiguous shifted load, and the map back to output positions.
