@@ -13,8 +13,8 @@
 //!
 //! * [`isa`] — the tiers and their detection; `GCONV_ISA` forces one.
 //! * [`simd`] — the small trait that is a kernel's whole SIMD vocabulary (splat, load, store,
-//!   fused multiply-add, masked load and store, deinterleave, square transpose), one implementation
-//!   per tier.
+//!   fused multiply-add, masked load and store, deinterleave, square transpose), one
+//!   implementation per tier.
 //! * `layout` — the packings that turn every tap of every stride and dilation into a
 //!   contiguous shifted load, and the map back to output positions.
 //! * `microkernel`, `channel_vectors`, `depthwise_lanes`, `depthwise_unpacked` — the kernel
