@@ -53,12 +53,6 @@ impl LanesEngine {
         bias: Option<&[f32]>,
         isa: Isa,
     ) -> Result<LanesEngine, KernelError> {
-        geometry.check_buffer_lengths(
-            geometry.input_len(),
-            weight.len(),
-            bias.map(<[f32]>::len),
-            geometry.output_len(),
-        )?;
         let lanes = isa.lanes();
         let taps = geometry.reduction_len();
         let channels = geometry.out_channels();

@@ -56,12 +56,6 @@ impl UnpackedEngine {
         bias: Option<&[f32]>,
         isa: Isa,
     ) -> Result<UnpackedEngine, KernelError> {
-        geometry.check_buffer_lengths(
-            geometry.input_len(),
-            weight.len(),
-            bias.map(<[f32]>::len),
-            geometry.output_len(),
-        )?;
         if !Self::suits(geometry) {
             return Err(KernelError::TooLarge {
                 what: "the unpacked depthwise kernel (a forced kernel that does not fit the problem)",
@@ -293,26 +287,15 @@ impl<S: Simd> Plane<'_, S> {
         output: &mut [f32],
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
-        let input = self.input.as_ptr();
         let mut acc = [simd.splat(self.bias); R];
         // Input row of output row `first_row + r`, window row i: this plus r + i·DH.
         let top = first_row - self.pad_top;
         assert!(top + R + (KH - 1) * DH <= self.input.len() / self.width);
         for j in 0..self.kernel_w {
             let offset = vector * lanes + j * self.dilation[1];
-            let (first, end) = if EDGE {
-                let first = self.pad_left.saturating_sub(offset).min(lanes);
-                let end = (self.width + self.pad_left)
-                    .saturating_sub(offset)
-                    .min(lanes);
-                (first, end)
-            } else {
-                (0, lanes)
-            };
-            if first >= end {
+            let Some(columns) = self.columns::<EDGE>(offset) else {
                 continue;
-            }
-            let whole = !EDGE || (first == 0 && end == lanes);
+            };
             let mut weights = [simd.splat(0.0); KH];
             for (i, weight) in weights.iter_mut().enumerate() {
                 *weight = simd.splat(self.weights[i * self.kernel_w + j]);
@@ -322,19 +305,8 @@ impl<S: Simd> Plane<'_, S> {
             // rows i ascending: the chain differs from `tile`'s (j-major here), which is why
             // a plan runs one of the two for all its rows of a kind.)
             for k in 0..R + (KH - 1) * DH {
-                let base = input
-                    .wrapping_add((top + k) * self.width + offset)
-                    .wrapping_sub(self.pad_left);
-                // SAFETY: input row `top + k` is inside the plane (asserted), and lanes
-                // `first..end` read its columns `offset − pad_left + first ..
-                // offset − pad_left + end`, inside 0..W; whole, they are all LANES.
-                let x = unsafe {
-                    if whole {
-                        simd.load(base)
-                    } else {
-                        simd.load_lanes(base, first, end)
-                    }
-                };
+                // SAFETY: input row `top + k` is inside the plane (asserted).
+                let x = unsafe { self.load_columns(top + k, offset, columns) };
                 for (i, &weight) in weights.iter().enumerate() {
                     if k >= i * DH && k - i * DH < R {
                         acc[k - i * DH] = simd.mul_add(weight, x, acc[k - i * DH]);
@@ -342,20 +314,7 @@ impl<S: Simd> Plane<'_, S> {
                 }
             }
         }
-        let first_output = vector * lanes;
-        let count = (self.out_w - first_output).min(lanes);
-        for (r, &sum) in acc.iter().enumerate() {
-            let target = &mut output[(first_row + r) * self.out_w + first_output..][..count];
-            // SAFETY: lanes `0..count` land on `target`, a slice of `count` floats; whole
-            // vectors are LANES floats.
-            unsafe {
-                if count == lanes {
-                    simd.store(target.as_mut_ptr(), sum);
-                } else {
-                    simd.store_lanes(target.as_mut_ptr(), sum, 0, count);
-                }
-            }
-        }
+        self.store_rows(&acc, first_row, vector, output);
     }
 
     /// Vector `vector` of columns of output rows `first_row .. first_row + R`, over window
@@ -370,48 +329,83 @@ impl<S: Simd> Plane<'_, S> {
         output: &mut [f32],
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
-        let input = self.input.as_ptr();
         let mut acc = [simd.splat(self.bias); R];
         for i in rows {
             // Input row of output row `first_row + r`: this plus r.
             let top = first_row + i * self.dilation[0] - self.pad_top;
             assert!(top + R <= self.input.len() / self.width);
             for j in 0..self.kernel_w {
-                // Lane l reads input column `vector·L + j·dW − pad_left + l`: the lanes inside
-                // 0..W are `first..end`.
                 let offset = vector * lanes + j * self.dilation[1];
-                let (first, end) = if EDGE {
-                    let first = self.pad_left.saturating_sub(offset).min(lanes);
-                    let end = (self.width + self.pad_left)
-                        .saturating_sub(offset)
-                        .min(lanes);
-                    (first, end)
-                } else {
-                    (0, lanes)
-                };
-                if first >= end {
+                let Some(columns) = self.columns::<EDGE>(offset) else {
                     continue;
-                }
+                };
                 let weight = simd.splat(self.weights[i * self.kernel_w + j]);
-                let whole = !EDGE || (first == 0 && end == lanes);
                 for (r, sum) in acc.iter_mut().enumerate() {
-                    let base = input
-                        .wrapping_add((top + r) * self.width + offset)
-                        .wrapping_sub(self.pad_left);
-                    // SAFETY: input row `top + r` is inside the plane (asserted), and lanes
-                    // `first..end` read its columns `offset − pad_left + first ..
-                    // offset − pad_left + end`, inside 0..W; whole, they are all LANES.
-                    let x = unsafe {
-                        if whole {
-                            simd.load(base)
-                        } else {
-                            simd.load_lanes(base, first, end)
-                        }
-                    };
+                    // SAFETY: input row `top + r` is inside the plane (asserted).
+                    let x = unsafe { self.load_columns(top + r, offset, columns) };
                     *sum = simd.mul_add(weight, x, *sum);
                 }
             }
         }
+        self.store_rows(&acc, first_row, vector, output);
+    }
+
+    /// The lanes of the vector of input columns from `offset − pad_left` that fall inside the
+    /// row (`first..end`), or `None` if none do; without `EDGE`, all of them.
+    #[inline(always)]
+    fn columns<const EDGE: bool>(&self, offset: usize) -> Option<(usize, usize)> {
+        let lanes = S::LANES;
+        if !EDGE {
+            return Some((0, lanes));
+        }
+        let first = self.pad_left.saturating_sub(offset).min(lanes);
+        let end = (self.width + self.pad_left)
+            .saturating_sub(offset)
+            .min(lanes);
+        (first < end).then_some((first, end))
+    }
+
+    /// Input row `row`'s columns `offset − pad_left ..` as a vector, lanes outside
+    /// `columns` zero (see [`Plane::columns`]).
+    ///
+    /// # Safety
+    ///
+    /// `row` must be a row of the input plane, and `columns` what `columns` returned for
+    /// `offset`.
+    #[inline(always)]
+    unsafe fn load_columns(
+        &self,
+        row: usize,
+        offset: usize,
+        (first, end): (usize, usize),
+    ) -> S::Vector {
+        let base = self
+            .input
+            .as_ptr()
+            .wrapping_add(row * self.width + offset)
+            .wrapping_sub(self.pad_left);
+        // SAFETY: lanes `first..end` read the row's columns `offset − pad_left + first ..
+        // offset − pad_left + end`, inside 0..W (the caller's promise); all LANES when whole.
+        unsafe {
+            if first == 0 && end == S::LANES {
+                self.simd.load(base)
+            } else {
+                self.simd.load_lanes(base, first, end)
+            }
+        }
+    }
+
+    /// Stores `R` vectors as vector `vector` of output rows `first_row ..`, the last vector
+    /// of a row masked to its end.
+    #[inline(always)]
+    fn store_rows<const R: usize>(
+        &self,
+        acc: &[S::Vector; R],
+        first_row: usize,
+        vector: usize,
+        output: &mut [f32],
+    ) {
+        let lanes = S::LANES;
         let first_output = vector * lanes;
         let count = (self.out_w - first_output).min(lanes);
         for (r, &sum) in acc.iter().enumerate() {
@@ -420,9 +414,9 @@ impl<S: Simd> Plane<'_, S> {
             // vectors are LANES floats.
             unsafe {
                 if count == lanes {
-                    simd.store(target.as_mut_ptr(), sum);
+                    self.simd.store(target.as_mut_ptr(), sum);
                 } else {
-                    simd.store_lanes(target.as_mut_ptr(), sum, 0, count);
+                    self.simd.store_lanes(target.as_mut_ptr(), sum, 0, count);
                 }
             }
         }

@@ -105,6 +105,13 @@ impl KernelPlan {
         options: PlanOptions,
         path: Path,
     ) -> Result<KernelPlan, KernelError> {
+        // The engines below take the weights and bias as checked here.
+        geometry.check_buffer_lengths(
+            geometry.input_len(),
+            weight.len(),
+            bias.map(<[f32]>::len),
+            geometry.output_len(),
+        )?;
         let isa = match options.isa {
             Some(isa) => Isa::require(isa)?,
             None => Isa::from_env()?.unwrap_or_else(Isa::best),
