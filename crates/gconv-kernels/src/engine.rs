@@ -236,7 +236,20 @@ impl Engine {
         } else {
             1
         };
-        let chunk_channels = chunk_channels(geometry, threads, granule);
+        let chunk_channels = match chunk_channels(geometry, threads, granule) {
+            // Whole channel-vector blocks that leave the threads unevenly loaded (a dense
+            // layer of 96 channels: 3 tasks of 32 on two threads, one idle half the time)
+            // give way to finer chunks for the flat body.
+            // (A forced channel-vector body keeps its blocks.)
+            coarse
+                if granule > 1
+                    && body != Some(Body::Channels)
+                    && !balanced(geometry, threads, coarse) =>
+            {
+                chunk_channels(geometry, threads, 1)
+            }
+            chunk => chunk,
+        };
         let lanes = isa.lanes();
         let channels_preferred = prefers_channels(geometry, chunk_channels, channel_block, &tile);
         let (body, layout) = match body {
@@ -554,6 +567,13 @@ fn chunk_channels(geometry: &Geometry, threads: usize, granule: usize) -> usize 
     choice
 }
 
+/// Whether tasks of `chunk` output channels keep `threads` evenly busy: as many tasks per
+/// thread, or enough of them (four per thread) that the last round hardly matters.
+fn balanced(geometry: &Geometry, threads: usize, chunk: usize) -> bool {
+    let tasks = geometry.batch() * geometry.out_channels() / chunk;
+    threads <= 1 || tasks.is_multiple_of(threads) || tasks >= 4 * threads
+}
+
 /// Bytes of L2 an im2col buffer may fill: a quarter of the smallest x86-64 L2 of this
 /// decade (1 MiB), so that it survives the output and weights passing through.
 const L2_BUDGET: usize = 256 * 1024;
@@ -765,6 +785,15 @@ mod tests {
         );
         let split = chunk_channels(&alexnet, 2, 1);
         assert!(split < 128 && 128 % split == 0 && split >= 8, "{split}");
+        // A dense layer of 96 channels in blocks of 32: 3 tasks for two threads, uneven; the
+        // flat body's finer chunks give 4.
+        let dense = Conv2dParams::new(64, 96, 3)
+            .geometry([1, 64, 31, 29])
+            .unwrap();
+        assert_eq!(chunk_channels(&dense, 2, 32), 32);
+        assert!(!balanced(&dense, 2, 32));
+        assert_eq!(chunk_channels(&dense, 2, 1), 24);
+        assert!(balanced(&dense, 2, 24));
         let depthwise = Conv2dParams::new(96, 96, 3)
             .groups(96)
             .geometry([1, 96, 8, 8])
