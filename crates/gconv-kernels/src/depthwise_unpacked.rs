@@ -5,11 +5,12 @@
 //! flat positions and map each back to its output row. With the nine multiply-adds per output
 //! of a 3x3 depthwise layer, that copy and the per-vector store bookkeeping cost more than the
 //! arithmetic (perf on MobileNetV2's 56x56 layer: a third of the time in the fused
-//! multiply-adds). Here a task takes one output channel and walks its plane row by row, every
-//! tap loading its input vector from the input row itself: vectors whose windows lie inside
-//! the row with plain loads, the one or two at either end of the row with masked loads that
-//! read zeros for the padding columns; window rows above or below the input are skipped, as
-//! the reference skips them. Output rows are stored whole, the row's last vector masked.
+//! multiply-adds). Here a task takes one output channel and walks its plane in blocks of 8
+//! output rows, every tap loading its input vectors from the input rows themselves: vectors
+//! whose windows lie inside the row with plain loads, the one or two at either end of the row
+//! with masked loads that read zeros for the padding columns; window rows above or below the
+//! input are skipped, as the reference skips them. Output rows are stored whole, the row's
+//! last vector masked.
 
 use std::ops::Range;
 
@@ -176,11 +177,13 @@ struct Plane<'a, S: Simd> {
     out_w: usize,
 }
 
-/// Loop order: blocks of [`TILE_ROWS`] output rows whose windows lie inside the input (then
-/// 4, 2, 1), the rows above and below them one at a time with their window rows clipped;
-/// within a block, the vectors of columns along the rows; per tile, the window rows, then the
-/// taps along them, each loading one input vector per output row. A tap whose columns reach
-/// past either end of the input row loads through a mask, zeros for the padding columns.
+/// Loop order: runs of output rows with the same clipped window rows (the interior one run,
+/// the padding rows above and below a few short ones), each in blocks of [`TILE_ROWS`] rows
+/// (then 4, 2, 1); within a block, the vectors of columns along the rows; per tile, the
+/// window rows, then the taps along them, each loading one input vector per output row — or,
+/// for 3xN windows, each input row once for every output row that reads it. A tap whose
+/// columns reach past either end of the input row loads through a mask, zeros for the
+/// padding columns.
 #[inline(always)]
 fn convolve_plane<S: Simd>(simd: S, args: PlaneArgs<'_>) {
     let PlaneArgs {
