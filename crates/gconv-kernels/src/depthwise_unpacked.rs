@@ -242,22 +242,23 @@ impl<S: Simd> Plane<'_, S> {
         vectors: usize,
         output: &mut [f32],
     ) {
-        // Three window rows (3xN kernels, vertical dilation 1 or 2): each input row loaded
-        // once for the output rows that read it. (Dilations 3 and 4 measured slower shared
-        // than loaded per tap: DeepLab's d4 27 against 31 GFLOP/s.)
+        // Window rows sharing their input rows — 3xN kernels with vertical dilation 1 or 2,
+        // 5xN and 7xN without: each input row loaded once for the output rows that read it.
+        // (Dilations 3 and 4 measured slower shared than loaded per tap: DeepLab's d4 27
+        // against 31 GFLOP/s.)
         macro_rules! sharing {
-            ($($dilation:literal),*) => {
-                match self.dilation[0] {
+            ($(($height:literal, $dilation:literal)),*) => {
+                match (self.kernel_h, self.dilation[0]) {
                     $(
-                        $dilation if self.kernel_h == 3 && rows == (0..3) => {
+                        ($height, $dilation) if rows == (0..$height) => {
                             for vector in 0..interior.start {
-                                self.tile_sharing_rows::<R, 3, $dilation, true>(first_row, vector, output);
+                                self.tile_sharing_rows::<R, $height, $dilation, true>(first_row, vector, output);
                             }
                             for vector in interior.clone() {
-                                self.tile_sharing_rows::<R, 3, $dilation, false>(first_row, vector, output);
+                                self.tile_sharing_rows::<R, $height, $dilation, false>(first_row, vector, output);
                             }
                             for vector in interior.end..vectors {
-                                self.tile_sharing_rows::<R, 3, $dilation, true>(first_row, vector, output);
+                                self.tile_sharing_rows::<R, $height, $dilation, true>(first_row, vector, output);
                             }
                             return;
                         }
@@ -266,7 +267,7 @@ impl<S: Simd> Plane<'_, S> {
                 }
             };
         }
-        sharing!(1, 2);
+        sharing!((3, 1), (3, 2), (5, 1), (7, 1));
         for vector in 0..interior.start {
             self.tile::<R, true>(first_row, rows.clone(), vector, output);
         }

@@ -269,21 +269,31 @@ fn lanes_isa(isa: Isa) -> Isa {
     }
 }
 
-/// Whether the unpacked depthwise kernel should run `geometry`: stride 1, at most 9 taps
-/// (past that the flat kernel's packing is small against its arithmetic), on planes whose
-/// padded block of channels in lanes (on `lanes_isa`) would not fit [`UNPACKED_MIN_BLOCK`].
+/// Whether the unpacked depthwise kernel should run `geometry`: stride 1, at most 9 taps or
+/// a 5xN or 7xN window whose input rows it shares (past that the flat kernel's packing is
+/// small against its arithmetic), on planes whose padded block of channels in lanes (on
+/// `lanes_isa`) would not fit [`UNPACKED_MIN_BLOCK`].
 ///
 /// Measured (AVX-512 tier, one thread, GFLOP/s): 3x3 on 28x28 31 against 28 (lanes), 30x30
 /// 34 against 28 (lanes), DeepLab's dilated 32x32 32 against 24 (lanes), 40x40 32 against 31
 /// (flat), 56x56 34–40 against 30–33 (flat), 112x112 43 against 38 (rows); 24x24 24–28
-/// against 32 (lanes), 5x5 on 56x56 46 against 51 (flat), 7x7 on 56x56 44 against 60 (flat).
+/// against 32 (lanes); 5x5 and 7x7 with shared rows, median of three alternating runs: 5x5
+/// on 28x28 50–52 against 39–40 (lanes), on 56x56 68 against 48 (flat), 7x7 on 56x56 71–72
+/// against 54–55 (flat), but 7x7 on 28x28 44 against 47 (rows), its six padding rows a fifth
+/// of the plane.
 fn prefers_unpacked(geometry: &Geometry, lanes_isa: Isa) -> bool {
     let [height, width] = geometry.input_size();
     let padding = geometry.padding();
     let padded = (height + padding.top + padding.bottom) as u128
         * (width + padding.left + padding.right) as u128;
+    // 5xN and 7xN windows without vertical dilation share their input rows too; they pay
+    // where the padding rows, done one at a time, are at most a sixth of the plane.
+    let [kernel_h, _] = geometry.kernel_size();
+    let [out_h, _] = geometry.output_size();
+    let tall_shared =
+        matches!(kernel_h, 5 | 7) && geometry.dilation()[0] == 1 && 6 * (kernel_h - 1) <= out_h;
     UnpackedEngine::suits(geometry)
-        && geometry.reduction_len() <= 9
+        && (geometry.reduction_len() <= 9 || tall_shared)
         && padded * lanes_isa.lanes() as u128 * 4 > UNPACKED_MIN_BLOCK as u128
 }
 
@@ -435,9 +445,9 @@ mod tests {
     /// Stride-1 depthwise problems with channel multipliers, asymmetric kernels and padding,
     /// dilation, and rows around one and two vectors of every tier (8 and 16 lanes).
     fn unpacked_problems() -> impl Strategy<Value = Problem> {
-        let window = (1usize..6, 1usize..6, 1usize..4, 1usize..4);
+        let window = (1usize..8, 1usize..6, 1usize..4, 1usize..4);
         let padding = (0usize..4, 0usize..4, 0usize..4, 0usize..4);
-        let size = (1usize..4, 1usize..4, 1usize..14, 1usize..40, 1usize..3);
+        let size = (1usize..4, 1usize..4, 1usize..20, 1usize..40, 1usize..3);
         (window, padding, size, any::<bool>())
             .prop_filter_map(
                 "window larger than input",
@@ -453,6 +463,30 @@ mod tests {
                         .padding(Padding::per_side(top, bottom, left, right))
                         .bias(bias)
                         .geometry([batch, channels, h, w])
+                        .ok()
+                },
+            )
+            .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
+    }
+
+    /// Depthwise 5xN and 7xN windows without vertical dilation on planes tall enough for
+    /// blocks of every row count: the unpacked kernel's shared-row tiles.
+    fn tall_window_problems() -> impl Strategy<Value = Problem> {
+        let window = (
+            prop_oneof![Just(5usize), Just(7usize)],
+            1usize..8,
+            1usize..3,
+        );
+        let size = (0usize..4, 0usize..4, 1usize..3, 8usize..30, 1usize..40);
+        (window, size)
+            .prop_filter_map(
+                "window larger than input",
+                |((kh, kw, dilation_w), (top, left, channels, h, w))| {
+                    Conv2dParams::new(channels, channels, [kh, kw])
+                        .groups(channels)
+                        .dilation([1, dilation_w])
+                        .padding(Padding::per_side(top, kh - 1 - top.min(kh - 1), left, left))
+                        .geometry([1, channels, h, w])
                         .ok()
                 },
             )
@@ -589,6 +623,13 @@ mod tests {
 
         #[test]
         fn unpacked_depthwise_matches_the_reference(problem in unpacked_problems()) {
+            check_path(&problem, Path::Unpacked)?;
+        }
+
+        #[test]
+        fn unpacked_depthwise_with_tall_windows_matches_the_reference(
+            problem in tall_window_problems()
+        ) {
             check_path(&problem, Path::Unpacked)?;
         }
     }
