@@ -69,32 +69,26 @@ impl LanesEngine {
         let padded_w = width + padding.left + padding.right;
         let [kernel_h, kernel_w] = geometry.kernel_size();
         let [dilation_h, dilation_w] = geometry.dilation();
+        // Offset in the padded block of padded pixel (row, column), `None` past usize.
+        let offset = |row: usize, column: usize| {
+            row.checked_mul(padded_w)
+                .and_then(|start| start.checked_add(column))
+                .and_then(|pixel| pixel.checked_mul(lanes))
+        };
+        let too_large = KernelError::TooLarge {
+            what: "the padded block of the channels-in-lanes kernel",
+        };
         let tap_offsets = (0..kernel_h * kernel_w)
-            .map(|tap| {
-                let (i, j) = (tap / kernel_w, tap % kernel_w);
-                (i * dilation_h)
-                    .checked_mul(padded_w)
-                    .and_then(|row| row.checked_add(j * dilation_w))
-                    .and_then(|offset| offset.checked_mul(lanes))
-            })
+            .map(|tap| offset(tap / kernel_w * dilation_h, tap % kernel_w * dilation_w))
             .collect::<Option<Vec<usize>>>()
-            .ok_or(KernelError::TooLarge {
-                what: "the padded block of the channels-in-lanes kernel",
-            })?;
+            .ok_or(too_large.clone())?;
         let [out_h, out_w] = geometry.output_size();
         let [stride_h, stride_w] = geometry.stride();
         let windows = (0..out_h)
             .flat_map(|oh| (0..out_w).map(move |ow| (oh, ow)))
-            .map(|(oh, ow)| {
-                (oh * stride_h)
-                    .checked_mul(padded_w)
-                    .and_then(|row| row.checked_add(ow * stride_w))
-                    .and_then(|offset| offset.checked_mul(lanes))
-            })
+            .map(|(oh, ow)| offset(oh * stride_h, ow * stride_w))
             .collect::<Option<Vec<usize>>>()
-            .ok_or(KernelError::TooLarge {
-                what: "the padded block of the channels-in-lanes kernel",
-            })?;
+            .ok_or(too_large)?;
         // Sums that Geometry checked: each padded extent fits in usize.
         Ok(LanesEngine {
             geometry: *geometry,
