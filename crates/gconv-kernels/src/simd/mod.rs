@@ -105,7 +105,11 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// # Safety
     ///
     /// `count <= LANES`, and `source..source + count` must be readable.
-    unsafe fn load_first(self, source: *const f32, count: usize) -> Self::Vector;
+    #[inline(always)]
+    unsafe fn load_first(self, source: *const f32, count: usize) -> Self::Vector {
+        // SAFETY: lanes `0..count` read `source..source + count` (the caller's promise).
+        unsafe { self.load_lanes(source, 0, count) }
+    }
 
     /// Loads lanes `first..end` from `base + first .. base + end`, the others zero, reading no
     /// other address (`base` itself may lie outside the allocation; it is never dereferenced).
@@ -134,27 +138,6 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// The even and the odd lanes of the `2·LANES` values `low` then `high`:
     /// `([low₀, low₂, …, high₀, high₂, …], [low₁, low₃, …, high₁, high₃, …])`.
     fn deinterleave(self, low: Self::Vector, high: Self::Vector) -> (Self::Vector, Self::Vector);
-}
-
-/// [`Simd::load_first`] through a zeroed buffer on the stack, for tiers without masked loads.
-///
-/// # Safety
-///
-/// As [`Simd::load_first`].
-#[inline(always)]
-pub(crate) unsafe fn load_first_by_copying<S: Simd>(
-    simd: S,
-    source: *const f32,
-    count: usize,
-) -> S::Vector {
-    let mut lanes = [0.0f32; 16];
-    debug_assert!(count <= S::LANES && S::LANES <= lanes.len());
-    for (lane, slot) in lanes.iter_mut().enumerate().take(count) {
-        // SAFETY: the caller guarantees `source..source + count` is readable.
-        *slot = unsafe { source.add(lane).read_unaligned() };
-    }
-    // SAFETY: `lanes` holds 16 >= LANES floats.
-    unsafe { simd.load(lanes.as_ptr()) }
 }
 
 /// [`Simd::load_lanes`] through a zeroed buffer on the stack, for tiers without masked loads.

@@ -135,17 +135,6 @@ unsafe impl Simd for X86_64V3 {
     }
 
     #[inline(always)]
-    unsafe fn load_first(self, source: *const f32, count: usize) -> __m256 {
-        // SAFETY: the token proves AVX2; lanes at or past `count` are masked off and not read,
-        // the caller guarantees the others are readable.
-        unsafe {
-            let lane: __m256i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(count as i32), lane);
-            _mm256_maskload_ps(source, mask)
-        }
-    }
-
-    #[inline(always)]
     unsafe fn load_lanes(self, base: *const f32, first: usize, end: usize) -> __m256 {
         // SAFETY: the token proves AVX2; lanes outside `first..end` are masked off and not
         // read (nor can they fault), the caller guarantees the others are readable.

@@ -136,14 +136,6 @@ unsafe impl Simd for X86_64V4 {
     }
 
     #[inline(always)]
-    unsafe fn load_first(self, source: *const f32, count: usize) -> __m512 {
-        let mask = ((1u32 << count) - 1) as u16;
-        // SAFETY: the token proves AVX-512F; masked-off lanes are not read, the caller
-        // guarantees the others are readable.
-        unsafe { _mm512_maskz_loadu_ps(mask, source) }
-    }
-
-    #[inline(always)]
     unsafe fn load_lanes(self, base: *const f32, first: usize, end: usize) -> __m512 {
         let mask = (((1u32 << end) - 1) & !((1u32 << first) - 1)) as u16;
         // SAFETY: the token proves AVX-512F; masked-off lanes are not read (nor can they
