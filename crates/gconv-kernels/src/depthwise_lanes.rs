@@ -11,6 +11,7 @@
 use gconv_shape::Geometry;
 
 use crate::engine::Workspace;
+use crate::layout::copy;
 use crate::simd::{Kernel, Simd, dispatch};
 use crate::{Isa, KernelError};
 
@@ -362,19 +363,6 @@ unsafe fn transpose_part<S: Simd>(
 
 /// Floats of the largest square a tier transposes (16 lanes).
 const MAX_SQUARE: usize = 16 * 16;
-
-/// `target.copy_from_slice(source)` in whole vectors (both lengths a multiple of the lanes).
-#[inline(always)]
-fn copy<S: Simd>(simd: S, source: &[f32], target: &mut [f32]) {
-    assert_eq!(source.len(), target.len());
-    for (from, to) in source
-        .chunks_exact(S::LANES)
-        .zip(target.chunks_exact_mut(S::LANES))
-    {
-        // SAFETY: both chunks hold exactly LANES floats.
-        unsafe { simd.store(to.as_mut_ptr(), simd.load(from.as_ptr())) };
-    }
-}
 
 /// Taps whose weight vectors are kept in registers for a whole block.
 const RESIDENT_TAPS: usize = 16;

@@ -526,7 +526,7 @@ impl Layout {
 /// `target.copy_from_slice(source)` in whole vectors and one masked vector: rows are too
 /// short for a call to `memmove` to pay for itself (measured 12–14 % of a layer).
 #[inline(always)]
-fn copy<S: Simd>(simd: S, source: &[f32], target: &mut [f32]) {
+pub(crate) fn copy<S: Simd>(simd: S, source: &[f32], target: &mut [f32]) {
     assert_eq!(source.len(), target.len());
     let mut sources = source.chunks_exact(S::LANES);
     let mut targets = target.chunks_exact_mut(S::LANES);
