@@ -119,6 +119,15 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// `first <= end <= LANES`, and `base + first .. base + end` must be readable.
     unsafe fn load_lanes(self, base: *const f32, first: usize, end: usize) -> Self::Vector;
 
+    /// Loads lane `l` from `base + l` for every bit `l` set in `mask`, the others zero,
+    /// reading no other address: the lanes need not be consecutive (a vector of positions
+    /// that spans the end of a row and the start of the next).
+    ///
+    /// # Safety
+    ///
+    /// `mask < 2^LANES`, and `base + l` must be readable for every bit `l` set in it.
+    unsafe fn load_masked(self, base: *const f32, mask: u32) -> Self::Vector;
+
     /// Transposes a `LANES × LANES` block: the `LANES` floats at `source + r·source_stride`
     /// (row `r`) become lane `r` of the `LANES` floats at `target + c·target_stride`, for
     /// every column `c`.
@@ -157,6 +166,30 @@ pub(crate) unsafe fn load_lanes_by_copying<S: Simd>(
     for (lane, slot) in lanes.iter_mut().enumerate().take(end).skip(first) {
         // SAFETY: the caller guarantees `base + first .. base + end` is readable.
         *slot = unsafe { base.wrapping_add(lane).read_unaligned() };
+    }
+    // SAFETY: `lanes` holds 16 >= LANES floats.
+    unsafe { simd.load(lanes.as_ptr()) }
+}
+
+/// [`Simd::load_masked`] through a zeroed buffer on the stack, for tiers without masked
+/// loads.
+///
+/// # Safety
+///
+/// As [`Simd::load_masked`].
+#[inline(always)]
+pub(crate) unsafe fn load_masked_by_copying<S: Simd>(
+    simd: S,
+    base: *const f32,
+    mask: u32,
+) -> S::Vector {
+    let mut lanes = [0.0f32; 16];
+    debug_assert!(S::LANES <= lanes.len() && u64::from(mask) < 1u64 << S::LANES);
+    for (lane, slot) in lanes.iter_mut().enumerate().take(S::LANES) {
+        if mask & (1 << lane) != 0 {
+            // SAFETY: the caller guarantees `base + lane` is readable for every set bit.
+            *slot = unsafe { base.wrapping_add(lane).read_unaligned() };
+        }
     }
     // SAFETY: `lanes` holds 16 >= LANES floats.
     unsafe { simd.load(lanes.as_ptr()) }
@@ -271,6 +304,27 @@ mod tests {
                 0.0
             };
             assert_eq!(value, expected, "lane {lane} of a masked load");
+        }
+        // Every other lane from the second, and the last: not one run of lanes.
+        let mask = (0..lanes)
+            .filter(|l| l % 2 == 1 || *l == lanes - 1)
+            .fold(0, |m, l| m | 1 << l);
+        let mut scattered = vec![0.0f32; lanes];
+        // SAFETY: the set lanes read `values[0..LANES - 1]`, inside `values`.
+        unsafe {
+            let loaded = simd.load_masked(values.as_ptr().wrapping_sub(1), mask);
+            simd.store(scattered.as_mut_ptr(), loaded);
+        }
+        for (lane, &value) in scattered.iter().enumerate() {
+            let expected = if mask & (1 << lane) != 0 {
+                lane as f32 - 1.0
+            } else {
+                0.0
+            };
+            assert_eq!(
+                value, expected,
+                "lane {lane} of a load under mask {mask:#b}"
+            );
         }
         let mut stored = vec![0.0f32; lanes + 2];
         // SAFETY: lanes 2..LANES-1 land on `stored[3..LANES]`.

@@ -2,7 +2,10 @@
 
 use wide::f32x8;
 
-use super::{Simd, load_lanes_by_copying, store_lanes_by_spilling, transpose_one_by_one};
+use super::{
+    Simd, load_lanes_by_copying, load_masked_by_copying, store_lanes_by_spilling,
+    transpose_one_by_one,
+};
 
 /// Token for `wide`'s 8-lane vectors; available on every CPU.
 #[derive(Debug, Clone, Copy, Default)]
@@ -77,5 +80,11 @@ unsafe impl Simd for Portable {
     unsafe fn load_lanes(self, base: *const f32, first: usize, end: usize) -> f32x8 {
         // SAFETY: forwarded from the caller.
         unsafe { load_lanes_by_copying(self, base, first, end) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_masked(self, base: *const f32, mask: u32) -> f32x8 {
+        // SAFETY: forwarded from the caller.
+        unsafe { load_masked_by_copying(self, base, mask) }
     }
 }

@@ -1,8 +1,8 @@
 //! The x86-64-v3 tier: AVX2 + FMA, 8 lanes.
 
 use std::arch::x86_64::{
-    __m256, __m256i, _mm256_and_si256, _mm256_castpd_ps, _mm256_castps_pd, _mm256_cmpgt_epi32,
-    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
+    __m256, __m256i, _mm256_and_si256, _mm256_castpd_ps, _mm256_castps_pd, _mm256_cmpeq_epi32,
+    _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
     _mm256_permute2f128_ps, _mm256_permute4x64_pd, _mm256_set1_epi32, _mm256_set1_ps,
     _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps,
     _mm256_unpacklo_ps,
@@ -143,6 +143,17 @@ unsafe impl Simd for X86_64V3 {
             let from = _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(first as i32 - 1));
             let to = _mm256_cmpgt_epi32(_mm256_set1_epi32(end as i32), lane);
             _mm256_maskload_ps(base, _mm256_and_si256(from, to))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_masked(self, base: *const f32, mask: u32) -> __m256 {
+        // SAFETY: the token proves AVX2; lanes whose bit is clear are masked off and not read
+        // (nor can they fault), the caller guarantees the others are readable.
+        unsafe {
+            let bits: __m256i = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+            let set = _mm256_and_si256(_mm256_set1_epi32(mask as i32), bits);
+            _mm256_maskload_ps(base, _mm256_cmpeq_epi32(set, bits))
         }
     }
 }

@@ -142,4 +142,11 @@ unsafe impl Simd for X86_64V4 {
         // fault), the caller guarantees the others are readable.
         unsafe { _mm512_maskz_loadu_ps(mask, base) }
     }
+
+    #[inline(always)]
+    unsafe fn load_masked(self, base: *const f32, mask: u32) -> __m512 {
+        // SAFETY: the token proves AVX-512F; masked-off lanes are not read (nor can they
+        // fault), the caller guarantees the others are readable.
+        unsafe { _mm512_maskz_loadu_ps(mask as u16, base) }
+    }
 }
