@@ -2,8 +2,9 @@
 //!
 //! The flat kernels (`crate::microkernel`) vectorise along output positions, so a vector's
 //! worth of positions shares each weight. Here a tile is `2·LANES` output channels × `P`
-//! consecutive flat positions (the same positions as the flat kernels: a row's padding
-//! columns included, computed and dropped): per tap, two weight vectors (the tap's weights
+//! consecutive flat positions (on the per-kernel-column packing exactly the outputs; on the
+//! phase-split one a row's padding columns too, computed and dropped, as in the flat
+//! kernels): per tap, two weight vectors (the tap's weights
 //! for the block's channels) are loaded once and each position's input is broadcast against
 //! them, `2 + P` loads per `2·P` fused multiply-adds. The `[position][channel]` tile is
 //! turned into the NCHW planes by [`Simd::transpose_square`] on its way out.

@@ -78,8 +78,9 @@ impl TileShape {
 pub(crate) enum Body {
     /// `M` channels × `V` vectors of positions (`crate::microkernel`), on either packing.
     Positions(Packing),
-    /// `2·LANES` channels in lanes × `P` positions (`crate::channel_vectors`), phase-split.
-    Channels,
+    /// `2·LANES` channels in lanes × `P` positions (`crate::channel_vectors`), on a
+    /// phase-split or per-kernel-column packing.
+    Channels(Packing),
 }
 
 /// Everything a run needs, fixed at plan creation.
@@ -243,7 +244,7 @@ impl Engine {
             // (A forced channel-vector body keeps its blocks.)
             coarse
                 if granule > 1
-                    && body != Some(Body::Channels)
+                    && !matches!(body, Some(Body::Channels(_)))
                     && !balanced(geometry, threads, coarse) =>
             {
                 chunk_channels(geometry, threads, 1)
@@ -257,21 +258,24 @@ impl Engine {
                 Body::Positions(packing),
                 layout(geometry, lanes, packing, &tile, order),
             ),
-            Some(Body::Channels) => (
-                Body::Channels,
-                layout(geometry, lanes, Packing::PhaseSplit, &tile, order),
+            Some(Body::Channels(packing)) => (
+                Body::Channels(packing),
+                layout(geometry, lanes, packing, &tile, order),
             ),
-            None if channels_preferred => (
-                Body::Channels,
-                layout(geometry, lanes, Packing::PhaseSplit, &tile, order),
-            ),
+            None if channels_preferred => {
+                let layout = cheaper_channel_layout(geometry, lanes, chunk_channels, &tile);
+                let packing = layout.as_ref().map_or(Packing::PhaseSplit, |l| l.packing);
+                (Body::Channels(packing), layout)
+            }
             None => {
                 let layout = cheaper_layout(geometry, lanes, chunk_channels, &tile);
                 let packing = layout.as_ref().map_or(Packing::PhaseSplit, |l| l.packing);
                 (Body::Positions(packing), layout)
             }
         };
-        if body == Body::Channels && !suits_channels(geometry, chunk_channels, channel_block) {
+        if matches!(body, Body::Channels(_))
+            && !suits_channels(geometry, chunk_channels, channel_block)
+        {
             return Err(KernelError::TooLarge {
                 what: "the channel-vector block (a forced kernel that does not fit the problem)",
             });
@@ -280,7 +284,7 @@ impl Engine {
             what: "an output plane or a packed input channel",
         })?;
         let blocks = match body {
-            Body::Channels => (0..chunk_channels)
+            Body::Channels(_) => (0..chunk_channels)
                 .step_by(channel_block)
                 .map(|first_channel| Block {
                     first_channel,
@@ -325,7 +329,7 @@ impl Engine {
     /// chunk.
     fn running_sums_len(&self) -> usize {
         let chunked = self.geometry.reduction_len() > channel_tap_chunk(self.isa.lanes());
-        if self.body == Body::Channels && chunked {
+        if matches!(self.body, Body::Channels(_)) && chunked {
             self.layout.band_rows * self.layout.row_stride * 2 * self.isa.lanes()
         } else {
             0
@@ -465,7 +469,7 @@ fn run_band<S: Simd>(
     let taps = engine.geometry.reduction_len();
     let out_plane = engine.layout.out_rows * engine.layout.out_cols;
     let chunk_weights = &engine.weights[first_channel * taps..][..engine.chunk_channels * taps];
-    if engine.body == Body::Channels {
+    if matches!(engine.body, Body::Channels(_)) {
         for block in &engine.blocks {
             let channel = first_channel + block.first_channel;
             let args = ChannelBlock {
@@ -597,17 +601,10 @@ fn cheaper_layout(
         return Some(phase_split);
     };
     let taps = geometry.reduction_len();
-    let channels = geometry.in_channels_per_group();
     let cost = |layout: &Layout| {
         let bands = layout.out_rows.div_ceil(layout.band_rows);
         let arithmetic = chunk_channels * taps * layout.vectors * bands;
-        let packing = match layout.packing {
-            Packing::PhaseSplit => 2 * channels * layout.channel_len / lanes,
-            Packing::Im2col if layout.stride_w == 1 => 2 * taps * layout.vectors,
-            Packing::Im2col => taps * layout.vectors * lanes,
-            Packing::InPlace => 0,
-        };
-        arithmetic + packing * bands
+        arithmetic + packing_cost(geometry, layout) * bands
     };
     // Im2col copies every window: it only pays while the copy stays in L2 for all the blocks
     // that read it (measured: AlexNet's 1 to 3.5 MB im2col buffers ran at half the speed).
@@ -619,7 +616,63 @@ fn cheaper_layout(
     }
 }
 
-/// The layout of `packing` for `geometry`: phase-split in L1-sized bands, im2col whole. The
+/// Vector operations that packing one band of a group's input costs: two per vector copied
+/// plus [`ROW_COST`] per row (short rows cost mostly their bookkeeping); a strided im2col
+/// gathers one float at a time.
+fn packing_cost(geometry: &Geometry, layout: &Layout) -> usize {
+    let channels = geometry.in_channels_per_group();
+    let taps = geometry.reduction_len();
+    let lanes = layout.lanes;
+    let rows = |count: usize, length: usize| count * (ROW_COST + 2 * length.div_ceil(lanes));
+    match layout.packing {
+        Packing::PhaseSplit => {
+            let phase_rows = layout.stride_h * layout.stride_w * layout.plane_rows;
+            channels * rows(phase_rows, layout.row_stride)
+        }
+        Packing::KernelColumns => {
+            let copies = layout.kernel[1] * layout.stride_h * layout.plane_rows;
+            channels * rows(copies, layout.out_cols)
+        }
+        Packing::Im2col if layout.stride_w == 1 => 2 * taps * layout.vectors,
+        Packing::Im2col => taps * layout.vectors * lanes,
+        Packing::InPlace => 0,
+    }
+}
+
+/// Vector operations a packed row costs beyond its copy: finding its source, clipping it to
+/// the padding, one masked store.
+const ROW_COST: usize = 6;
+
+/// The packing for the channel-vector body with the lower estimated cost for a task of
+/// `chunk_channels` output channels: its tiles' multiply-adds (one per position, kept or
+/// discarded, per `LANES` channels and tap) plus the packing. Per kernel column computes no
+/// discarded column but copies each input row `kW` times.
+fn cheaper_channel_layout(
+    geometry: &Geometry,
+    lanes: usize,
+    chunk_channels: usize,
+    tile: &TileShape,
+) -> Option<Layout> {
+    let phase_split = layout(geometry, lanes, Packing::PhaseSplit, tile, None)?;
+    let Some(columns) = layout(geometry, lanes, Packing::KernelColumns, tile, None) else {
+        return Some(phase_split);
+    };
+    let taps = geometry.reduction_len();
+    let cost = |layout: &Layout| {
+        let bands = layout.out_rows.div_ceil(layout.band_rows);
+        let positions = (layout.band_rows - 1) * layout.row_stride + layout.out_cols;
+        let arithmetic = chunk_channels / lanes * taps * positions;
+        (arithmetic + packing_cost(geometry, layout)) * bands
+    };
+    if cost(&columns) < cost(&phase_split) {
+        Some(columns)
+    } else {
+        Some(phase_split)
+    }
+}
+
+/// The layout of `packing` for `geometry`: phase-split and per kernel column in L1-sized
+/// bands, im2col whole. The
 /// vector order is `order` if given, else the one of [`cheaper_order`].
 fn layout(
     geometry: &Geometry,
@@ -629,6 +682,10 @@ fn layout(
     order: Option<VectorOrder>,
 ) -> Option<Layout> {
     match packing {
+        Packing::KernelColumns => {
+            let band_rows = band_rows(geometry, lanes, tile);
+            Layout::new(geometry, lanes, packing, band_rows, VectorOrder::Flat)
+        }
         Packing::PhaseSplit => {
             let band_rows = band_rows(geometry, lanes, tile);
             let make = |order| Layout::new(geometry, lanes, packing, band_rows, order);

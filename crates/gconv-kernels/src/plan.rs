@@ -216,8 +216,9 @@ impl KernelPlan {
 
     /// What runs and how it is tiled, e.g. `dwconv-3x3s2d1-direct-1c128w-x86_64_v4`: family,
     /// kernel size, stride, dilation, input packing (`direct`: padded stride phases, every tap
-    /// a shifted view; `im2col`: one copied window per tap), the largest register tile (output
-    /// channels × output positions) and the tier.
+    /// a shifted view; `columns`: one copy per kernel column, every tap a shifted view of one;
+    /// `im2col`: one copied window per tap), the largest register tile (output channels ×
+    /// output positions) and the tier.
     pub fn kernel_id(&self) -> String {
         let geometry = self.geometry();
         let axis = |[height, width]: [usize; 2]| {
@@ -229,9 +230,13 @@ impl KernelPlan {
         };
         let [kernel_h, kernel_w] = geometry.kernel_size();
         let (packing, channels, positions) = match &self.kernel {
-            Kernel::Grouped(engine) if engine.body == Body::Channels => {
+            Kernel::Grouped(engine) if matches!(engine.body, Body::Channels(_)) => {
                 let channels = 2 * engine.isa.lanes();
-                ("direct", channels, engine.tile.channel_tile_positions)
+                let packing = match engine.layout.packing {
+                    Packing::KernelColumns => "columns",
+                    _ => "direct",
+                };
+                (packing, channels, engine.tile.channel_tile_positions)
             }
             Kernel::Grouped(engine) => {
                 let channels = engine.blocks.first().map_or(1, |block| block.channels);
@@ -240,6 +245,7 @@ impl KernelPlan {
                     (Packing::PhaseSplit, VectorOrder::Flat) => "direct",
                     (Packing::PhaseSplit, VectorOrder::Rows) => "rows",
                     (Packing::Im2col, _) => "im2col",
+                    (Packing::KernelColumns, _) => "columns",
                     (Packing::InPlace, _) => "inplace",
                 };
                 (packing, channels, positions)
@@ -519,10 +525,18 @@ mod tests {
     fn channel_block_problems() -> impl Strategy<Value = Problem> {
         let in_per_group = prop_oneof![2usize..5, 20usize..40];
         let shape = (1usize..3, in_per_group, 1usize..3, (1usize..4, 1usize..4));
+        // Asymmetric padding and "same" padding too: per-kernel-column packing copies whole
+        // rows shifted where the output is as wide as the input.
+        let padding = prop_oneof![
+            (0usize..3).prop_map(Padding::uniform),
+            (0usize..3, 0usize..3, 0usize..3, 0usize..3)
+                .prop_map(|(top, bottom, left, right)| Padding::per_side(top, bottom, left, right)),
+            Just(Padding::Same),
+        ];
         let window = (
             1usize..3,
             1usize..3,
-            0usize..3,
+            padding,
             (1usize..12, 1usize..14),
             1usize..3,
         );
@@ -538,7 +552,7 @@ mod tests {
                         .groups(groups)
                         .stride(stride)
                         .dilation(dilation)
-                        .padding(Padding::uniform(pad))
+                        .padding(pad)
                         .bias(bias)
                         .geometry([batch, groups * in_per_group, h, w])
                         .ok()
@@ -592,7 +606,8 @@ mod tests {
 
         #[test]
         fn channel_vectors_match_the_reference(problem in channel_block_problems()) {
-            check_path(&problem, Path::Body(Body::Channels))?;
+            check_path(&problem, Path::Body(Body::Channels(Packing::PhaseSplit)))?;
+            check_path(&problem, Path::Body(Body::Channels(Packing::KernelColumns)))?;
         }
 
         #[test]
