@@ -1,5 +1,5 @@
-//! Depthwise convolution read straight from the input rows, for stride-1 planes too large for
-//! the channels-in-lanes kernel.
+//! Depthwise convolution read straight from the input rows, for stride-1 and stride-2 planes
+//! too large for the channels-in-lanes kernel.
 //!
 //! The flat kernels copy each channel into a zero-padded scratch plane, then compute vectors of
 //! flat positions and map each back to its output row. With the nine multiply-adds per output
@@ -11,6 +11,12 @@
 //! with masked loads that read zeros for the padding columns; window rows above or below the
 //! input are skipped, as the reference skips them. Output rows are stored whole, the row's
 //! last vector masked.
+//!
+//! With stride 2 a tap's inputs for a vector of outputs are every other column of two
+//! vectors of the input row: two loads and a deinterleave, whose odd lanes are the next
+//! tap's inputs when the window's columns are adjacent. Output rows share input rows too, a
+//! row feeding the output rows whose windows it lies in — which with stride 2 are the ones
+//! two input rows apart.
 
 use std::ops::Range;
 
@@ -46,9 +52,9 @@ pub(crate) struct UnpackedEngine {
 }
 
 impl UnpackedEngine {
-    /// Whether `geometry` suits this kernel: depthwise, stride 1 on both axes.
+    /// Whether `geometry` suits this kernel: depthwise, stride 1 or 2 on both axes.
     pub fn suits(geometry: &Geometry) -> bool {
-        geometry.in_channels_per_group() == 1 && geometry.stride() == [1, 1]
+        geometry.in_channels_per_group() == 1 && matches!(geometry.stride(), [1, 1] | [2, 2])
     }
 
     pub fn new(
@@ -66,11 +72,13 @@ impl UnpackedEngine {
         let [out_h, out_w] = geometry.output_size();
         let [kernel_h, _] = geometry.kernel_size();
         let (pad_top, dilation_h) = (geometry.padding().top, geometry.dilation()[0]);
-        // Window rows i of output row oh with input row oh + i·dH − pad_top in 0..H.
+        let stride = geometry.stride()[0];
+        // Window rows i of output row oh with input row oh·s + i·dH − pad_top in 0..H.
         let window = |oh: usize| {
-            let first = pad_top.saturating_sub(oh).div_ceil(dilation_h);
+            let top = oh * stride;
+            let first = pad_top.saturating_sub(top).div_ceil(dilation_h);
             let end = (height + pad_top)
-                .saturating_sub(oh)
+                .saturating_sub(top)
                 .div_ceil(dilation_h)
                 .min(kernel_h);
             first.min(end)..end
@@ -86,13 +94,15 @@ impl UnpackedEngine {
             }
         }
         // Vector v covers output columns v·L .. v·L + L; tap column j reads input columns
-        // v·L + j·dW − pad_left + 0..L: inside the row for every j when the first tap starts
-        // at or after column 0 and the last ends by column W.
+        // s·v·L + j·dW − pad_left + 0..s·L (every s-th of them): inside the row for every j
+        // when the first tap starts at or after column 0 and the last ends by column W.
         let lanes = isa.lanes();
         let [_, width] = geometry.input_size();
         let reach_w = (geometry.kernel_size()[1] - 1) * geometry.dilation()[1];
         let left = geometry.padding().left;
-        let inside = |v: usize| v * lanes >= left && (v + 1) * lanes + reach_w <= width + left;
+        let inside = |v: usize| {
+            v * stride * lanes >= left && (v + 1) * stride * lanes + reach_w <= width + left
+        };
         let vectors = out_w.div_ceil(lanes);
         let first_inside = (0..vectors).find(|&v| inside(v)).unwrap_or(vectors);
         let end_inside = (first_inside..vectors)
@@ -177,6 +187,10 @@ struct Plane<'a, S: Simd> {
     out_w: usize,
 }
 
+/// What a stride-2 tap loads for a vector of outputs: the lanes of its pair of input vectors
+/// that fall on the row (see [`Plane::pair_columns`]).
+type PairColumns = [u32; 2];
+
 /// Loop order: runs of output rows with the same clipped window rows (the interior one run,
 /// the padding rows above and below a few short ones), each in blocks of [`TILE_ROWS`] rows
 /// (then 4, 2, 1); within a block, the vectors of columns along the rows; per tile, the
@@ -216,12 +230,18 @@ fn convolve_plane<S: Simd>(simd: S, args: PlaneArgs<'_>) {
         out_w,
     };
     let vectors = engine.vectors;
+    let stride_two = geometry.stride() == [2, 2];
     for run in &engine.row_runs {
         let mut oh = run.rows.start;
         macro_rules! blocks {
             ($($block:literal),*) => {$(
                 while run.rows.end - oh >= $block {
-                    plane.row_block::<$block>(oh, run.window.clone(), &engine.interior_vectors, vectors, output);
+                    let (window, interior) = (run.window.clone(), &engine.interior_vectors);
+                    if stride_two {
+                        plane.row_block_stride_two::<$block>(oh, window, interior, vectors, output);
+                    } else {
+                        plane.row_block::<$block>(oh, window, interior, vectors, output);
+                    }
                     oh += $block;
                 }
             )*};
@@ -352,6 +372,246 @@ impl<S: Simd> Plane<'_, S> {
             }
         }
         self.store_rows(&acc, first_row, vector, output);
+    }
+
+    /// As [`Plane::row_block`] with stride 2: 3xN windows with vertical dilation 1 share
+    /// their input rows, other windows and the padding rows load per tap.
+    #[inline(always)]
+    fn row_block_stride_two<const R: usize>(
+        &self,
+        first_row: usize,
+        rows: Range<usize>,
+        interior: &Range<usize>,
+        vectors: usize,
+        output: &mut [f32],
+    ) {
+        let vectors = [
+            (0..interior.start, true),
+            (interior.clone(), false),
+            (interior.end..vectors, true),
+        ];
+        macro_rules! sharing {
+            ($($height:literal),*) => {
+                match self.kernel_h {
+                    $(
+                        $height if self.dilation[0] == 1 && rows == (0..$height) => {
+                            for (range, edge) in vectors {
+                                for vector in range {
+                                    if edge {
+                                        self.tile_stride_two_sharing_rows::<R, $height, true>(first_row, vector, output);
+                                    } else {
+                                        self.tile_stride_two_sharing_rows::<R, $height, false>(first_row, vector, output);
+                                    }
+                                }
+                            }
+                            return;
+                        }
+                    )*
+                    _ => {}
+                }
+            };
+        }
+        // (5xN windows shared too, their twenty window and weight registers beside the
+        // accumulators, measured slower than the flat kernel: EfficientNet's 5x5 stride-2
+        // layer 21 against 25 GFLOP/s.)
+        sharing!(3);
+        for (range, edge) in vectors {
+            for vector in range {
+                if edge {
+                    self.tile_stride_two::<R, true>(first_row, rows.clone(), vector, output);
+                } else {
+                    self.tile_stride_two::<R, false>(first_row, rows.clone(), vector, output);
+                }
+            }
+        }
+    }
+
+    /// Stride 2, a `KH`xN window without vertical dilation, all of it inside the input:
+    /// output row `r` of the block reads input rows `2r .. 2r + KH` (from the block's first),
+    /// so the `2(R − 1) + KH` rows are each loaded once per tap column — or per pair of
+    /// adjacent columns, whose inputs are the even and the odd lanes of the same two vectors —
+    /// and most feed two output rows or more.
+    #[inline(always)]
+    fn tile_stride_two_sharing_rows<const R: usize, const KH: usize, const EDGE: bool>(
+        &self,
+        first_row: usize,
+        vector: usize,
+        output: &mut [f32],
+    ) {
+        let (simd, lanes) = (self.simd, S::LANES);
+        let mut acc = [simd.splat(self.bias); R];
+        let top = 2 * first_row - self.pad_top;
+        assert!(top + 2 * (R - 1) + KH <= self.input.len() / self.width);
+        // Tap columns in pairs (j, j + 1) where they are adjacent (no horizontal dilation),
+        // else one at a time.
+        let step = if self.dilation[1] == 1 { 2 } else { 1 };
+        for j in (0..self.kernel_w).step_by(step) {
+            let offset = 2 * vector * lanes + j * self.dilation[1];
+            let Some(columns) = self.pair_columns::<EDGE>(offset) else {
+                continue;
+            };
+            // (Not `[0, 1, 2].map(..)`: `array::map` is not inlined, and outside this
+            // function's target features it spilled every accumulator around a call.)
+            let weights = |j: usize| {
+                let mut column = [simd.splat(0.0); KH];
+                for (i, weight) in column.iter_mut().enumerate() {
+                    *weight = simd.splat(self.weights[i * self.kernel_w + j]);
+                }
+                column
+            };
+            if step == 2 && j + 1 < self.kernel_w {
+                let (even, odd) = (weights(j), weights(j + 1));
+                // SAFETY: input rows `top .. top + 2(R − 1) + KH` are inside the plane
+                // (asserted), and `columns` is what `pair_columns` returned for `offset`.
+                unsafe {
+                    self.rows_stride_two::<R, KH, true, EDGE>(
+                        &mut acc, top, offset, columns, even, odd,
+                    )
+                };
+            } else {
+                let even = weights(j);
+                // SAFETY: as above.
+                unsafe {
+                    self.rows_stride_two::<R, KH, false, EDGE>(
+                        &mut acc, top, offset, columns, even, even,
+                    )
+                };
+            }
+        }
+        self.store_rows(&acc, first_row, vector, output);
+    }
+
+    /// One tap column (or, `PAIRED`, two adjacent ones) of a stride-2 block of `R` output rows
+    /// with a window of `KH` rows: output row `r` takes input rows `top + 2r ..` `+ KH`, all
+    /// but the first two carried to the next output row. Each output's chain: its taps row by
+    /// row, the pair's two columns in order within a row.
+    ///
+    /// # Safety
+    ///
+    /// Input rows `top .. top + 2(R − 1) + KH` must be rows of the plane, and `columns` what
+    /// `pair_columns` returned for `offset`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn rows_stride_two<
+        const R: usize,
+        const KH: usize,
+        const PAIRED: bool,
+        const EDGE: bool,
+    >(
+        &self,
+        acc: &mut [S::Vector; R],
+        top: usize,
+        offset: usize,
+        columns: PairColumns,
+        even_weights: [S::Vector; KH],
+        odd_weights: [S::Vector; KH],
+    ) {
+        let simd = self.simd;
+        // SAFETY: forwarded from the caller.
+        let load = |k: usize| unsafe { self.load_pair::<EDGE>(top + k, offset, columns) };
+        let zero = simd.splat(0.0);
+        let mut window = [(zero, zero); KH];
+        for (k, rows) in window.iter_mut().enumerate() {
+            *rows = load(k);
+        }
+        for (r, sum) in acc.iter_mut().enumerate() {
+            if r > 0 {
+                for i in 0..KH - 2 {
+                    window[i] = window[i + 2];
+                }
+                window[KH - 2] = load(2 * r + KH - 2);
+                window[KH - 1] = load(2 * r + KH - 1);
+            }
+            for (i, &(even, odd)) in window.iter().enumerate() {
+                *sum = simd.mul_add(even_weights[i], even, *sum);
+                if PAIRED {
+                    *sum = simd.mul_add(odd_weights[i], odd, *sum);
+                }
+            }
+        }
+    }
+
+    /// Stride 2, any window: vector `vector` of columns of output rows `first_row ..
+    /// first_row + R`, over window rows `rows` (inside the input for every one of them), each
+    /// tap loading its pair per output row.
+    #[inline(always)]
+    fn tile_stride_two<const R: usize, const EDGE: bool>(
+        &self,
+        first_row: usize,
+        rows: Range<usize>,
+        vector: usize,
+        output: &mut [f32],
+    ) {
+        let (simd, lanes) = (self.simd, S::LANES);
+        let mut acc = [simd.splat(self.bias); R];
+        for i in rows {
+            // Input row of output row `first_row + r`: this plus 2r.
+            let top = 2 * first_row + i * self.dilation[0] - self.pad_top;
+            assert!(top + 2 * (R - 1) < self.input.len() / self.width);
+            for j in 0..self.kernel_w {
+                let offset = 2 * vector * lanes + j * self.dilation[1];
+                let Some(columns) = self.pair_columns::<EDGE>(offset) else {
+                    continue;
+                };
+                let weight = simd.splat(self.weights[i * self.kernel_w + j]);
+                for (r, sum) in acc.iter_mut().enumerate() {
+                    // SAFETY: input row `top + 2r` is inside the plane (asserted).
+                    let (x, _) = unsafe { self.load_pair::<EDGE>(top + 2 * r, offset, columns) };
+                    *sum = simd.mul_add(weight, x, *sum);
+                }
+            }
+        }
+        self.store_rows(&acc, first_row, vector, output);
+    }
+
+    /// The lanes of the two vectors of input columns from `offset − pad_left` that fall
+    /// inside the row, as masks (see [`Plane::columns`]), or `None` if none do; without
+    /// `EDGE`, all of them.
+    #[inline(always)]
+    fn pair_columns<const EDGE: bool>(&self, offset: usize) -> Option<PairColumns> {
+        let lanes = S::LANES;
+        let mask = |offset: usize| match self.columns::<EDGE>(offset) {
+            Some((first, end)) => (((1u64 << end) - 1) & !((1u64 << first) - 1)) as u32,
+            None => 0,
+        };
+        let pair = [mask(offset), mask(offset + lanes)];
+        (pair != [0, 0]).then_some(pair)
+    }
+
+    /// Input row `row`'s columns `offset − pad_left ..` in steps of two (the even lanes of
+    /// two vectors) and those after each (the odd lanes), lanes outside `columns` zero;
+    /// without `EDGE`, every lane inside.
+    ///
+    /// # Safety
+    ///
+    /// `row` must be a row of the input plane, and `columns` what `pair_columns` returned for
+    /// `offset`.
+    #[inline(always)]
+    unsafe fn load_pair<const EDGE: bool>(
+        &self,
+        row: usize,
+        offset: usize,
+        [low, high]: PairColumns,
+    ) -> (S::Vector, S::Vector) {
+        let base = self
+            .input
+            .as_ptr()
+            .wrapping_add(row * self.width + offset)
+            .wrapping_sub(self.pad_left);
+        let high_base = base.wrapping_add(S::LANES);
+        // SAFETY: the lanes set in `low` and `high` read the row's columns inside 0..W (the
+        // caller's promise); without `EDGE` all 2·LANES of them are.
+        unsafe {
+            if EDGE {
+                self.simd.deinterleave(
+                    self.simd.load_masked(base, low),
+                    self.simd.load_masked(high_base, high),
+                )
+            } else {
+                self.simd
+                    .deinterleave(self.simd.load(base), self.simd.load(high_base))
+            }
+        }
     }
 
     /// The lanes of the vector of input columns from `offset − pad_left` that fall inside the

@@ -122,7 +122,7 @@ impl KernelPlan {
         };
         let lanes_isa = lanes_isa(isa);
         let unpacked = match path {
-            Path::Chosen => prefers_unpacked(geometry, lanes_isa),
+            Path::Chosen => prefers_unpacked(geometry, isa, lanes_isa),
             Path::Unpacked => true,
             Path::Body(_) | Path::PhaseSplit(_) | Path::Lanes => false,
         };
@@ -277,8 +277,9 @@ fn lanes_isa(isa: Isa) -> Isa {
 
 /// Whether the unpacked depthwise kernel should run `geometry`: stride 1, at most 9 taps or
 /// a 5xN or 7xN window whose input rows it shares (past that the flat kernel's packing is
-/// small against its arithmetic), on planes whose padded block of channels in lanes (on
-/// `lanes_isa`) would not fit [`UNPACKED_MIN_BLOCK`].
+/// small against its arithmetic), or stride 2 with a 3xN window, on planes whose padded block
+/// of channels in lanes (on `lanes_isa`) would not fit [`UNPACKED_MIN_BLOCK`] (stride 2 on
+/// tiers below AVX-512: four times that).
 ///
 /// Measured (AVX-512 tier, one thread, GFLOP/s): 3x3 on 28x28 31 against 28 (lanes), 30x30
 /// 34 against 28 (lanes), DeepLab's dilated 32x32 32 against 24 (lanes), 40x40 32 against 31
@@ -287,7 +288,7 @@ fn lanes_isa(isa: Isa) -> Isa {
 /// on 28x28 50–52 against 39–40 (lanes), on 56x56 68 against 48 (flat), 7x7 on 56x56 71–72
 /// against 54–55 (flat), but 7x7 on 28x28 44 against 47 (rows), its six padding rows a fifth
 /// of the plane.
-fn prefers_unpacked(geometry: &Geometry, lanes_isa: Isa) -> bool {
+fn prefers_unpacked(geometry: &Geometry, isa: Isa, lanes_isa: Isa) -> bool {
     let [height, width] = geometry.input_size();
     let padding = geometry.padding();
     let padded = (height + padding.top + padding.bottom) as u128
@@ -298,6 +299,21 @@ fn prefers_unpacked(geometry: &Geometry, lanes_isa: Isa) -> bool {
     let [out_h, _] = geometry.output_size();
     let tall_shared =
         matches!(kernel_h, 5 | 7) && geometry.dilation()[0] == 1 && 6 * (kernel_h - 1) <= out_h;
+    if geometry.stride() == [2, 2] {
+        // Stride 2 shares input rows for 3xN windows without vertical dilation. Its
+        // deinterleaves cost AVX2 more (8-lane vectors, two shuffles each): there it starts
+        // at 56x56 (28x28: 10 against 13 GFLOP/s for the channels-in-lanes kernel).
+        // Measured, AVX-512, one thread: MobileNetV2's 112x112, 56x56 and 28x28 stride-2
+        // layers +20 to +30 % against the flat and channels-in-lanes kernels.
+        let shared = kernel_h == 3 && geometry.dilation()[0] == 1;
+        let min_block = match isa {
+            Isa::X86_64V4 => UNPACKED_MIN_BLOCK,
+            _ => 4 * UNPACKED_MIN_BLOCK,
+        };
+        return UnpackedEngine::suits(geometry)
+            && shared
+            && padded * lanes_isa.lanes() as u128 * 4 > min_block as u128;
+    }
     UnpackedEngine::suits(geometry)
         && (geometry.reduction_len() <= 9 || tall_shared)
         && padded * lanes_isa.lanes() as u128 * 4 > UNPACKED_MIN_BLOCK as u128
@@ -475,6 +491,41 @@ mod tests {
             .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
     }
 
+    /// Stride-2 depthwise problems for the unpacked kernel: windows of three rows (shared
+    /// input rows) and others, planes tall enough for blocks of every row count and wide
+    /// enough that a row holds pairs of vectors inside and at both ends (32 input columns
+    /// per vector pair on AVX-512).
+    fn stride_two_unpacked_problems() -> impl Strategy<Value = Problem> {
+        let window = (
+            prop_oneof![Just(3usize), 1usize..6],
+            1usize..6,
+            1usize..3,
+            1usize..3,
+        );
+        let padding = (0usize..4, 0usize..4, 0usize..4, 0usize..4);
+        let size = (1usize..3, 1usize..3, 1usize..40, 1usize..72, 1usize..3);
+        (window, padding, size, any::<bool>())
+            .prop_filter_map(
+                "window larger than input",
+                |(
+                    (kh, kw, dilation_h, dilation_w),
+                    (top, bottom, left, right),
+                    (channels, multiplier, h, w, batch),
+                    bias,
+                )| {
+                    Conv2dParams::new(channels, channels * multiplier, [kh, kw])
+                        .groups(channels)
+                        .stride(2)
+                        .dilation([dilation_h, dilation_w])
+                        .padding(Padding::per_side(top, bottom, left, right))
+                        .bias(bias)
+                        .geometry([batch, channels, h, w])
+                        .ok()
+                },
+            )
+            .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
+    }
+
     /// Depthwise 5xN and 7xN windows without vertical dilation on planes tall enough for
     /// blocks of every row count: the unpacked kernel's shared-row tiles.
     fn tall_window_problems() -> impl Strategy<Value = Problem> {
@@ -638,6 +689,13 @@ mod tests {
 
         #[test]
         fn unpacked_depthwise_matches_the_reference(problem in unpacked_problems()) {
+            check_path(&problem, Path::Unpacked)?;
+        }
+
+        #[test]
+        fn unpacked_depthwise_with_stride_two_matches_the_reference(
+            problem in stride_two_unpacked_problems()
+        ) {
             check_path(&problem, Path::Unpacked)?;
         }
 
