@@ -84,7 +84,13 @@ unsafe impl Simd for Portable {
 
     #[inline(always)]
     unsafe fn load_masked(self, base: *const f32, mask: u32) -> f32x8 {
-        // SAFETY: forwarded from the caller.
-        unsafe { load_masked_by_copying(self, base, mask) }
+        // SAFETY: forwarded from the caller (with every lane set, all 8 are readable).
+        unsafe {
+            if mask == 0xff {
+                self.load(base)
+            } else {
+                load_masked_by_copying(self, base, mask)
+            }
+        }
     }
 }
