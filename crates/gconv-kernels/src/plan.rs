@@ -468,27 +468,8 @@ mod tests {
     /// dilation, and rows around one and two vectors of every tier (8 and 16 lanes).
     fn unpacked_problems() -> impl Strategy<Value = Problem> {
         let window = (1usize..8, 1usize..6, 1usize..4, 1usize..4);
-        let padding = (0usize..4, 0usize..4, 0usize..4, 0usize..4);
         let size = (1usize..4, 1usize..4, 1usize..20, 1usize..40, 1usize..3);
-        (window, padding, size, any::<bool>())
-            .prop_filter_map(
-                "window larger than input",
-                |(
-                    (kh, kw, dilation_h, dilation_w),
-                    (top, bottom, left, right),
-                    (channels, multiplier, h, w, batch),
-                    bias,
-                )| {
-                    Conv2dParams::new(channels, channels * multiplier, [kh, kw])
-                        .groups(channels)
-                        .dilation([dilation_h, dilation_w])
-                        .padding(Padding::per_side(top, bottom, left, right))
-                        .bias(bias)
-                        .geometry([batch, channels, h, w])
-                        .ok()
-                },
-            )
-            .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
+        depthwise_problems(1, window, size)
     }
 
     /// Stride-2 depthwise problems for the unpacked kernel: windows of three rows (shared
@@ -502,12 +483,23 @@ mod tests {
             1usize..3,
             1usize..3,
         );
-        let padding = (0usize..4, 0usize..4, 0usize..4, 0usize..4);
         let size = (1usize..3, 1usize..3, 1usize..40, 1usize..72, 1usize..3);
+        depthwise_problems(2, window, size)
+    }
+
+    /// Depthwise problems of `stride` with windows `(kH, kW, dH, dW)` and sizes `(channels,
+    /// multiplier, H, W, batch)` drawn from the given strategies, asymmetric padding of up to
+    /// three on each side, with and without bias.
+    fn depthwise_problems(
+        stride: usize,
+        window: impl Strategy<Value = (usize, usize, usize, usize)>,
+        size: impl Strategy<Value = (usize, usize, usize, usize, usize)>,
+    ) -> impl Strategy<Value = Problem> {
+        let padding = (0usize..4, 0usize..4, 0usize..4, 0usize..4);
         (window, padding, size, any::<bool>())
             .prop_filter_map(
                 "window larger than input",
-                |(
+                move |(
                     (kh, kw, dilation_h, dilation_w),
                     (top, bottom, left, right),
                     (channels, multiplier, h, w, batch),
@@ -515,7 +507,7 @@ mod tests {
                 )| {
                     Conv2dParams::new(channels, channels * multiplier, [kh, kw])
                         .groups(channels)
-                        .stride(2)
+                        .stride(stride)
                         .dilation([dilation_h, dilation_w])
                         .padding(Padding::per_side(top, bottom, left, right))
                         .bias(bias)
