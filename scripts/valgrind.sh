@@ -11,13 +11,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-64}" GCONV_ISA=avx2
 
-# The test executables, from cargo's JSON messages (their names carry a hash).
+# The test executables, from cargo's JSON messages (their names carry a hash). Built for the
+# whole workspace, as the README's test command builds them: selecting one package resolves
+# its dependencies' features differently and compiled the kernels twice more (minutes).
+artifacts=$(cargo test --workspace --locked --no-run --message-format=json 2>/dev/null)
 executable() {
-    cargo test --locked "$@" --no-run --message-format=json 2>/dev/null |
-        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1
+    grep -F "\"name\":\"$1\"" <<<"$artifacts" | grep -F "\"kind\":[\"$2\"]" |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1 || true
 }
-kernels=$(executable -p gconv-kernels --lib)
-equivalence=$(executable -p gconv --test equivalence)
+kernels=$(executable gconv_kernels lib)
+equivalence=$(executable equivalence test)
+for binary in "$kernels" "$equivalence"; do
+    [[ -x "$binary" ]] || { echo "valgrind: a test executable was not found" >&2; exit 1; }
+done
 
 for run in "$kernels the_reference" "$equivalence fast_kernels nan_and_infinity"; do
     read -r binary filters <<<"$run"
