@@ -23,7 +23,7 @@ use std::ops::Range;
 use gconv_shape::Geometry;
 
 use crate::engine::Workspace;
-use crate::simd::{Kernel, Simd, dispatch};
+use crate::simd::{Kernel, Simd, dispatch, lanes_between};
 use crate::{Isa, KernelError};
 
 /// Output rows computed together, one vector of columns each: independent accumulators that
@@ -571,7 +571,7 @@ impl<S: Simd> Plane<'_, S> {
     fn pair_columns<const EDGE: bool>(&self, offset: usize) -> Option<PairColumns> {
         let lanes = S::LANES;
         let mask = |offset: usize| match self.columns::<EDGE>(offset) {
-            Some((first, end)) => (((1u64 << end) - 1) & !((1u64 << first) - 1)) as u32,
+            Some((first, end)) => lanes_between(first, end),
             None => 0,
         };
         let pair = [mask(offset), mask(offset + lanes)];

@@ -40,7 +40,7 @@ use std::ops::Range;
 
 use gconv_shape::Geometry;
 
-use crate::simd::Simd;
+use crate::simd::{Simd, lanes_between};
 
 /// How a group's input is packed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -643,11 +643,11 @@ pub(crate) fn gather_rows<S: Simd>(
     }
     // The lanes of the vector of columns from `column` that fall on a row.
     let on_row = |column: isize| {
-        let first = column.saturating_neg().clamp(0, lanes as isize) as u32;
+        let first = column.saturating_neg().clamp(0, lanes as isize) as usize;
         let end = (width as isize)
             .saturating_sub(column)
-            .clamp(first as isize, lanes as isize) as u32;
-        (((1u64 << end) - 1) & !((1u64 << first) - 1)) as u32
+            .clamp(first as isize, lanes as isize) as usize;
+        lanes_between(first, end)
     };
     for first_k in (0..row_len).step_by(lanes) {
         let count = lanes.min(row_len - first_k);

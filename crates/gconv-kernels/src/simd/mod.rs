@@ -117,7 +117,11 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// # Safety
     ///
     /// `first <= end <= LANES`, and `base + first .. base + end` must be readable.
-    unsafe fn load_lanes(self, base: *const f32, first: usize, end: usize) -> Self::Vector;
+    #[inline(always)]
+    unsafe fn load_lanes(self, base: *const f32, first: usize, end: usize) -> Self::Vector {
+        // SAFETY: the set lanes are `first..end`, readable (the caller's promise).
+        unsafe { self.load_masked(base, lanes_between(first, end)) }
+    }
 
     /// Loads lane `l` from `base + l` for every bit `l` set in `mask`, the others zero,
     /// reading no other address: the lanes need not be consecutive (a vector of positions
@@ -149,26 +153,11 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     fn deinterleave(self, low: Self::Vector, high: Self::Vector) -> (Self::Vector, Self::Vector);
 }
 
-/// [`Simd::load_lanes`] through a zeroed buffer on the stack, for tiers without masked loads.
-///
-/// # Safety
-///
-/// As [`Simd::load_lanes`].
+/// The mask of lanes `first..end`, as [`Simd::load_masked`] takes it (`first <= end <= 32`).
 #[inline(always)]
-pub(crate) unsafe fn load_lanes_by_copying<S: Simd>(
-    simd: S,
-    base: *const f32,
-    first: usize,
-    end: usize,
-) -> S::Vector {
-    let mut lanes = [0.0f32; 16];
-    debug_assert!(first <= end && end <= S::LANES && S::LANES <= lanes.len());
-    for (lane, slot) in lanes.iter_mut().enumerate().take(end).skip(first) {
-        // SAFETY: the caller guarantees `base + first .. base + end` is readable.
-        *slot = unsafe { base.wrapping_add(lane).read_unaligned() };
-    }
-    // SAFETY: `lanes` holds 16 >= LANES floats.
-    unsafe { simd.load(lanes.as_ptr()) }
+pub(crate) fn lanes_between(first: usize, end: usize) -> u32 {
+    debug_assert!(first <= end && end <= 32);
+    (((1u64 << end) - 1) & !((1u64 << first) - 1)) as u32
 }
 
 /// [`Simd::load_masked`] through a zeroed buffer on the stack, for tiers without masked

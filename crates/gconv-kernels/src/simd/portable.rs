@@ -2,10 +2,7 @@
 
 use wide::f32x8;
 
-use super::{
-    Simd, load_lanes_by_copying, load_masked_by_copying, store_lanes_by_spilling,
-    transpose_one_by_one,
-};
+use super::{Simd, load_masked_by_copying, store_lanes_by_spilling, transpose_one_by_one};
 
 /// Token for `wide`'s 8-lane vectors; available on every CPU.
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,12 +71,6 @@ unsafe impl Simd for Portable {
     ) {
         // SAFETY: forwarded from the caller.
         unsafe { transpose_one_by_one(8, source, source_stride, target, target_stride) }
-    }
-
-    #[inline(always)]
-    unsafe fn load_lanes(self, base: *const f32, first: usize, end: usize) -> f32x8 {
-        // SAFETY: forwarded from the caller.
-        unsafe { load_lanes_by_copying(self, base, first, end) }
     }
 
     #[inline(always)]

@@ -135,18 +135,6 @@ unsafe impl Simd for X86_64V3 {
     }
 
     #[inline(always)]
-    unsafe fn load_lanes(self, base: *const f32, first: usize, end: usize) -> __m256 {
-        // SAFETY: the token proves AVX2; lanes outside `first..end` are masked off and not
-        // read (nor can they fault), the caller guarantees the others are readable.
-        unsafe {
-            let lane: __m256i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            let from = _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(first as i32 - 1));
-            let to = _mm256_cmpgt_epi32(_mm256_set1_epi32(end as i32), lane);
-            _mm256_maskload_ps(base, _mm256_and_si256(from, to))
-        }
-    }
-
-    #[inline(always)]
     unsafe fn load_masked(self, base: *const f32, mask: u32) -> __m256 {
         // SAFETY: the token proves AVX2; lanes whose bit is clear are masked off and not read
         // (nor can they fault), the caller guarantees the others are readable.

@@ -7,7 +7,7 @@ use std::arch::x86_64::{
     _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
 };
 
-use super::Simd;
+use super::{Simd, lanes_between};
 
 /// Proof that the CPU has AVX-512F.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +51,7 @@ unsafe impl Simd for X86_64V4 {
 
     #[inline(always)]
     unsafe fn store_lanes(self, base: *mut f32, vector: __m512, first: usize, end: usize) {
-        let mask = (((1u32 << end) - 1) & !((1u32 << first) - 1)) as u16;
+        let mask = lanes_between(first, end) as u16;
         // SAFETY: the token proves AVX-512F; masked-off lanes are not accessed, the caller
         // guarantees the others are writable.
         unsafe { _mm512_mask_storeu_ps(base, mask, vector) }
@@ -133,14 +133,6 @@ unsafe impl Simd for X86_64V4 {
                 );
             }
         }
-    }
-
-    #[inline(always)]
-    unsafe fn load_lanes(self, base: *const f32, first: usize, end: usize) -> __m512 {
-        let mask = (((1u32 << end) - 1) & !((1u32 << first) - 1)) as u16;
-        // SAFETY: the token proves AVX-512F; masked-off lanes are not read (nor can they
-        // fault), the caller guarantees the others are readable.
-        unsafe { _mm512_maskz_loadu_ps(mask, base) }
     }
 
     #[inline(always)]
