@@ -70,8 +70,7 @@ pub(crate) fn convolve_channel_block<S: Simd, const P: usize>(
         // At least a tile's worth: tiles of near-equal sizes between P/2 and P (49 positions:
         // 10, 10, 10, 10, 9, not four of 12 and a tile of one, which runs at a quarter of
         // the speed, its few sums waiting on each other's latency).
-        let tiles = positions / P;
-        if tiles > 0 {
+        if positions >= P {
             let tiles = positions.div_ceil(P);
             let (size, larger) = (positions / tiles, positions % tiles);
             for index in 0..tiles {

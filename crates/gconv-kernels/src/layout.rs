@@ -428,12 +428,8 @@ impl Layout {
         let plane_len = self.plane_rows * self.row_stride;
         for (plane_index, plane) in packed.chunks_exact_mut(plane_len).enumerate() {
             let (row_phase, col_phase) = (plane_index / self.stride_w, plane_index % self.stride_w);
-            let columns = Columns {
-                start: signed(col_phase).saturating_sub(signed(self.lead + self.pad_left)),
-                step: self.stride_w,
-                width: self.width,
-                pitch: self.stride_h * self.width,
-            };
+            let columns =
+                self.columns(signed(col_phase).saturating_sub(signed(self.lead + self.pad_left)));
             let top = first_padded_row + row_phase;
             self.pack_plane(
                 simd,
@@ -465,12 +461,7 @@ impl Layout {
             let top = first_row * stride_h + row_phase;
             let shift = signed(j * self.dilation[1]).saturating_sub(signed(self.pad_left));
             if self.column_masks.is_empty() {
-                let columns = Columns {
-                    start: shift,
-                    step: self.stride_w,
-                    width: self.width,
-                    pitch: stride_h * self.width,
-                };
+                let columns = self.columns(shift);
                 self.pack_plane(simd, channel, phase, row_len, top, stride_h, columns);
                 continue;
             }
@@ -509,12 +500,8 @@ impl Layout {
             let (rows, tail) = target.split_at_mut(rows_len);
             // The last vector's lanes past the band: read, computed and discarded.
             zero(simd, tail);
-            let columns = Columns {
-                start: signed(j * dilation_w).saturating_sub(signed(self.pad_left)),
-                step: self.stride_w,
-                width: self.width,
-                pitch: self.stride_h * self.width,
-            };
+            let columns =
+                self.columns(signed(j * dilation_w).saturating_sub(signed(self.pad_left)));
             let top = first_row * self.stride_h + i * dilation_h;
             self.pack_plane(
                 simd,
@@ -553,6 +540,18 @@ impl Layout {
                 rows,
                 row_len,
             );
+        }
+    }
+
+    /// The input columns a packed row gathers from one row of each row phase: input column
+    /// `start + k·sW` for its column `k`, source rows `sH` input rows apart.
+    #[inline(always)]
+    fn columns(&self, start: isize) -> Columns {
+        Columns {
+            start,
+            step: self.stride_w,
+            width: self.width,
+            pitch: self.stride_h * self.width,
         }
     }
 
