@@ -18,6 +18,7 @@
 //! row feeding the output rows whose windows it lies in — which with stride 2 are the ones
 //! two input rows apart.
 
+use std::marker::PhantomData;
 use std::ops::Range;
 
 use gconv_shape::Geometry;
@@ -133,18 +134,82 @@ impl UnpackedEngine {
         let out_channels = geometry.out_channels();
         let multiplier = geometry.out_channels_per_group();
         let taps = geometry.reduction_len();
+        let [kernel_h, kernel_w] = geometry.kernel_size();
+        let padding = geometry.padding();
         workspace.for_each_chunk(parallel, output, out_plane, |_, index, plane| {
             let (sample, channel) = (index / out_channels, index % out_channels);
             let input_channel = sample * geometry.in_channels() + channel / multiplier;
-            let args = PlaneArgs {
-                engine: self,
+            let data = PlaneData {
                 input: &input[input_channel * image..][..image],
                 weights: &self.weights[channel * taps..][..taps],
                 bias: self.bias[channel],
-                output: plane,
+                width,
+                kernel_h,
+                kernel_w,
+                dilation: geometry.dilation(),
+                pad_top: padding.top,
+                pad_left: padding.left,
+                out_w,
             };
-            dispatch(self.isa, args);
+            self.convolve_plane(data, plane);
         });
+    }
+
+    /// Loop order: runs of output rows with the same clipped window rows (the interior one
+    /// run, the padding rows above and below a few short ones), each in blocks of
+    /// [`TILE_ROWS`] rows (then 4, 2, 1); within a block, the vectors of columns along the
+    /// rows (see [`RowBlock`]); per tile, the window rows, then the taps along them, each
+    /// loading one input vector per output row — or, where the window is whole and its rows
+    /// few, each input row once for every output row that reads it. A tap whose columns reach
+    /// past either end of the input row loads through a mask, zeros for the padding columns.
+    ///
+    /// Each block runs as a dispatched function of its own, one per block height and tile
+    /// family: compiled as one body, the families' hoisted addresses and weights outnumbered
+    /// the registers, and adding a family slowed the others by 10–25 %.
+    fn convolve_plane(&self, data: PlaneData<'_>, output: &mut [f32]) {
+        let [out_h, out_w] = self.geometry.output_size();
+        assert_eq!(data.input.len(), data.width * self.geometry.input_size()[0]);
+        assert_eq!(output.len(), out_h * out_w);
+        assert_eq!(data.weights.len(), data.kernel_h * data.kernel_w);
+        let stride_two = self.geometry.stride() == [2, 2];
+        for run in &self.row_runs {
+            let whole = run.window == (0..data.kernel_h);
+            let mut first_row = run.rows.start;
+            macro_rules! blocks {
+                ($($rows:literal),*) => {$(
+                    while run.rows.end - first_row >= $rows {
+                        let block = RowBlock::<$rows> {
+                            data,
+                            first_row,
+                            window: run.window.clone(),
+                            vectors: self.vectors,
+                            interior: self.interior_vectors.clone(),
+                            output: &mut *output,
+                        };
+                        // Window rows share their input rows where the window is whole: 3x3
+                        // with vertical dilation 1 or 2, 5x5 and 7x7 without, the width known
+                        // to the compiler so the tap columns unroll; with stride 2, 3xN
+                        // without. (Measured slower shared than loaded per tap: dilations 3
+                        // and 4, DeepLab's d4 27 against 31 GFLOP/s; 5xN with stride 2, its
+                        // twenty window and weight registers beside the accumulators,
+                        // EfficientNet's 5x5 stride-2 layer 21 against 25.)
+                        let isa = self.isa;
+                        let window = [data.kernel_h, data.kernel_w];
+                        match (stride_two, whole, window, data.dilation[0]) {
+                            (false, true, [3, 3], 1) => dispatch(isa, block.of::<SharedRows<3, 3, 1>>()),
+                            (false, true, [3, 3], 2) => dispatch(isa, block.of::<SharedRows<3, 3, 2>>()),
+                            (false, true, [5, 5], 1) => dispatch(isa, block.of::<SharedRows<5, 5, 1>>()),
+                            (false, true, [7, 7], 1) => dispatch(isa, block.of::<SharedRows<7, 7, 1>>()),
+                            (false, ..) => dispatch(isa, block.of::<TapByTap>()),
+                            (true, true, [3, _], 1) => dispatch(isa, block.of::<StrideTwoSharedRows<3>>()),
+                            (true, ..) => dispatch(isa, block.of::<StrideTwoTapByTap>()),
+                        }
+                        first_row += $rows;
+                    }
+                )*};
+            }
+            blocks!(8, 4, 2, 1);
+        }
     }
 }
 
@@ -155,27 +220,11 @@ struct RowRun {
     window: Range<usize>,
 }
 
-/// One task: one output plane and the input plane it reads.
-struct PlaneArgs<'a> {
-    engine: &'a UnpackedEngine,
+/// One task's plane: the input plane it reads, its weights, the window geometry.
+#[derive(Clone, Copy)]
+struct PlaneData<'a> {
     input: &'a [f32],
     /// The channel's `kH·kW` weights.
-    weights: &'a [f32],
-    bias: f32,
-    output: &'a mut [f32],
-}
-
-impl Kernel for PlaneArgs<'_> {
-    #[inline(always)]
-    fn run<S: Simd>(self, simd: S) {
-        convolve_plane(simd, self)
-    }
-}
-
-/// What every tile of a plane reads: the input plane, the weights, the window geometry.
-struct Plane<'a, S: Simd> {
-    simd: S,
-    input: &'a [f32],
     weights: &'a [f32],
     bias: f32,
     width: usize,
@@ -187,142 +236,178 @@ struct Plane<'a, S: Simd> {
     out_w: usize,
 }
 
+/// A block of `R` output rows of one plane, over window rows `window` (clipped to the input).
+struct RowBlock<'a, const R: usize> {
+    data: PlaneData<'a>,
+    first_row: usize,
+    window: Range<usize>,
+    /// Vectors of columns per output row, and those whose taps all lie inside the row.
+    vectors: usize,
+    interior: Range<usize>,
+    output: &'a mut [f32],
+}
+
+impl<'a, const R: usize> RowBlock<'a, R> {
+    /// This block, its tiles computed by family `F`.
+    fn of<F: TileFamily>(self) -> FamilyBlock<'a, R, F> {
+        FamilyBlock {
+            block: self,
+            family: PhantomData,
+        }
+    }
+}
+
+/// A [`RowBlock`] whose tiles family `F` computes: every vector of columns, those in
+/// `interior` without masks, the others with.
+struct FamilyBlock<'a, const R: usize, F> {
+    block: RowBlock<'a, R>,
+    family: PhantomData<F>,
+}
+
+impl<const R: usize, F: TileFamily> Kernel for FamilyBlock<'_, R, F> {
+    #[inline(always)]
+    fn run<S: Simd>(self, simd: S) {
+        let RowBlock {
+            data,
+            first_row,
+            window,
+            vectors,
+            interior,
+            output,
+        } = self.block;
+        let plane = Plane { simd, data };
+        for vector in 0..interior.start {
+            F::tile::<S, R, true>(&plane, first_row, &window, vector, output);
+        }
+        for vector in interior.clone() {
+            F::tile::<S, R, false>(&plane, first_row, &window, vector, output);
+        }
+        for vector in interior.end..vectors {
+            F::tile::<S, R, true>(&plane, first_row, &window, vector, output);
+        }
+    }
+}
+
+/// How a tile of `R` output rows by one vector of columns is computed: one of the tile
+/// functions of [`Plane`].
+trait TileFamily {
+    fn tile<S: Simd, const R: usize, const EDGE: bool>(
+        plane: &Plane<'_, S>,
+        first_row: usize,
+        window: &Range<usize>,
+        vector: usize,
+        output: &mut [f32],
+    );
+}
+
+/// Stride 1, each tap loading its inputs ([`Plane::tile`]).
+struct TapByTap;
+
+/// Stride 1, a whole window of `KH` rows `DH` apart and `KW` columns sharing its input rows
+/// ([`Plane::tile_sharing_rows`]).
+struct SharedRows<const KH: usize, const KW: usize, const DH: usize>;
+
+/// Stride 2, each tap loading its inputs ([`Plane::tile_stride_two`]).
+struct StrideTwoTapByTap;
+
+/// Stride 2, a whole window of `KH` adjacent rows sharing its input rows
+/// ([`Plane::tile_stride_two_sharing_rows`]).
+struct StrideTwoSharedRows<const KH: usize>;
+
+impl TileFamily for TapByTap {
+    #[inline(always)]
+    fn tile<S: Simd, const R: usize, const EDGE: bool>(
+        plane: &Plane<'_, S>,
+        first_row: usize,
+        window: &Range<usize>,
+        vector: usize,
+        output: &mut [f32],
+    ) {
+        plane.tile::<R, EDGE>(first_row, window.clone(), vector, output)
+    }
+}
+
+impl<const KH: usize, const KW: usize, const DH: usize> TileFamily for SharedRows<KH, KW, DH> {
+    #[inline(always)]
+    fn tile<S: Simd, const R: usize, const EDGE: bool>(
+        plane: &Plane<'_, S>,
+        first_row: usize,
+        _: &Range<usize>,
+        vector: usize,
+        output: &mut [f32],
+    ) {
+        plane.tile_sharing_rows::<R, KH, KW, DH, EDGE>(first_row, vector, output)
+    }
+}
+
+impl TileFamily for StrideTwoTapByTap {
+    #[inline(always)]
+    fn tile<S: Simd, const R: usize, const EDGE: bool>(
+        plane: &Plane<'_, S>,
+        first_row: usize,
+        window: &Range<usize>,
+        vector: usize,
+        output: &mut [f32],
+    ) {
+        plane.tile_stride_two::<R, EDGE>(first_row, window.clone(), vector, output)
+    }
+}
+
+impl<const KH: usize> TileFamily for StrideTwoSharedRows<KH> {
+    #[inline(always)]
+    fn tile<S: Simd, const R: usize, const EDGE: bool>(
+        plane: &Plane<'_, S>,
+        first_row: usize,
+        _: &Range<usize>,
+        vector: usize,
+        output: &mut [f32],
+    ) {
+        plane.tile_stride_two_sharing_rows::<R, KH, EDGE>(first_row, vector, output)
+    }
+}
+
+/// What every tile of a plane reads, with the instructions to read it.
+struct Plane<'a, S: Simd> {
+    simd: S,
+    data: PlaneData<'a>,
+}
+
 /// What a stride-2 tap loads for a vector of outputs: the lanes of its pair of input vectors
 /// that fall on the row (see [`Plane::pair_columns`]).
 type PairColumns = [u32; 2];
 
-/// Loop order: runs of output rows with the same clipped window rows (the interior one run,
-/// the padding rows above and below a few short ones), each in blocks of [`TILE_ROWS`] rows
-/// (then 4, 2, 1); within a block, the vectors of columns along the rows; per tile, the
-/// window rows, then the taps along them, each loading one input vector per output row — or,
-/// for 3xN windows, each input row once for every output row that reads it. A tap whose
-/// columns reach past either end of the input row loads through a mask, zeros for the
-/// padding columns.
-#[inline(always)]
-fn convolve_plane<S: Simd>(simd: S, args: PlaneArgs<'_>) {
-    let PlaneArgs {
-        engine,
-        input,
-        weights,
-        bias,
-        output,
-    } = args;
-    let geometry = &engine.geometry;
-    let [height, width] = geometry.input_size();
-    let [out_h, out_w] = geometry.output_size();
-    let [kernel_h, kernel_w] = geometry.kernel_size();
-    let dilation = geometry.dilation();
-    let padding = geometry.padding();
-    assert_eq!(input.len(), height * width);
-    assert_eq!(output.len(), out_h * out_w);
-    assert_eq!(weights.len(), kernel_h * kernel_w);
-    let plane = Plane {
-        simd,
-        input,
-        weights,
-        bias,
-        width,
-        kernel_h,
-        kernel_w,
-        dilation,
-        pad_top: padding.top,
-        pad_left: padding.left,
-        out_w,
-    };
-    let vectors = engine.vectors;
-    let stride_two = geometry.stride() == [2, 2];
-    for run in &engine.row_runs {
-        let mut oh = run.rows.start;
-        macro_rules! blocks {
-            ($($block:literal),*) => {$(
-                while run.rows.end - oh >= $block {
-                    let (window, interior) = (run.window.clone(), &engine.interior_vectors);
-                    if stride_two {
-                        plane.row_block_stride_two::<$block>(oh, window, interior, vectors, output);
-                    } else {
-                        plane.row_block::<$block>(oh, window, interior, vectors, output);
-                    }
-                    oh += $block;
-                }
-            )*};
-        }
-        blocks!(8, 4, 2, 1);
-    }
-}
-
 impl<S: Simd> Plane<'_, S> {
-    /// Every vector of columns of output rows `first_row .. first_row + R`: those in
-    /// `interior` without masks, the others with.
-    #[inline(always)]
-    fn row_block<const R: usize>(
-        &self,
-        first_row: usize,
-        rows: Range<usize>,
-        interior: &Range<usize>,
-        vectors: usize,
-        output: &mut [f32],
-    ) {
-        // Window rows sharing their input rows — 3xN kernels with vertical dilation 1 or 2,
-        // 5xN and 7xN without: each input row loaded once for the output rows that read it.
-        // (Dilations 3 and 4 measured slower shared than loaded per tap: DeepLab's d4 27
-        // against 31 GFLOP/s.)
-        macro_rules! sharing {
-            ($(($height:literal, $dilation:literal)),*) => {
-                match (self.kernel_h, self.dilation[0]) {
-                    $(
-                        ($height, $dilation) if rows == (0..$height) => {
-                            for vector in 0..interior.start {
-                                self.tile_sharing_rows::<R, $height, $dilation, true>(first_row, vector, output);
-                            }
-                            for vector in interior.clone() {
-                                self.tile_sharing_rows::<R, $height, $dilation, false>(first_row, vector, output);
-                            }
-                            for vector in interior.end..vectors {
-                                self.tile_sharing_rows::<R, $height, $dilation, true>(first_row, vector, output);
-                            }
-                            return;
-                        }
-                    )*
-                    _ => {}
-                }
-            };
-        }
-        sharing!((3, 1), (3, 2), (5, 1), (7, 1));
-        for vector in 0..interior.start {
-            self.tile::<R, true>(first_row, rows.clone(), vector, output);
-        }
-        for vector in interior.clone() {
-            self.tile::<R, false>(first_row, rows.clone(), vector, output);
-        }
-        for vector in interior.end..vectors {
-            self.tile::<R, true>(first_row, rows.clone(), vector, output);
-        }
-    }
-
     /// As [`Plane::tile`] for `KH` window rows `DH` apart, all inside the input: the
     /// `R + (KH − 1)·DH` input rows are each loaded once per tap column and feed every output
     /// row that reads them (3x3: `3R` multiply-adds for `R + 2` loads without dilation,
     /// against one load each in `tile`).
     #[inline(always)]
-    fn tile_sharing_rows<const R: usize, const KH: usize, const DH: usize, const EDGE: bool>(
+    fn tile_sharing_rows<
+        const R: usize,
+        const KH: usize,
+        const KW: usize,
+        const DH: usize,
+        const EDGE: bool,
+    >(
         &self,
         first_row: usize,
         vector: usize,
         output: &mut [f32],
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
-        let mut acc = [simd.splat(self.bias); R];
+        let mut acc = [simd.splat(self.data.bias); R];
         // Input row of output row `first_row + r`, window row i: this plus r + i·DH.
-        let top = first_row - self.pad_top;
-        assert!(top + R + (KH - 1) * DH <= self.input.len() / self.width);
-        for j in 0..self.kernel_w {
-            let offset = vector * lanes + j * self.dilation[1];
+        let top = first_row - self.data.pad_top;
+        assert!(top + R + (KH - 1) * DH <= self.data.input.len() / self.data.width);
+        assert_eq!(self.data.weights.len(), KH * KW);
+        for j in 0..KW {
+            let offset = vector * lanes + j * self.data.dilation[1];
             let Some(columns) = self.columns::<EDGE>(offset) else {
                 continue;
             };
             let mut weights = [simd.splat(0.0); KH];
             for (i, weight) in weights.iter_mut().enumerate() {
-                *weight = simd.splat(self.weights[i * self.kernel_w + j]);
+                *weight = simd.splat(self.data.weights[i * KW + j]);
             }
             // Input rows in order; row k feeds output row k − i·DH through window row i. (The
             // sum of each output is still bias, then the taps in (i, j) order per column j,
@@ -353,17 +438,17 @@ impl<S: Simd> Plane<'_, S> {
         output: &mut [f32],
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
-        let mut acc = [simd.splat(self.bias); R];
+        let mut acc = [simd.splat(self.data.bias); R];
         for i in rows {
             // Input row of output row `first_row + r`: this plus r.
-            let top = first_row + i * self.dilation[0] - self.pad_top;
-            assert!(top + R <= self.input.len() / self.width);
-            for j in 0..self.kernel_w {
-                let offset = vector * lanes + j * self.dilation[1];
+            let top = first_row + i * self.data.dilation[0] - self.data.pad_top;
+            assert!(top + R <= self.data.input.len() / self.data.width);
+            for j in 0..self.data.kernel_w {
+                let offset = vector * lanes + j * self.data.dilation[1];
                 let Some(columns) = self.columns::<EDGE>(offset) else {
                     continue;
                 };
-                let weight = simd.splat(self.weights[i * self.kernel_w + j]);
+                let weight = simd.splat(self.data.weights[i * self.data.kernel_w + j]);
                 for (r, sum) in acc.iter_mut().enumerate() {
                     // SAFETY: input row `top + r` is inside the plane (asserted).
                     let x = unsafe { self.load_columns(top + r, offset, columns) };
@@ -372,58 +457,6 @@ impl<S: Simd> Plane<'_, S> {
             }
         }
         self.store_rows(&acc, first_row, vector, output);
-    }
-
-    /// As [`Plane::row_block`] with stride 2: 3xN windows with vertical dilation 1 share
-    /// their input rows, other windows and the padding rows load per tap.
-    #[inline(always)]
-    fn row_block_stride_two<const R: usize>(
-        &self,
-        first_row: usize,
-        rows: Range<usize>,
-        interior: &Range<usize>,
-        vectors: usize,
-        output: &mut [f32],
-    ) {
-        let vectors = [
-            (0..interior.start, true),
-            (interior.clone(), false),
-            (interior.end..vectors, true),
-        ];
-        macro_rules! sharing {
-            ($($height:literal),*) => {
-                match self.kernel_h {
-                    $(
-                        $height if self.dilation[0] == 1 && rows == (0..$height) => {
-                            for (range, edge) in vectors {
-                                for vector in range {
-                                    if edge {
-                                        self.tile_stride_two_sharing_rows::<R, $height, true>(first_row, vector, output);
-                                    } else {
-                                        self.tile_stride_two_sharing_rows::<R, $height, false>(first_row, vector, output);
-                                    }
-                                }
-                            }
-                            return;
-                        }
-                    )*
-                    _ => {}
-                }
-            };
-        }
-        // (5xN windows shared too, their twenty window and weight registers beside the
-        // accumulators, measured slower than the flat kernel: EfficientNet's 5x5 stride-2
-        // layer 21 against 25 GFLOP/s.)
-        sharing!(3);
-        for (range, edge) in vectors {
-            for vector in range {
-                if edge {
-                    self.tile_stride_two::<R, true>(first_row, rows.clone(), vector, output);
-                } else {
-                    self.tile_stride_two::<R, false>(first_row, rows.clone(), vector, output);
-                }
-            }
-        }
     }
 
     /// Stride 2, a `KH`xN window without vertical dilation, all of it inside the input:
@@ -439,14 +472,14 @@ impl<S: Simd> Plane<'_, S> {
         output: &mut [f32],
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
-        let mut acc = [simd.splat(self.bias); R];
-        let top = 2 * first_row - self.pad_top;
-        assert!(top + 2 * (R - 1) + KH <= self.input.len() / self.width);
+        let mut acc = [simd.splat(self.data.bias); R];
+        let top = 2 * first_row - self.data.pad_top;
+        assert!(top + 2 * (R - 1) + KH <= self.data.input.len() / self.data.width);
         // Tap columns in pairs (j, j + 1) where they are adjacent (no horizontal dilation),
         // else one at a time.
-        let step = if self.dilation[1] == 1 { 2 } else { 1 };
-        for j in (0..self.kernel_w).step_by(step) {
-            let offset = 2 * vector * lanes + j * self.dilation[1];
+        let step = if self.data.dilation[1] == 1 { 2 } else { 1 };
+        for j in (0..self.data.kernel_w).step_by(step) {
+            let offset = 2 * vector * lanes + j * self.data.dilation[1];
             let Some(columns) = self.pair_columns::<EDGE>(offset) else {
                 continue;
             };
@@ -455,11 +488,11 @@ impl<S: Simd> Plane<'_, S> {
             let weights = |j: usize| {
                 let mut column = [simd.splat(0.0); KH];
                 for (i, weight) in column.iter_mut().enumerate() {
-                    *weight = simd.splat(self.weights[i * self.kernel_w + j]);
+                    *weight = simd.splat(self.data.weights[i * self.data.kernel_w + j]);
                 }
                 column
             };
-            if step == 2 && j + 1 < self.kernel_w {
+            if step == 2 && j + 1 < self.data.kernel_w {
                 let (even, odd) = (weights(j), weights(j + 1));
                 // SAFETY: input rows `top .. top + 2(R − 1) + KH` are inside the plane
                 // (asserted), and `columns` is what `pair_columns` returned for `offset`.
@@ -543,17 +576,17 @@ impl<S: Simd> Plane<'_, S> {
         output: &mut [f32],
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
-        let mut acc = [simd.splat(self.bias); R];
+        let mut acc = [simd.splat(self.data.bias); R];
         for i in rows {
             // Input row of output row `first_row + r`: this plus 2r.
-            let top = 2 * first_row + i * self.dilation[0] - self.pad_top;
-            assert!(top + 2 * (R - 1) < self.input.len() / self.width);
-            for j in 0..self.kernel_w {
-                let offset = 2 * vector * lanes + j * self.dilation[1];
+            let top = 2 * first_row + i * self.data.dilation[0] - self.data.pad_top;
+            assert!(top + 2 * (R - 1) < self.data.input.len() / self.data.width);
+            for j in 0..self.data.kernel_w {
+                let offset = 2 * vector * lanes + j * self.data.dilation[1];
                 let Some(columns) = self.pair_columns::<EDGE>(offset) else {
                     continue;
                 };
-                let weight = simd.splat(self.weights[i * self.kernel_w + j]);
+                let weight = simd.splat(self.data.weights[i * self.data.kernel_w + j]);
                 for (r, sum) in acc.iter_mut().enumerate() {
                     // SAFETY: input row `top + 2r` is inside the plane (asserted).
                     let (x, _) = unsafe { self.load_pair::<EDGE>(top + 2 * r, offset, columns) };
@@ -594,10 +627,11 @@ impl<S: Simd> Plane<'_, S> {
         [low, high]: PairColumns,
     ) -> (S::Vector, S::Vector) {
         let base = self
+            .data
             .input
             .as_ptr()
-            .wrapping_add(row * self.width + offset)
-            .wrapping_sub(self.pad_left);
+            .wrapping_add(row * self.data.width + offset)
+            .wrapping_sub(self.data.pad_left);
         let high_base = base.wrapping_add(S::LANES);
         // SAFETY: the lanes set in `low` and `high` read the row's columns inside 0..W (the
         // caller's promise); without `EDGE` all 2·LANES of them are.
@@ -622,8 +656,8 @@ impl<S: Simd> Plane<'_, S> {
         if !EDGE {
             return Some((0, lanes));
         }
-        let first = self.pad_left.saturating_sub(offset).min(lanes);
-        let end = (self.width + self.pad_left)
+        let first = self.data.pad_left.saturating_sub(offset).min(lanes);
+        let end = (self.data.width + self.data.pad_left)
             .saturating_sub(offset)
             .min(lanes);
         (first < end).then_some((first, end))
@@ -644,10 +678,11 @@ impl<S: Simd> Plane<'_, S> {
         (first, end): (usize, usize),
     ) -> S::Vector {
         let base = self
+            .data
             .input
             .as_ptr()
-            .wrapping_add(row * self.width + offset)
-            .wrapping_sub(self.pad_left);
+            .wrapping_add(row * self.data.width + offset)
+            .wrapping_sub(self.data.pad_left);
         // SAFETY: lanes `first..end` read the row's columns `offset − pad_left + first ..
         // offset − pad_left + end`, inside 0..W (the caller's promise); all LANES when whole.
         unsafe {
@@ -669,18 +704,24 @@ impl<S: Simd> Plane<'_, S> {
         vector: usize,
         output: &mut [f32],
     ) {
-        let lanes = S::LANES;
+        let (lanes, out_w) = (S::LANES, self.data.out_w);
         let first_output = vector * lanes;
-        let count = (self.out_w - first_output).min(lanes);
+        let count = (out_w - first_output).min(lanes);
+        // One check for the block's rows, not one per row: the last row's vector is the
+        // furthest store.
+        assert!((first_row + R - 1) * out_w + first_output + count <= output.len());
+        let first = output
+            .as_mut_ptr()
+            .wrapping_add(first_row * out_w + first_output);
         for (r, &sum) in acc.iter().enumerate() {
-            let target = &mut output[(first_row + r) * self.out_w + first_output..][..count];
-            // SAFETY: lanes `0..count` land on `target`, a slice of `count` floats; whole
-            // vectors are LANES floats.
+            let target = first.wrapping_add(r * out_w);
+            // SAFETY: lanes `0..count` of row `first_row + r` land inside `output` (asserted
+            // for the last row, the others lie before it); whole vectors are LANES floats.
             unsafe {
                 if count == lanes {
-                    self.simd.store(target.as_mut_ptr(), sum);
+                    self.simd.store(target, sum);
                 } else {
-                    self.simd.store_lanes(target.as_mut_ptr(), sum, 0, count);
+                    self.simd.store_lanes(target, sum, 0, count);
                 }
             }
         }

@@ -465,9 +465,12 @@ mod tests {
     }
 
     /// Stride-1 depthwise problems with channel multipliers, asymmetric kernels and padding,
-    /// dilation, and rows around one and two vectors of every tier (8 and 16 lanes).
+    /// dilation, and rows around one and two vectors of every tier (8 and 16 lanes); half
+    /// the windows square, most of those 3x3 (their shared-row tiles are specialised).
     fn unpacked_problems() -> impl Strategy<Value = Problem> {
-        let window = (1usize..8, 1usize..6, 1usize..4, 1usize..4);
+        let square = prop_oneof![Just(3usize), 1usize..8].prop_map(|side| (side, side));
+        let window = (prop_oneof![square, (1usize..8, 1usize..6)], 1usize..4, 1usize..4)
+            .prop_map(|((kh, kw), dh, dw)| (kh, kw, dh, dw));
         let size = (1usize..4, 1usize..4, 1usize..20, 1usize..40, 1usize..3);
         depthwise_problems(1, window, size)
     }
@@ -521,9 +524,10 @@ mod tests {
     /// Depthwise 5xN and 7xN windows without vertical dilation on planes tall enough for
     /// blocks of every row count: the unpacked kernel's shared-row tiles.
     fn tall_window_problems() -> impl Strategy<Value = Problem> {
+        // Square windows half the time (their tiles are specialised), else any width.
         let window = (
             prop_oneof![Just(5usize), Just(7usize)],
-            1usize..8,
+            prop_oneof![Just(None), (1usize..8).prop_map(Some)],
             1usize..3,
         );
         let size = (0usize..4, 0usize..4, 1usize..3, 8usize..30, 1usize..40);
@@ -531,6 +535,7 @@ mod tests {
             .prop_filter_map(
                 "window larger than input",
                 |((kh, kw, dilation_w), (top, left, channels, h, w))| {
+                    let kw = kw.unwrap_or(kh);
                     Conv2dParams::new(channels, channels, [kh, kw])
                         .groups(channels)
                         .dilation([1, dilation_w])
