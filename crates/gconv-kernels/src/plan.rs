@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use gconv_shape::Geometry;
 
 use crate::depthwise_lanes::{LanesEngine, POSITIONS};
+use crate::depthwise_shifted::{ShiftedEngine, TILE_VECTORS};
 use crate::depthwise_unpacked::{TILE_ROWS, UnpackedEngine};
 use crate::engine::{Body, Engine, Workspace};
 use crate::layout::{Packing, VectorOrder};
@@ -54,6 +55,8 @@ enum Path {
     Lanes,
     #[cfg_attr(not(test), allow(dead_code))]
     Unpacked,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Shifted,
     /// Phase-split packing with its vectors in this order.
     #[cfg_attr(not(test), allow(dead_code))]
     PhaseSplit(VectorOrder),
@@ -70,6 +73,9 @@ enum Kernel {
     /// Depthwise with stride 1 on larger planes, read from the input rows (see
     /// `crate::depthwise_unpacked`).
     DepthwiseUnpacked(UnpackedEngine),
+    /// Depthwise with stride 1 on small planes of the input's size, every tap a shifted
+    /// read of the input plane (see `crate::depthwise_shifted`).
+    DepthwiseShifted(ShiftedEngine),
 }
 
 /// A grouped convolution ready to run: geometry, packed weights, kernel, tier and threads.
@@ -121,22 +127,29 @@ impl KernelPlan {
             Threads::Count(count) => count.get(),
         };
         let lanes_isa = lanes_isa(isa);
+        let shifted = match path {
+            Path::Chosen => prefers_shifted(geometry, isa),
+            Path::Shifted => true,
+            Path::Body(_) | Path::PhaseSplit(_) | Path::Lanes | Path::Unpacked => false,
+        };
         let unpacked = match path {
-            Path::Chosen => prefers_unpacked(geometry, isa, lanes_isa),
+            Path::Chosen => !shifted && prefers_unpacked(geometry, isa, lanes_isa),
             Path::Unpacked => true,
-            Path::Body(_) | Path::PhaseSplit(_) | Path::Lanes => false,
+            Path::Body(_) | Path::PhaseSplit(_) | Path::Lanes | Path::Shifted => false,
         };
         let lanes = match path {
-            Path::Chosen => !unpacked && prefers_lanes(geometry, isa, lanes_isa),
-            Path::Body(_) | Path::PhaseSplit(_) | Path::Unpacked => false,
+            Path::Chosen => !shifted && !unpacked && prefers_lanes(geometry, isa, lanes_isa),
+            Path::Body(_) | Path::PhaseSplit(_) | Path::Unpacked | Path::Shifted => false,
             Path::Lanes => LanesEngine::suits(geometry, lanes_isa),
         };
         let (body, order) = match path {
             Path::Body(body) => (Some(body), None),
             Path::PhaseSplit(order) => (Some(Body::Positions(Packing::PhaseSplit)), Some(order)),
-            Path::Chosen | Path::Lanes | Path::Unpacked => (None, None),
+            Path::Chosen | Path::Lanes | Path::Unpacked | Path::Shifted => (None, None),
         };
-        let kernel = if lanes {
+        let kernel = if shifted {
+            Kernel::DepthwiseShifted(ShiftedEngine::new(geometry, weight, bias, isa)?)
+        } else if lanes {
             Kernel::DepthwiseLanes(LanesEngine::new(geometry, weight, bias, lanes_isa)?)
         } else if unpacked {
             Kernel::DepthwiseUnpacked(UnpackedEngine::new(geometry, weight, bias, isa)?)
@@ -149,6 +162,7 @@ impl KernelPlan {
             Kernel::Grouped(engine) => engine.scratch_len(),
             Kernel::DepthwiseLanes(engine) => engine.scratch_len(),
             Kernel::DepthwiseUnpacked(engine) => engine.scratch_len(),
+            Kernel::DepthwiseShifted(engine) => engine.scratch_len(),
         };
         // Scratch beyond the data itself only comes from absurd padding or dilation (a
         // packed band is normally a few kilobytes): refuse it rather than allocate it.
@@ -186,6 +200,9 @@ impl KernelPlan {
             Kernel::DepthwiseUnpacked(engine) => {
                 engine.run(input, output, &self.workspace, parallel)
             }
+            Kernel::DepthwiseShifted(engine) => {
+                engine.run(input, output, &self.workspace, parallel)
+            }
         }
         Ok(())
     }
@@ -196,6 +213,7 @@ impl KernelPlan {
             Kernel::Grouped(engine) => &engine.geometry,
             Kernel::DepthwiseLanes(engine) => &engine.geometry,
             Kernel::DepthwiseUnpacked(engine) => &engine.geometry,
+            Kernel::DepthwiseShifted(engine) => &engine.geometry,
         }
     }
 
@@ -252,6 +270,7 @@ impl KernelPlan {
             }
             Kernel::DepthwiseLanes(engine) => ("lanes", engine.isa.lanes(), POSITIONS),
             Kernel::DepthwiseUnpacked(engine) => ("unpacked", 1, TILE_ROWS * engine.isa.lanes()),
+            Kernel::DepthwiseShifted(engine) => ("shifted", 1, TILE_VECTORS * engine.isa.lanes()),
         };
         format!(
             "{}-{kernel_h}x{kernel_w}s{}d{}-{packing}-{channels}c{positions}w-{}",
@@ -318,6 +337,26 @@ fn prefers_unpacked(geometry: &Geometry, isa: Isa, lanes_isa: Isa) -> bool {
         && (geometry.reduction_len() <= 9 || tall_shared)
         && padded * lanes_isa.lanes() as u128 * 4 > UNPACKED_MIN_BLOCK as u128
 }
+
+/// Whether the shifted-plane depthwise kernel should run `geometry` on `isa`: stride 1,
+/// output the input's size, planes of at most [`SHIFTED_MAX_PLANE`] positions, AVX-512 only.
+///
+/// Measured (AVX-512, one thread, median of three alternating runs, GFLOP/s, against the
+/// kernel chosen before it): 3x3 on 14x14 48–50 against 34 (lanes), 7x7 30 → 33 (lanes),
+/// 10x10 33 → 42, 20x20 34 → 55, 28x28 52 → 56 (unpacked), DeepLab's dilated 32x32 51 → 54
+/// and 45 → 56, 5x5 on 14x14 46 → 57, 7x7 on 14x14 55 → 62; 3x3 on 32x32 60 against 58 and
+/// 40x40 even, so larger planes stay on the unpacked kernel. On AVX2 every one of these ran
+/// slower than before (0.5–0.8x): without mask registers each masked multiply-add is a
+/// blend, and its mask is rebuilt from bits.
+fn prefers_shifted(geometry: &Geometry, isa: Isa) -> bool {
+    let [height, width] = geometry.input_size();
+    isa == Isa::X86_64V4
+        && ShiftedEngine::suits(geometry)
+        && (height as u128 * width as u128) <= SHIFTED_MAX_PLANE as u128
+}
+
+/// Positions of the largest plane the shifted-plane kernel runs.
+const SHIFTED_MAX_PLANE: usize = 32 * 32;
 
 /// Bytes of a padded block of channels in lanes from which the unpacked kernel beats the
 /// channels-in-lanes one on 3x3 layers: between 26x26 and 30x30 padded pixels of 8 lanes.
@@ -469,10 +508,43 @@ mod tests {
     /// the windows square, most of those 3x3 (their shared-row tiles are specialised).
     fn unpacked_problems() -> impl Strategy<Value = Problem> {
         let square = prop_oneof![Just(3usize), 1usize..8].prop_map(|side| (side, side));
-        let window = (prop_oneof![square, (1usize..8, 1usize..6)], 1usize..4, 1usize..4)
+        let window = (
+            prop_oneof![square, (1usize..8, 1usize..6)],
+            1usize..4,
+            1usize..4,
+        )
             .prop_map(|((kh, kw), dh, dw)| (kh, kw, dh, dw));
         let size = (1usize..4, 1usize..4, 1usize..20, 1usize..40, 1usize..3);
         depthwise_problems(1, window, size)
+    }
+
+    /// Stride-1 depthwise problems whose output is the input's size (the padding of each axis
+    /// adds up to the window's reach, split unevenly too), with channel multipliers,
+    /// dilation, planes around one and two vectors of every tier and batches, so that the
+    /// input's first and last planes (masked loads) and the planes between (whole loads)
+    /// all occur.
+    fn same_size_problems() -> impl Strategy<Value = Problem> {
+        let window = (1usize..8, 1usize..8, 1usize..3, 1usize..3);
+        let split = (0.0f64..1.0, 0.0f64..1.0);
+        let size = (1usize..4, 1usize..3, 1usize..20, 1usize..40, 1usize..4);
+        (window, split, size, any::<bool>())
+            .prop_filter_map(
+                "window larger than input",
+                |((kh, kw, dilation_h, dilation_w), (above, before), size, bias)| {
+                    let (channels, multiplier, h, w, batch) = size;
+                    let (reach_h, reach_w) = ((kh - 1) * dilation_h, (kw - 1) * dilation_w);
+                    let top = (above * (reach_h + 1) as f64) as usize;
+                    let left = (before * (reach_w + 1) as f64) as usize;
+                    Conv2dParams::new(channels, channels * multiplier, [kh, kw])
+                        .groups(channels)
+                        .dilation([dilation_h, dilation_w])
+                        .padding(Padding::per_side(top, reach_h - top, left, reach_w - left))
+                        .bias(bias)
+                        .geometry([batch, channels, h, w])
+                        .ok()
+                },
+            )
+            .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
     }
 
     /// Stride-2 depthwise problems for the unpacked kernel: windows of three rows (shared
@@ -694,6 +766,12 @@ mod tests {
             problem in stride_two_unpacked_problems()
         ) {
             check_path(&problem, Path::Unpacked)?;
+        }
+
+        #[test]
+        fn shifted_plane_depthwise_matches_the_reference(problem in same_size_problems()) {
+            prop_assert_eq!(problem.geometry.output_size(), problem.geometry.input_size());
+            check_path(&problem, Path::Shifted)?;
         }
 
         #[test]

@@ -77,6 +77,16 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// if the build enables FMA (otherwise a multiply and an add).
     fn mul_add(self, a: Self::Vector, b: Self::Vector, c: Self::Vector) -> Self::Vector;
 
+    /// `a · b + c` (fused) in the lanes whose bit is set in `mask`, `c` in the others: a tap
+    /// that exists only for some lanes adds nothing, not even a NaN, to the others.
+    fn mul_add_masked(
+        self,
+        a: Self::Vector,
+        b: Self::Vector,
+        c: Self::Vector,
+        mask: u32,
+    ) -> Self::Vector;
+
     /// Loads `LANES` values from `source`, which need not be aligned.
     ///
     /// # Safety
@@ -313,6 +323,38 @@ mod tests {
             assert_eq!(
                 value, expected,
                 "lane {lane} of a load under mask {mask:#b}"
+            );
+        }
+        // Products only in the set lanes: a NaN factor in the others leaves them alone.
+        let factors: Vec<f32> = (0..lanes)
+            .map(|lane| {
+                if mask & (1 << lane) != 0 {
+                    2.0
+                } else {
+                    f32::NAN
+                }
+            })
+            .collect();
+        let mut fused = vec![0.0f32; lanes];
+        // SAFETY: `values` and `factors` hold at least LANES floats, `fused` LANES.
+        unsafe {
+            let sum = simd.mul_add_masked(
+                simd.load(factors.as_ptr()),
+                simd.load(values.as_ptr()),
+                simd.splat(0.5),
+                mask,
+            );
+            simd.store(fused.as_mut_ptr(), sum);
+        }
+        for (lane, &value) in fused.iter().enumerate() {
+            let expected = if mask & (1 << lane) != 0 {
+                2.0 * lane as f32 + 0.5
+            } else {
+                0.5
+            };
+            assert_eq!(
+                value, expected,
+                "lane {lane} of a multiply-add under mask {mask:#b}"
             );
         }
         let mut stored = vec![0.0f32; lanes + 2];

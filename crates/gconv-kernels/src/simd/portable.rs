@@ -24,6 +24,18 @@ unsafe impl Simd for Portable {
     }
 
     #[inline(always)]
+    fn mul_add_masked(self, a: f32x8, b: f32x8, c: f32x8, mask: u32) -> f32x8 {
+        let (sum, kept) = (a.mul_add(b, c).to_array(), c.to_array());
+        f32x8::from(std::array::from_fn::<f32, 8, _>(|lane| {
+            if mask & (1 << lane) != 0 {
+                sum[lane]
+            } else {
+                kept[lane]
+            }
+        }))
+    }
+
+    #[inline(always)]
     unsafe fn load(self, source: *const f32) -> f32x8 {
         // SAFETY: the caller guarantees 8 readable floats; `read_unaligned` needs no alignment.
         f32x8::from(unsafe { source.cast::<[f32; 8]>().read_unaligned() })

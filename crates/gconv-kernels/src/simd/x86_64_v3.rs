@@ -1,11 +1,11 @@
 //! The x86-64-v3 tier: AVX2 + FMA, 8 lanes.
 
 use std::arch::x86_64::{
-    __m256, __m256i, _mm256_and_si256, _mm256_castpd_ps, _mm256_castps_pd, _mm256_cmpeq_epi32,
-    _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
-    _mm256_permute2f128_ps, _mm256_permute4x64_pd, _mm256_set1_epi32, _mm256_set1_ps,
-    _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps,
-    _mm256_unpacklo_ps,
+    __m256, __m256i, _mm256_and_si256, _mm256_blendv_ps, _mm256_castpd_ps, _mm256_castps_pd,
+    _mm256_castsi256_ps, _mm256_cmpeq_epi32, _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps,
+    _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_permute2f128_ps, _mm256_permute4x64_pd,
+    _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps,
+    _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 
 use super::Simd;
@@ -37,6 +37,17 @@ unsafe impl Simd for X86_64V3 {
     fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
         // SAFETY: the token proves FMA is present.
         unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+
+    #[inline(always)]
+    fn mul_add_masked(self, a: __m256, b: __m256, c: __m256, mask: u32) -> __m256 {
+        // SAFETY: the token proves AVX2 and FMA are present.
+        unsafe {
+            let bits: __m256i = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+            let set = _mm256_and_si256(_mm256_set1_epi32(mask as i32), bits);
+            let lanes = _mm256_castsi256_ps(_mm256_cmpeq_epi32(set, bits));
+            _mm256_blendv_ps(c, _mm256_fmadd_ps(a, b, c), lanes)
+        }
     }
 
     #[inline(always)]

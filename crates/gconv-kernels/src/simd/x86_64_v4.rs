@@ -2,8 +2,8 @@
 
 use std::arch::x86_64::{
     __m512, _mm512_castpd_ps, _mm512_castps_pd, _mm512_fmadd_ps, _mm512_loadu_ps,
-    _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_set1_ps,
-    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_storeu_ps,
+    _mm512_mask_storeu_ps, _mm512_mask3_fmadd_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps,
+    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_storeu_ps,
     _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
 };
 
@@ -35,6 +35,12 @@ unsafe impl Simd for X86_64V4 {
     fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: the token proves AVX-512F is present.
         unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+
+    #[inline(always)]
+    fn mul_add_masked(self, a: __m512, b: __m512, c: __m512, mask: u32) -> __m512 {
+        // SAFETY: the token proves AVX-512F is present.
+        unsafe { _mm512_mask3_fmadd_ps(a, b, c, mask as u16) }
     }
 
     #[inline(always)]
