@@ -7,8 +7,11 @@
 //! whose idle cores halt; the 3-group ShuffleNet layers ran slower on two threads than on one.
 //! So the team works differently:
 //!
-//! * the caller starts on the pieces at once; helpers join as they arrive and every member
-//!   claims pieces from one atomic counter, so no piece waits for a thread that is asleep;
+//! * the caller starts on the pieces at once; helpers join as they arrive. Every member has
+//!   a home share of the pieces, the same contiguous range every run, and claims from it
+//!   first, then from the others' shares, so no piece waits for a thread that is asleep, and
+//!   a layer run again (or a network whose layers split their channels alike) finds its
+//!   data in the cache of the core that used it last;
 //! * the caller returns as soon as every piece is done: it waits for pieces in progress,
 //!   never for a helper that has not arrived (a late helper finds the loop closed);
 //! * helpers spin for a short while after each loop before they sleep, so that the next run
@@ -39,6 +42,11 @@ const CLAIMS_PER_MEMBER: usize = 8;
 /// type alias's trait object is `'static`).
 type Job = dyn Fn(usize, usize) + Sync;
 
+/// A counter alone on its cache line (two, for the adjacent-line prefetcher).
+#[derive(Default)]
+#[repr(align(128))]
+struct Counter(AtomicUsize);
+
 /// The threads of a plan: the caller and `members − 1` helpers.
 pub(crate) struct Team {
     shared: Arc<Shared>,
@@ -67,8 +75,9 @@ struct Shared {
     open: AtomicBool,
     /// Helpers inside the current loop.
     active: AtomicUsize,
-    /// The next unclaimed piece, and the count of pieces.
-    next: AtomicUsize,
+    /// Per member, the next unclaimed piece of its home share (see [`Shared::share`]), each
+    /// on a cache line of its own; and the count of pieces.
+    next: Vec<Counter>,
     pieces: AtomicUsize,
     /// A helper's panic, re-raised on the caller.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
@@ -109,7 +118,7 @@ impl Team {
             job: Mutex::new(None),
             open: AtomicBool::new(false),
             active: AtomicUsize::new(0),
-            next: AtomicUsize::new(0),
+            next: (0..=helpers).map(|_| Counter::default()).collect(),
             pieces: AtomicUsize::new(0),
             panic: Mutex::new(None),
             sleeping: AtomicUsize::new(0),
@@ -152,7 +161,9 @@ impl Team {
             std::mem::transmute::<*const (dyn Fn(usize, usize) + Sync + '_), *const Job>(job)
         });
         *shared.job.lock().unwrap_or_else(PoisonError::into_inner) = Some(pointer);
-        shared.next.store(0, SeqCst);
+        for (member, next) in shared.next.iter().enumerate() {
+            next.0.store(shared.share(member, pieces).start, SeqCst);
+        }
         shared.pieces.store(pieces, SeqCst);
         shared.open.store(true, SeqCst);
         shared.generation.fetch_add(1, SeqCst);
@@ -165,7 +176,7 @@ impl Team {
         // before `job` goes out of scope.
         let own = panic::catch_unwind(AssertUnwindSafe(|| shared.claim_pieces(0, job)));
         if own.is_err() {
-            shared.next.store(usize::MAX / 2, SeqCst);
+            shared.close_shares();
         }
 
         shared.open.store(false, SeqCst);
@@ -193,20 +204,39 @@ impl Team {
 }
 
 impl Shared {
-    /// Runs pieces until none is left, claiming a few at a time: a depthwise layer has a
-    /// hundred pieces of a microsecond each, where one claim per piece would bounce the
-    /// counter's cache line between the cores for every one.
+    /// Runs pieces until none is left, claiming a few at a time, its home share first, then
+    /// the other members' in turn: a depthwise layer has a hundred pieces of a microsecond
+    /// each, where one claim per piece would bounce a counter's cache line between the cores
+    /// for every one.
     fn claim_pieces(&self, member: usize, job: &(dyn Fn(usize, usize) + Sync)) {
         let pieces = self.pieces.load(SeqCst);
         let batch = (pieces / (CLAIMS_PER_MEMBER * self.members)).max(1);
-        loop {
-            let first = self.next.fetch_add(batch, SeqCst);
-            if first >= pieces {
-                return;
+        for home in (member..self.members).chain(0..member) {
+            let end = self.share(home, pieces).end;
+            loop {
+                let first = self.next[home].0.fetch_add(batch, SeqCst);
+                if first >= end {
+                    break;
+                }
+                for piece in first..(first + batch).min(end) {
+                    job(member, piece);
+                }
             }
-            for piece in first..(first + batch).min(pieces) {
-                job(member, piece);
-            }
+        }
+    }
+
+    /// Member `member`'s home share of `pieces`: the `member`-th of `members` near-equal
+    /// contiguous ranges.
+    fn share(&self, member: usize, pieces: usize) -> std::ops::Range<usize> {
+        let boundary =
+            |member: usize| (member as u128 * pieces as u128 / self.members as u128) as usize;
+        boundary(member)..boundary(member + 1)
+    }
+
+    /// Hands out no more pieces (after a panic): every share's counter past its end.
+    fn close_shares(&self) {
+        for next in &self.next {
+            next.0.store(usize::MAX / 2, SeqCst);
         }
     }
 
@@ -230,7 +260,7 @@ impl Shared {
                         panic::catch_unwind(AssertUnwindSafe(|| self.claim_pieces(member, job)));
                     if let Err(payload) = outcome {
                         // Stop handing out pieces; the caller re-raises the panic.
-                        self.next.store(usize::MAX / 2, SeqCst);
+                        self.close_shares();
                         *self.panic.lock().unwrap_or_else(PoisonError::into_inner) = Some(payload);
                     }
                 }
@@ -315,6 +345,24 @@ mod tests {
             assert!(counts.iter().all(|count| count.load(SeqCst) == 1));
             let total: usize = members.iter().map(|count| count.load(SeqCst)).sum();
             assert_eq!(total, pieces);
+        }
+    }
+
+    #[test]
+    fn home_shares_split_the_pieces_into_near_equal_ranges_in_member_order() {
+        let team = Team::new(3).unwrap();
+        for pieces in [0, 1, 2, 3, 7, 100] {
+            let shares: Vec<_> = (0..3)
+                .map(|member| team.shared.share(member, pieces))
+                .collect();
+            assert_eq!(shares[0].start, 0);
+            assert_eq!(shares[2].end, pieces);
+            for pair in shares.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start, "{pieces} pieces: {shares:?}");
+            }
+            let sizes: Vec<usize> = shares.iter().map(ExactSizeIterator::len).collect();
+            let (smallest, largest) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(largest - smallest <= 1, "{pieces} pieces: {shares:?}");
         }
     }
 
