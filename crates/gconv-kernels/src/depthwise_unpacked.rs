@@ -188,11 +188,13 @@ impl UnpackedEngine {
                         };
                         // Window rows share their input rows where the window is whole: 3x3
                         // with vertical dilation 1 or 2, 5x5 and 7x7 without, the width known
-                        // to the compiler so the tap columns unroll; with stride 2, 3xN
-                        // without. (Measured slower shared than loaded per tap: dilations 3
-                        // and 4, DeepLab's d4 27 against 31 GFLOP/s; 5xN with stride 2, its
-                        // twenty window and weight registers beside the accumulators,
-                        // EfficientNet's 5x5 stride-2 layer 21 against 25.)
+                        // to the compiler so the tap columns unroll; with stride 2, 3xN and
+                        // 5xN without. (Measured slower shared than loaded per tap:
+                        // dilations 3 and 4, DeepLab's d4 27 against 31 GFLOP/s. Stride-2 5xN
+                        // windows, their twenty window and weight registers beside the
+                        // accumulators, were slower too while every family shared one
+                        // function: EfficientNet's 5x5 stride-2 layer 21 against 25; in one
+                        // of their own, 35.)
                         let isa = self.isa;
                         let window = [data.kernel_h, data.kernel_w];
                         match (stride_two, whole, window, data.dilation[0]) {
@@ -202,6 +204,7 @@ impl UnpackedEngine {
                             (false, true, [7, 7], 1) => dispatch(isa, block.of::<SharedRows<7, 7, 1>>()),
                             (false, ..) => dispatch(isa, block.of::<TapByTap>()),
                             (true, true, [3, _], 1) => dispatch(isa, block.of::<StrideTwoSharedRows<3>>()),
+                            (true, true, [5, _], 1) => dispatch(isa, block.of::<StrideTwoSharedRows<5>>()),
                             (true, ..) => dispatch(isa, block.of::<StrideTwoTapByTap>()),
                         }
                         first_row += $rows;

@@ -298,7 +298,7 @@ fn lanes_isa(isa: Isa) -> Isa {
 /// a 5xN or 7xN window whose input rows it shares (past that the flat kernel's packing is
 /// small against its arithmetic), or stride 2 with a 3xN window, on planes whose padded block
 /// of channels in lanes (on `lanes_isa`) would not fit [`UNPACKED_MIN_BLOCK`] (stride 2 on
-/// tiers below AVX-512: four times that).
+/// tiers below AVX-512 and with 5xN windows: four times that).
 ///
 /// Measured (AVX-512 tier, one thread, GFLOP/s): 3x3 on 28x28 31 against 28 (lanes), 30x30
 /// 34 against 28 (lanes), DeepLab's dilated 32x32 32 against 24 (lanes), 40x40 32 against 31
@@ -319,14 +319,19 @@ fn prefers_unpacked(geometry: &Geometry, isa: Isa, lanes_isa: Isa) -> bool {
     let tall_shared =
         matches!(kernel_h, 5 | 7) && geometry.dilation()[0] == 1 && 6 * (kernel_h - 1) <= out_h;
     if geometry.stride() == [2, 2] {
-        // Stride 2 shares input rows for 3xN windows without vertical dilation. Its
-        // deinterleaves cost AVX2 more (8-lane vectors, two shuffles each): there it starts
-        // at 56x56 (28x28: 10 against 13 GFLOP/s for the channels-in-lanes kernel).
-        // Measured, AVX-512, one thread: MobileNetV2's 112x112, 56x56 and 28x28 stride-2
-        // layers +20 to +30 % against the flat and channels-in-lanes kernels.
-        let shared = kernel_h == 3 && geometry.dilation()[0] == 1;
-        let min_block = match isa {
-            Isa::X86_64V4 => UNPACKED_MIN_BLOCK,
+        // Stride 2 shares input rows for 3xN windows without vertical dilation, and on
+        // AVX-512 for 5xN too. Its deinterleaves cost AVX2 more (8-lane vectors, two shuffles
+        // each): there 3xN starts at 56x56 (28x28: 10 against 13 GFLOP/s for the
+        // channels-in-lanes kernel) and 5xN stays with the other kernels (EfficientNet's 5x5
+        // on 56x56: 19 against 28). Measured, AVX-512, one thread: MobileNetV2's 112x112,
+        // 56x56 and 28x28 stride-2 layers +20 to +30 % against the flat and channels-in-lanes
+        // kernels; 5x5 on 56x56 35 against 28 (lanes), 112x112 36 against 32 (flat), 5x3 on
+        // 56x56 30 against 21, but 32x32 31 against 33 and 28x28 even: 5xN from the AVX2
+        // threshold on.
+        let dilated = geometry.dilation()[0] != 1;
+        let shared = !dilated && (kernel_h == 3 || (kernel_h == 5 && isa == Isa::X86_64V4));
+        let min_block = match (isa, kernel_h) {
+            (Isa::X86_64V4, 3) => UNPACKED_MIN_BLOCK,
             _ => 4 * UNPACKED_MIN_BLOCK,
         };
         return UnpackedEngine::suits(geometry)
@@ -547,13 +552,13 @@ mod tests {
             .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
     }
 
-    /// Stride-2 depthwise problems for the unpacked kernel: windows of three rows (shared
-    /// input rows) and others, planes tall enough for blocks of every row count and wide
+    /// Stride-2 depthwise problems for the unpacked kernel: windows of three and five rows
+    /// (shared input rows) and others, planes tall enough for blocks of every row count and wide
     /// enough that a row holds pairs of vectors inside and at both ends (32 input columns
     /// per vector pair on AVX-512).
     fn stride_two_unpacked_problems() -> impl Strategy<Value = Problem> {
         let window = (
-            prop_oneof![Just(3usize), 1usize..6],
+            prop_oneof![Just(3usize), Just(5usize), 1usize..6],
             1usize..6,
             1usize..3,
             1usize..3,
