@@ -43,9 +43,7 @@ unsafe impl Simd for X86_64V3 {
     fn mul_add_masked(self, a: __m256, b: __m256, c: __m256, mask: u32) -> __m256 {
         // SAFETY: the token proves AVX2 and FMA are present.
         unsafe {
-            let bits: __m256i = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-            let set = _mm256_and_si256(_mm256_set1_epi32(mask as i32), bits);
-            let lanes = _mm256_castsi256_ps(_mm256_cmpeq_epi32(set, bits));
+            let lanes = _mm256_castsi256_ps(lanes_of(mask));
             _mm256_blendv_ps(c, _mm256_fmadd_ps(a, b, c), lanes)
         }
     }
@@ -149,10 +147,21 @@ unsafe impl Simd for X86_64V3 {
     unsafe fn load_masked(self, base: *const f32, mask: u32) -> __m256 {
         // SAFETY: the token proves AVX2; lanes whose bit is clear are masked off and not read
         // (nor can they fault), the caller guarantees the others are readable.
-        unsafe {
-            let bits: __m256i = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-            let set = _mm256_and_si256(_mm256_set1_epi32(mask as i32), bits);
-            _mm256_maskload_ps(base, _mm256_cmpeq_epi32(set, bits))
-        }
+        unsafe { _mm256_maskload_ps(base, lanes_of(mask)) }
+    }
+}
+
+/// The lanes whose bit is set in `mask` as a vector mask: all ones there, zeros elsewhere.
+///
+/// # Safety
+///
+/// AVX2 must be present (inlined into the tier's methods, which hold the token).
+#[inline(always)]
+unsafe fn lanes_of(mask: u32) -> __m256i {
+    // SAFETY: the caller guarantees AVX2.
+    unsafe {
+        let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        let set = _mm256_and_si256(_mm256_set1_epi32(mask as i32), bits);
+        _mm256_cmpeq_epi32(set, bits)
     }
 }
