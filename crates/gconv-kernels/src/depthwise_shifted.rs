@@ -169,8 +169,8 @@ impl ShiftedEngine {
     }
 }
 
-/// Masks a plan may work out (a 64x64 plane of 7x7 taps on AVX2): past that the plane is no
-/// longer small and other kernels run it.
+/// Masks a plan may work out (a megabyte: about a 200x200 plane of 7x7 taps on AVX2); past
+/// that the plane is no longer small and other kernels run it.
 const MAX_MASKS: usize = 1 << 18;
 
 /// One task: whole output planes from `first_plane` on, and the whole input.
@@ -207,14 +207,11 @@ impl Kernel for Planes<'_> {
             assert!((input_channel + 1) * plane <= input.len());
             let shifted = ShiftedPlane {
                 simd,
+                engine,
                 input,
                 plane_start: input_channel * plane,
                 weights: &engine.weights[channel * taps..][..taps],
                 bias: simd.splat(engine.bias[channel]),
-                shifts: &engine.shifts,
-                masks: &engine.masks,
-                reach: engine.reach,
-                vectors: engine.vectors,
             };
             shifted.convolve(output);
             channel += 1;
@@ -229,35 +226,32 @@ impl Kernel for Planes<'_> {
     }
 }
 
-/// One plane's weights and where its input starts in the whole input, and the plan's shifts
-/// and masks.
+/// One plane's weights and where its input starts in the whole input, beside the plan's
+/// shifts and masks.
 struct ShiftedPlane<'a, S: Simd> {
     simd: S,
+    engine: &'a ShiftedEngine,
     /// All of the input: a vector's taps may read the planes either side, in lanes their
     /// mask leaves out.
     input: &'a [f32],
     plane_start: usize,
     weights: &'a [f32],
     bias: S::Vector,
-    shifts: &'a [isize],
-    masks: &'a [u32],
-    reach: [isize; 2],
-    vectors: usize,
 }
 
 impl<S: Simd> ShiftedPlane<'_, S> {
     /// Loop order: the plane's vectors of positions in tiles of [`TILE_VECTORS`] (the last
-    /// tile the rest), then the taps, each one masked load and fused multiply-add per vector.
+    /// tile the rest), then the taps, each one load and masked fused multiply-add per vector.
     #[inline(always)]
     fn convolve(&self, output: &mut [f32]) {
         let mut first = 0;
-        while self.vectors - first >= TILE_VECTORS {
+        while self.engine.vectors - first >= TILE_VECTORS {
             self.tile::<TILE_VECTORS>(first, output);
             first += TILE_VECTORS;
         }
         macro_rules! rest {
             ($($size:literal),*) => {
-                match self.vectors - first {
+                match self.engine.vectors - first {
                     $($size => self.tile::<$size>(first, output),)*
                     _ => {}
                 }
@@ -276,8 +270,8 @@ impl<S: Simd> ShiftedPlane<'_, S> {
         // anything a far-padded plane gives.
         let start = (self.plane_start + first * S::LANES) as isize;
         let end = start + (V * S::LANES) as isize;
-        let inside = start.saturating_add(self.reach[0]) >= 0
-            && end.saturating_add(self.reach[1]) <= self.input.len() as isize;
+        let inside = start.saturating_add(self.engine.reach[0]) >= 0
+            && end.saturating_add(self.engine.reach[1]) <= self.input.len() as isize;
         if inside {
             self.tile_reading::<V, false>(first, output)
         } else {
@@ -290,14 +284,14 @@ impl<S: Simd> ShiftedPlane<'_, S> {
     fn tile_reading<const V: usize, const MASKED: bool>(&self, first: usize, output: &mut [f32]) {
         let (simd, lanes) = (self.simd, S::LANES);
         let mut acc = [self.bias; V];
-        for (tap, (&shift, &weight)) in self.shifts.iter().zip(self.weights).enumerate() {
+        for (tap, (&shift, &weight)) in self.engine.shifts.iter().zip(self.weights).enumerate() {
             let weight = simd.splat(weight);
             let base = self
                 .input
                 .as_ptr()
                 .wrapping_add(self.plane_start + first * lanes)
                 .wrapping_offset(shift);
-            let masks = &self.masks[tap * self.vectors + first..][..V];
+            let masks = &self.engine.masks[tap * self.engine.vectors + first..][..V];
             for (vector, (sum, &mask)) in acc.iter_mut().zip(masks).enumerate() {
                 let source = base.wrapping_add(vector * lanes);
                 // SAFETY: without `MASKED`, all LANES floats from `source` lie inside the
@@ -321,13 +315,7 @@ impl<S: Simd> ShiftedPlane<'_, S> {
             let target = &mut output[start..start + count];
             // SAFETY: lanes `0..count` land on `target`, a slice of `count` floats; whole
             // vectors are LANES floats.
-            unsafe {
-                if count == lanes {
-                    simd.store(target.as_mut_ptr(), sum);
-                } else {
-                    simd.store_lanes(target.as_mut_ptr(), sum, 0, count);
-                }
-            }
+            unsafe { simd.store_first(target.as_mut_ptr(), sum, count) };
         }
     }
 }

@@ -720,13 +720,7 @@ impl<S: Simd> Plane<'_, S> {
             let target = first.wrapping_add(r * out_w);
             // SAFETY: lanes `0..count` of row `first_row + r` land inside `output` (asserted
             // for the last row, the others lie before it); whole vectors are LANES floats.
-            unsafe {
-                if count == lanes {
-                    self.simd.store(target, sum);
-                } else {
-                    self.simd.store_lanes(target, sum, 0, count);
-                }
-            }
+            unsafe { self.simd.store_first(target, sum, count) };
         }
     }
 }

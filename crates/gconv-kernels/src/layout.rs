@@ -671,11 +671,7 @@ pub(crate) fn gather_rows<S: Simd>(
                     )
                     .0
                 };
-                if count == lanes {
-                    simd.store(to, values);
-                } else {
-                    simd.store_lanes(to, values, 0, count);
-                }
+                simd.store_first(to, values, count);
             }
             from = from.wrapping_add(pitch);
             to = to.wrapping_add(row_len);
@@ -704,12 +700,7 @@ fn shifted_copy<S: Simd>(simd: S, source: &[f32], shift: isize, masks: &[u32], t
         // whose column shifted by `shift` stays on that row, inside `source`. The store covers
         // `chunk`, `count` floats.
         unsafe {
-            let values = simd.load_masked(base, mask);
-            if count == lanes {
-                simd.store(chunk.as_mut_ptr(), values);
-            } else {
-                simd.store_lanes(chunk.as_mut_ptr(), values, 0, count);
-            }
+            simd.store_first(chunk.as_mut_ptr(), simd.load_masked(base, mask), count);
         }
     }
 }

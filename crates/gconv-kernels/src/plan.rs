@@ -296,9 +296,10 @@ fn lanes_isa(isa: Isa) -> Isa {
 
 /// Whether the unpacked depthwise kernel should run `geometry`: stride 1, at most 9 taps or
 /// a 5xN or 7xN window whose input rows it shares (past that the flat kernel's packing is
-/// small against its arithmetic), or stride 2 with a 3xN window, on planes whose padded block
-/// of channels in lanes (on `lanes_isa`) would not fit [`UNPACKED_MIN_BLOCK`] (stride 2 on
-/// tiers below AVX-512 and with 5xN windows: four times that).
+/// small against its arithmetic), or stride 2 with a 3xN window (5xN too on AVX-512), on
+/// planes whose padded block of channels in lanes (on `lanes_isa`) would not fit
+/// [`UNPACKED_MIN_BLOCK`] (stride 2 on tiers below AVX-512 and with 5xN windows: four times
+/// that).
 ///
 /// Measured (AVX-512 tier, one thread, GFLOP/s): 3x3 on 28x28 31 against 28 (lanes), 30x30
 /// 34 against 28 (lanes), DeepLab's dilated 32x32 32 against 24 (lanes), 40x40 32 against 31
@@ -536,17 +537,11 @@ mod tests {
             .prop_filter_map(
                 "window larger than input",
                 |((kh, kw, dilation_h, dilation_w), (above, before), size, bias)| {
-                    let (channels, multiplier, h, w, batch) = size;
                     let (reach_h, reach_w) = ((kh - 1) * dilation_h, (kw - 1) * dilation_w);
                     let top = (above * (reach_h + 1) as f64) as usize;
                     let left = (before * (reach_w + 1) as f64) as usize;
-                    Conv2dParams::new(channels, channels * multiplier, [kh, kw])
-                        .groups(channels)
-                        .dilation([dilation_h, dilation_w])
-                        .padding(Padding::per_side(top, reach_h - top, left, reach_w - left))
-                        .bias(bias)
-                        .geometry([batch, channels, h, w])
-                        .ok()
+                    let padding = Padding::per_side(top, reach_h - top, left, reach_w - left);
+                    depthwise_geometry(1, (kh, kw, dilation_h, dilation_w), padding, size, bias)
                 },
             )
             .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
@@ -579,23 +574,31 @@ mod tests {
         (window, padding, size, any::<bool>())
             .prop_filter_map(
                 "window larger than input",
-                move |(
-                    (kh, kw, dilation_h, dilation_w),
-                    (top, bottom, left, right),
-                    (channels, multiplier, h, w, batch),
-                    bias,
-                )| {
-                    Conv2dParams::new(channels, channels * multiplier, [kh, kw])
-                        .groups(channels)
-                        .stride(stride)
-                        .dilation([dilation_h, dilation_w])
-                        .padding(Padding::per_side(top, bottom, left, right))
-                        .bias(bias)
-                        .geometry([batch, channels, h, w])
-                        .ok()
+                move |(window, (top, bottom, left, right), size, bias)| {
+                    let padding = Padding::per_side(top, bottom, left, right);
+                    depthwise_geometry(stride, window, padding, size, bias)
                 },
             )
             .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
+    }
+
+    /// A depthwise geometry of `stride`, window `(kH, kW, dH, dW)`, `padding` and sizes
+    /// `(channels, multiplier, H, W, batch)`, if valid.
+    fn depthwise_geometry(
+        stride: usize,
+        (kh, kw, dilation_h, dilation_w): (usize, usize, usize, usize),
+        padding: Padding,
+        (channels, multiplier, h, w, batch): (usize, usize, usize, usize, usize),
+        bias: bool,
+    ) -> Option<Geometry> {
+        Conv2dParams::new(channels, channels * multiplier, [kh, kw])
+            .groups(channels)
+            .stride(stride)
+            .dilation([dilation_h, dilation_w])
+            .padding(padding)
+            .bias(bias)
+            .geometry([batch, channels, h, w])
+            .ok()
     }
 
     /// Depthwise 5xN and 7xN windows without vertical dilation on planes tall enough for

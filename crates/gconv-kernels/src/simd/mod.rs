@@ -121,6 +121,24 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
         unsafe { self.load_lanes(source, 0, count) }
     }
 
+    /// Stores the first `count` lanes of `vector` at `target .. target + count`, a whole
+    /// store when `count` is `LANES`; writes nothing past `target + count`.
+    ///
+    /// # Safety
+    ///
+    /// `count <= LANES`, and `target..target + count` must be writable.
+    #[inline(always)]
+    unsafe fn store_first(self, target: *mut f32, vector: Self::Vector, count: usize) {
+        // SAFETY: lanes `0..count` write `target..target + count` (the caller's promise).
+        unsafe {
+            if count == Self::LANES {
+                self.store(target, vector);
+            } else {
+                self.store_lanes(target, vector, 0, count);
+            }
+        }
+    }
+
     /// Loads lanes `first..end` from `base + first .. base + end`, the others zero, reading no
     /// other address (`base` itself may lie outside the allocation; it is never dereferenced).
     ///
@@ -290,6 +308,18 @@ mod tests {
         unsafe { simd.store(first.as_mut_ptr(), simd.load_first(values.as_ptr(), 3)) };
         assert_eq!(&first[..4], &[0.0, 1.0, 2.0, 0.0]);
         assert!(first[3..].iter().all(|&v| v == 0.0));
+        let mut stored_first = vec![-1.0f32; lanes + 1];
+        // SAFETY: `stored_first` holds LANES + 1 floats; at most LANES are written.
+        unsafe {
+            simd.store_first(stored_first.as_mut_ptr(), simd.load(values.as_ptr()), 3);
+            simd.store_first(stored_first.as_mut_ptr().add(lanes), simd.splat(7.0), 0);
+        }
+        assert_eq!(&stored_first[..3], &[0.0, 1.0, 2.0]);
+        assert!(stored_first[3..].iter().all(|&v| v == -1.0));
+        // SAFETY: as above, LANES floats from the start.
+        unsafe { simd.store_first(stored_first.as_mut_ptr(), simd.load(values.as_ptr()), lanes) };
+        assert!((0..lanes).all(|lane| stored_first[lane] == lane as f32));
+        assert_eq!(stored_first[lanes], -1.0);
         let mut middle = vec![0.0f32; lanes];
         // SAFETY: lanes 2..LANES-1 read `values[1..LANES - 2]`, inside `values`.
         unsafe {
