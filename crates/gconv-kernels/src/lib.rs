@@ -8,17 +8,18 @@
 //! |---|---|---|
 //! | tier | `portable` (`wide`), `x86_64_v3` (AVX2+FMA), `x86_64_v4` (AVX-512F), detected once | [`isa`], [`simd`] |
 //! | packing | a group's input, zero-padded and dealt into stride phases (`direct`), in bands of output rows that stay in L1; or one copy per kernel column holding exactly the columns it reads (`columns`, for the channel-vector body: no padding column computed); or one window copy per tap (`im2col`) when that wastes fewer lanes and fits in L2; none for 1×1 stride-1 layers, read where they lie (`inplace`) | `layout` |
-//! | body | `M` output channels × `V` vectors of positions (`8c48w` on AVX-512), the vectors laid over flat positions (`direct`) or row by row (`rows`, where stores weigh most); or `2·LANES` channels in lanes × `P` positions (`32c12w`, for long reductions, its taps in L1-sized chunks); or, for depthwise layers on small or strided planes, channels in lanes through shuffle transposes (`lanes`, 256-bit even on AVX-512); or, for stride-1 and stride-2 depthwise layers on larger planes, 8 output rows × one vector read straight from the input rows, deinterleaved in registers for stride 2 (`unpacked`); or, on AVX-512, for stride-1 depthwise layers on small planes whose output is the input's size, 8 vectors of flat positions, every tap the input plane shifted, read whole and multiply-added under a per-lane mask (`shifted`) | `microkernel`, `channel_vectors`, `depthwise_lanes`, `depthwise_unpacked`, `depthwise_shifted` |
+//! | body | `M` output channels × `V` vectors of positions (`8c48w` on AVX-512), the vectors laid over flat positions (`direct`) or row by row (`rows`, where stores weigh most); or `2·LANES` channels in lanes × `P` positions (`32c12w`, for long reductions, its taps in L1-sized chunks); or, for depthwise layers on small or strided planes, channels in lanes through shuffle transposes (`lanes`, 256-bit even on AVX-512); or, for 3x3 stride-2 depthwise layers, one vector of output columns streamed down the whole plane, the window's shared input row carried in registers and every row deinterleaved once (`streamed`); or, for other stride-1 and stride-2 depthwise layers on larger planes, 8 output rows × one vector read straight from the input rows, deinterleaved in registers for stride 2 (`unpacked`); or, on AVX-512, for stride-1 depthwise layers on small planes whose output is the input's size, 8 vectors of flat positions, every tap the input plane shifted, read whole and multiply-added under a per-lane mask (`shifted`) | `microkernel`, `channel_vectors`, `depthwise_lanes`, `depthwise_streamed`, `depthwise_unpacked`, `depthwise_shifted` |
 //! | threads | tasks of (sample, whole channel blocks of one group), claimed by the calling thread and the plan's helper threads, each from its own contiguous home share first (the same every run, so a layer run again finds its data in that core's cache), then from the others'; the helpers spin briefly between runs instead of sleeping; each output element is one fixed chain of fused multiply-adds, so every thread count gives the same bits | `engine`, `team` |
 //!
 //! * [`isa`] — the tiers and their detection; `GCONV_ISA` forces one.
 //! * [`simd`] — the small trait that is a kernel's whole SIMD vocabulary (splat, load, store,
-//!   fused multiply-add, masked multiply-add, load and store, deinterleave, square transpose), one
-//!   implementation per tier.
+//!   fused multiply-add, masked multiply-add, load and store, deinterleave, lane shift, square
+//!   transpose), one implementation per tier.
 //! * `layout` — the packings that turn every tap of every stride and dilation into a
 //!   contiguous shifted load, and the map back to output positions.
-//! * `microkernel`, `channel_vectors`, `depthwise_lanes`, `depthwise_unpacked`,
-//!   `depthwise_shifted` — the kernel bodies, each written once over [`simd::Simd`].
+//! * `microkernel`, `channel_vectors`, `depthwise_lanes`, `depthwise_streamed`,
+//!   `depthwise_unpacked`, `depthwise_shifted` — the kernel bodies, each written once over
+//!   [`simd::Simd`].
 //! * `engine` — weight packing, register blocks, task partition and the per-tier wrappers.
 //! * [`family`] — depthwise, pointwise, small groups, wide groups.
 //! * [`KernelPlan`] — the public entry point: validate and pack once, run many times.
@@ -46,6 +47,7 @@
 mod channel_vectors;
 mod depthwise_lanes;
 mod depthwise_shifted;
+mod depthwise_streamed;
 mod depthwise_unpacked;
 mod engine;
 mod error;

@@ -179,6 +179,11 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// The even and the odd lanes of the `2·LANES` values `low` then `high`:
     /// `([low₀, low₂, …, high₀, high₂, …], [low₁, low₃, …, high₁, high₃, …])`.
     fn deinterleave(self, low: Self::Vector, high: Self::Vector) -> (Self::Vector, Self::Vector);
+
+    /// The last lane of `before`, then the first `LANES − 1` lanes of `vector`: of the
+    /// `2·LANES` values `before` then `vector`, the `LANES` that end one lane before the end
+    /// (a row's inputs one column to the left, the column entering from `before`).
+    fn shift_in(self, before: Self::Vector, vector: Self::Vector) -> Self::Vector;
 }
 
 /// The mask of lanes `first..end`, as [`Simd::load_masked`] takes it (`first <= end <= 32`).
@@ -298,6 +303,16 @@ mod tests {
             simd.store(odd.as_mut_ptr(), o);
         }
         assert!(even.iter().enumerate().all(|(k, &v)| v == (2 * k) as f32));
+        let mut shifted = vec![0.0f32; lanes];
+        // SAFETY: `values` holds 2·LANES floats, `shifted` LANES.
+        unsafe {
+            let vector = simd.shift_in(
+                simd.load(values.as_ptr()),
+                simd.load(values.as_ptr().add(lanes)),
+            );
+            simd.store(shifted.as_mut_ptr(), vector);
+        }
+        assert_eq!(shifted, values[lanes - 1..2 * lanes - 1]);
         assert!(
             odd.iter()
                 .enumerate()

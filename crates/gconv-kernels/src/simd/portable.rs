@@ -54,6 +54,18 @@ unsafe impl Simd for Portable {
     }
 
     #[inline(always)]
+    fn shift_in(self, before: f32x8, vector: f32x8) -> f32x8 {
+        let (before, vector) = (before.to_array(), vector.to_array());
+        f32x8::new(std::array::from_fn(|lane| {
+            if lane == 0 {
+                before[7]
+            } else {
+                vector[lane - 1]
+            }
+        }))
+    }
+
+    #[inline(always)]
     fn deinterleave(self, low: f32x8, high: f32x8) -> (f32x8, f32x8) {
         let (low, high) = (low.to_array(), high.to_array());
         let even = std::array::from_fn(|lane| {

@@ -1,11 +1,12 @@
 //! The x86-64-v3 tier: AVX2 + FMA, 8 lanes.
 
 use std::arch::x86_64::{
-    __m256, __m256i, _mm256_and_si256, _mm256_blendv_ps, _mm256_castpd_ps, _mm256_castps_pd,
-    _mm256_castsi256_ps, _mm256_cmpeq_epi32, _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps,
-    _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_permute2f128_ps, _mm256_permute4x64_pd,
-    _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps,
-    _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+    __m256, __m256i, _mm256_alignr_epi8, _mm256_and_si256, _mm256_blendv_ps, _mm256_castpd_ps,
+    _mm256_castps_pd, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmpeq_epi32,
+    _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
+    _mm256_permute2f128_ps, _mm256_permute4x64_pd, _mm256_set1_epi32, _mm256_set1_ps,
+    _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps,
+    _mm256_unpacklo_ps,
 };
 
 use super::Simd;
@@ -85,6 +86,20 @@ unsafe impl Simd for X86_64V3 {
                 _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
             };
             (order(even), order(odd))
+        }
+    }
+
+    #[inline(always)]
+    fn shift_in(self, before: __m256, vector: __m256) -> __m256 {
+        // SAFETY: the token proves AVX2.
+        unsafe {
+            // [before₄..₇ | vector₀..₃], then per 128-bit half the last lane of that followed
+            // by the half's first three of `vector`: [before₇ v₀ v₁ v₂ | v₃ v₄ v₅ v₆].
+            let straddle = _mm256_permute2f128_ps::<0x21>(before, vector);
+            _mm256_castsi256_ps(_mm256_alignr_epi8::<12>(
+                _mm256_castps_si256(vector),
+                _mm256_castps_si256(straddle),
+            ))
         }
     }
 

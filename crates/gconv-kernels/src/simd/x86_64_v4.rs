@@ -1,9 +1,10 @@
 //! The x86-64-v4 tier: AVX-512F, 16 lanes.
 
 use std::arch::x86_64::{
-    __m512, _mm512_castpd_ps, _mm512_castps_pd, _mm512_fmadd_ps, _mm512_loadu_ps,
-    _mm512_mask_storeu_ps, _mm512_mask3_fmadd_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps,
-    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_storeu_ps,
+    __m512, _mm512_alignr_epi32, _mm512_castpd_ps, _mm512_castps_pd, _mm512_castps_si512,
+    _mm512_castsi512_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
+    _mm512_mask3_fmadd_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_set1_ps,
+    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_storeu_ps,
     _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
 };
 
@@ -74,6 +75,18 @@ unsafe impl Simd for X86_64V4 {
                 _mm512_permutex2var_ps(low, even, high),
                 _mm512_permutex2var_ps(low, odd, high),
             )
+        }
+    }
+
+    #[inline(always)]
+    fn shift_in(self, before: __m512, vector: __m512) -> __m512 {
+        // SAFETY: the token proves AVX-512F.
+        unsafe {
+            // `vector` then `before` as 32 lanes (before the lower), from lane 15 on.
+            _mm512_castsi512_ps(_mm512_alignr_epi32::<15>(
+                _mm512_castps_si512(vector),
+                _mm512_castps_si512(before),
+            ))
         }
     }
 

@@ -1,0 +1,351 @@
+//! Depthwise 3x3 convolution with stride 2, each vector of output columns streamed down its
+//! plane with the window's shared row in registers.
+//!
+//! Output row `r` reads input rows `2r − top`, `2r − top + 1` and `2r − top + 2`, and the last
+//! of them is the first of row `r + 1`'s. So a vector of output columns walks down the whole
+//! plane carrying that row's three taps from one output row to the next: per output row, two
+//! new input rows, each loaded as one pair of vectors and deinterleaved into its three taps
+//! (the even and the odd columns of the pair from the window's middle column, and the odd
+//! ones again one lane on), nine multiply-adds, one store. The nine weights stay in
+//! registers for the whole plane, rows of the padding are zero vectors, and a task takes
+//! several planes, claimed and dispatched once. (The unpacked kernel's blocks of 8, 4 and 1
+//! rows, each set up and dispatched on its own, spent about 47 cycles per output vector on
+//! MobileNetV2's 28x28 stride-2 layer, against 9 multiply-adds and 6 deinterleaving shuffles.)
+
+use gconv_shape::Geometry;
+
+use crate::engine::Workspace;
+use crate::simd::{Kernel, Simd, dispatch, lanes_between};
+use crate::{Isa, KernelError};
+
+/// Output floats a task takes at least, several small planes each: a task is claimed,
+/// dispatched and set up once for all of them.
+#[cfg(not(test))]
+const MIN_TASK_FLOATS: usize = 1024;
+/// (The tests' planes are small: tasks of a few planes each, so that tasks start at planes
+/// of every channel and channel-multiplier copy.)
+#[cfg(test)]
+const MIN_TASK_FLOATS: usize = 24;
+
+/// The window's side: 3x3, the stride-2 depthwise layer of MobileNet, EfficientNet and their
+/// kin, whose nine weights, three carried taps, six new ones and the accumulator fit in the
+/// registers of every tier.
+const SIDE: usize = 3;
+
+/// A depthwise convolution (one input channel per group, any channel multiplier) with a 3x3
+/// window, stride 2 and no dilation, prepared for the streamed kernel.
+#[derive(Debug)]
+pub(crate) struct StreamedEngine {
+    pub geometry: Geometry,
+    pub isa: Isa,
+    /// `[C_out][3·3]`, the caller's layout.
+    weights: Vec<f32>,
+    /// Per output channel (zeros without a bias).
+    bias: Vec<f32>,
+    /// Per vector of output columns, the input columns its taps read from every row.
+    columns: Vec<VectorColumns>,
+    /// Planes per task.
+    planes_per_task: usize,
+}
+
+/// The input columns a vector of output columns reads from an input row: the pair of
+/// vectors from `pair` (lane `l` of its even columns is tap 1's input for output lane `l`,
+/// of its odd columns tap 2's) and the column before it (tap 0's input for lane 0; its other
+/// lanes are tap 2's, one lane on).
+#[derive(Debug, Clone, Copy)]
+struct VectorColumns {
+    /// Input column of the pair's lane 0: `2·v·LANES − left + 1`, negative in the padding.
+    pair: isize,
+    /// The lanes inside the row (`0 ≤ column < W`) of the pair's low and high vectors, and
+    /// the last lane of the vector ending at `pair` if column `pair − 1` is inside it.
+    masks: [u32; 3],
+    /// Whether every lane of the pair is inside the row: loaded without masks.
+    whole: bool,
+}
+
+impl StreamedEngine {
+    /// Whether `geometry` suits this kernel: depthwise, 3x3, stride 2, no dilation.
+    pub fn suits(geometry: &Geometry) -> bool {
+        geometry.in_channels_per_group() == 1
+            && geometry.kernel_size() == [SIDE, SIDE]
+            && geometry.stride() == [2, 2]
+            && geometry.dilation() == [1, 1]
+    }
+
+    pub fn new(
+        geometry: &Geometry,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        isa: Isa,
+    ) -> Result<StreamedEngine, KernelError> {
+        if !Self::suits(geometry) {
+            return Err(KernelError::TooLarge {
+                what: "the streamed depthwise kernel (a forced kernel that does not fit the problem)",
+            });
+        }
+        let too_large = KernelError::TooLarge {
+            what: "the streamed depthwise kernel's column offsets (a far-padded plane)",
+        };
+        let lanes = isa.lanes();
+        let [_, width] = geometry.input_size();
+        let [out_h, out_w] = geometry.output_size();
+        let signed = |value: usize| isize::try_from(value).map_err(|_| too_large.clone());
+        let (width, left) = (signed(width)?, signed(geometry.padding().left)?);
+        let vectors = out_w.div_ceil(lanes);
+        // Every column offset below lies within [−left, 2·out_w + 2·LANES], and out_w is at
+        // most the padded width, which Geometry checked fits in usize.
+        let lanes_inside = |first: isize| {
+            let first_inside = (-first).clamp(0, lanes as isize) as usize;
+            let end_inside = (width - first).clamp(0, lanes as isize) as usize;
+            if first_inside < end_inside {
+                lanes_between(first_inside, end_inside)
+            } else {
+                0
+            }
+        };
+        let all = lanes_between(0, lanes);
+        let mut columns = Vec::with_capacity(vectors);
+        for vector in 0..vectors {
+            let pair = signed(2 * vector * lanes)? - left + 1;
+            let step = lanes as isize;
+            let masks = [
+                lanes_inside(pair),
+                lanes_inside(pair + step),
+                lanes_inside(pair - step) & (1 << (lanes - 1)),
+            ];
+            columns.push(VectorColumns {
+                pair,
+                masks,
+                whole: masks[..2] == [all; 2],
+            });
+        }
+        let output_planes = geometry.batch() * geometry.out_channels();
+        let out_plane = out_h * out_w;
+        Ok(StreamedEngine {
+            geometry: *geometry,
+            isa,
+            weights: weight.to_vec(),
+            bias: bias.map_or_else(|| vec![0.0; geometry.out_channels()], <[f32]>::to_vec),
+            columns,
+            planes_per_task: MIN_TASK_FLOATS
+                .div_ceil(out_plane.max(1))
+                .clamp(1, output_planes.max(1)),
+        })
+    }
+
+    /// Floats of scratch a worker needs: none, the input is read where it lies.
+    pub fn scratch_len(&self) -> usize {
+        0
+    }
+
+    pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {
+        let [out_h, out_w] = self.geometry.output_size();
+        let chunk = self.planes_per_task * out_h * out_w;
+        workspace.for_each_chunk(parallel, output, chunk, |_, index, planes| {
+            let task = Planes {
+                engine: self,
+                input,
+                first_plane: index * self.planes_per_task,
+                output: planes,
+            };
+            dispatch(self.isa, task);
+        });
+    }
+}
+
+/// One task: whole output planes from `first_plane` on, and the whole input.
+struct Planes<'a> {
+    engine: &'a StreamedEngine,
+    input: &'a [f32],
+    first_plane: usize,
+    output: &'a mut [f32],
+}
+
+impl Kernel for Planes<'_> {
+    #[inline(always)]
+    fn run<S: Simd>(self, simd: S) {
+        let Planes {
+            engine,
+            input,
+            first_plane,
+            output,
+        } = self;
+        let geometry = &engine.geometry;
+        let [height, width] = geometry.input_size();
+        let [out_h, out_w] = geometry.output_size();
+        let (plane, out_plane) = (height * width, out_h * out_w);
+        let out_channels = geometry.out_channels();
+        let multiplier = geometry.out_channels_per_group();
+        assert_eq!(engine.columns.len(), out_w.div_ceil(S::LANES));
+        // Output plane `index` reads input plane `index / multiplier` of the whole batch
+        // (C_out = C_in · multiplier); counted along, not divided out per plane.
+        let mut channel = first_plane % out_channels;
+        let (mut input_channel, mut copy) = (first_plane / multiplier, first_plane % multiplier);
+        for output in output.chunks_exact_mut(out_plane) {
+            let weights = &engine.weights[channel * SIDE * SIDE..][..SIDE * SIDE];
+            let mut splat = [simd.splat(0.0); SIDE * SIDE];
+            for (vector, &weight) in splat.iter_mut().zip(weights) {
+                *vector = simd.splat(weight);
+            }
+            let streamed = StreamedPlane {
+                simd,
+                input: &input[input_channel * plane..][..plane],
+                weights: splat,
+                bias: simd.splat(engine.bias[channel]),
+                height,
+                width,
+                pad_top: geometry.padding().top,
+                out_w,
+            };
+            for (vector, columns) in engine.columns.iter().enumerate() {
+                if columns.whole {
+                    streamed.column::<false>(vector, columns, output);
+                } else {
+                    streamed.column::<true>(vector, columns, output);
+                }
+            }
+            channel += 1;
+            if channel == out_channels {
+                channel = 0;
+            }
+            copy += 1;
+            if copy == multiplier {
+                (input_channel, copy) = (input_channel + 1, 0);
+            }
+        }
+    }
+}
+
+/// One plane's input, weights and bias, and the geometry a column of it needs.
+struct StreamedPlane<'a, S: Simd> {
+    simd: S,
+    input: &'a [f32],
+    /// Tap `(i, j)` at `3i + j`, each broadcast.
+    weights: [S::Vector; SIDE * SIDE],
+    bias: S::Vector,
+    height: usize,
+    width: usize,
+    pad_top: usize,
+    out_w: usize,
+}
+
+impl<S: Simd> StreamedPlane<'_, S> {
+    /// Output column vector `vector` of every output row, top to bottom: the window's last
+    /// row's taps carried to the next output row as its first, two rows loaded per output
+    /// row. The rows whose windows lie inside the plane go two at a time (two independent
+    /// chains of multiply-adds in flight) and load without checking which rows exist; the
+    /// few whose windows reach into the padding check each row. Each output's
+    /// chain: bias, then the taps in `(i, j)` order. Without `EDGE`, every column `columns`
+    /// names lies inside the row.
+    #[inline(always)]
+    fn column<const EDGE: bool>(&self, vector: usize, columns: &VectorColumns, output: &mut [f32]) {
+        let simd = self.simd;
+        let out_h = output.len() / self.out_w;
+        assert_eq!(output.len(), out_h * self.out_w);
+        let first_output = vector * S::LANES;
+        assert!(first_output < self.out_w);
+        let count = (self.out_w - first_output).min(S::LANES);
+        let mut store = |r: usize, sum: S::Vector| {
+            let target = output
+                .as_mut_ptr()
+                .wrapping_add(r * self.out_w + first_output);
+            assert!(r < out_h);
+            // SAFETY: lanes `0..count` of output row `r < out_h` are its columns
+            // `first_output .. first_output + count`, inside the row (`count` stops at out_w),
+            // and the rows lie inside `output` (its length is out_h · out_w).
+            unsafe { simd.store_first(target, sum, count) };
+        };
+        let sum = |rows: [[S::Vector; SIDE]; SIDE]| {
+            let mut sum = self.bias;
+            for (i, taps) in rows.iter().enumerate() {
+                for (j, &tap) in taps.iter().enumerate() {
+                    sum = simd.mul_add(self.weights[SIDE * i + j], tap, sum);
+                }
+            }
+            sum
+        };
+        // Window row `i` of output row `r` is input row `2r + i − top`, if inside the plane.
+        let top = self.pad_top;
+        let input_row = |r: usize, i: usize| {
+            (2 * r + i)
+                .checked_sub(top)
+                .filter(|&row| row < self.height)
+        };
+        // Output rows `first_inside..end_inside` read only rows of the plane.
+        let first_inside = top.div_ceil(2).min(out_h);
+        let end_inside = (self.height + top)
+            .checked_sub(SIDE)
+            .map_or(0, |reach| reach / 2 + 1)
+            .clamp(first_inside, out_h);
+        let mut carried = self.taps::<EDGE>(input_row(0, 0), columns);
+        for r in 0..first_inside {
+            let middle = self.taps::<EDGE>(input_row(r, 1), columns);
+            let bottom = self.taps::<EDGE>(input_row(r, 2), columns);
+            store(r, sum([carried, middle, bottom]));
+            carried = bottom;
+        }
+        let mut r = first_inside;
+        while r + 2 <= end_inside {
+            let row = 2 * r + 1 - top;
+            let middle = self.taps::<EDGE>(Some(row), columns);
+            let shared = self.taps::<EDGE>(Some(row + 1), columns);
+            let next_middle = self.taps::<EDGE>(Some(row + 2), columns);
+            let bottom = self.taps::<EDGE>(Some(row + 3), columns);
+            store(r, sum([carried, middle, shared]));
+            store(r + 1, sum([shared, next_middle, bottom]));
+            carried = bottom;
+            r += 2;
+        }
+        for r in r..out_h {
+            let middle = self.taps::<EDGE>(input_row(r, 1), columns);
+            let bottom = self.taps::<EDGE>(input_row(r, 2), columns);
+            store(r, sum([carried, middle, bottom]));
+            carried = bottom;
+        }
+    }
+
+    /// The three taps input row `row` gives the vector `columns` describes (zeros for a row
+    /// of the padding): one pair of vectors deinterleaved into taps 1 and 2, tap 0 being tap
+    /// 2's inputs one lane on with the column before the pair entering at lane 0. (Loading
+    /// tap 0's pair too cost a third more: every unaligned 64-byte load splits a cache line.)
+    #[inline(always)]
+    fn taps<const EDGE: bool>(
+        &self,
+        row: Option<usize>,
+        columns: &VectorColumns,
+    ) -> [S::Vector; SIDE] {
+        let simd = self.simd;
+        let Some(row) = row else {
+            return [simd.splat(0.0); SIDE];
+        };
+        assert!(row < self.height && self.input.len() == self.height * self.width);
+        let lanes = S::LANES;
+        let base = self
+            .input
+            .as_ptr()
+            .wrapping_add(row * self.width)
+            .wrapping_offset(columns.pair);
+        let [low, high, before] = columns.masks;
+        // SAFETY: row `row` is inside the plane (asserted) and `input` is exactly the plane;
+        // the lanes set in the masks are columns inside 0..W (worked out by the plan for this
+        // geometry: from `pair` for the pair's low vector, `pair + LANES` for its high one,
+        // `pair − LANES` for the column before), and without `EDGE` the pair's all are.
+        let (even, odd, previous) = unsafe {
+            let (low, high) = if EDGE {
+                (
+                    simd.load_masked(base, low),
+                    simd.load_masked(base.wrapping_add(lanes), high),
+                )
+            } else {
+                (simd.load(base), simd.load(base.wrapping_add(lanes)))
+            };
+            let (even, odd) = simd.deinterleave(low, high);
+            (
+                even,
+                odd,
+                simd.load_masked(base.wrapping_sub(lanes), before),
+            )
+        };
+        [simd.shift_in(previous, odd), even, odd]
+    }
+}
