@@ -1,16 +1,17 @@
-//! Depthwise 3x3 convolution with stride 2, each vector of output columns streamed down its
+//! Depthwise 3x3 convolution with stride 2, bands of output columns streamed down their
 //! plane with the window's shared row in registers.
 //!
 //! Output row `r` reads input rows `2r − top`, `2r − top + 1` and `2r − top + 2`, and the last
-//! of them is the first of row `r + 1`'s. So a vector of output columns walks down the whole
-//! plane carrying that row's three taps from one output row to the next: per output row, two
-//! new input rows, each loaded as one pair of vectors and deinterleaved into its three taps
-//! (the even and the odd columns of the pair from the window's middle column, and the odd
-//! ones again one lane on), nine multiply-adds, one store. The nine weights stay in
-//! registers for the whole plane, rows of the padding are zero vectors, and a task takes
-//! several planes, claimed and dispatched once. (The unpacked kernel's blocks of 8, 4 and 1
-//! rows, each set up and dispatched on its own, spent about 47 cycles per output vector on
-//! MobileNetV2's 28x28 stride-2 layer, against 9 multiply-adds and 6 deinterleaving shuffles.)
+//! of them is the first of row `r + 1`'s. So a band of up to four vectors of output columns
+//! walks down the whole plane, row by row, carrying that row's three taps per vector from one
+//! output row to the next: per output row and vector, two new input rows, each loaded as one
+//! pair of vectors and deinterleaved into its three taps (the even and the odd columns of the
+//! pair from the window's middle column, and the odd ones again one lane on), nine
+//! multiply-adds, one store. The nine weights stay in registers for the whole plane, rows of
+//! the padding are zero vectors, and a task takes several planes, claimed and dispatched
+//! once. (The unpacked kernel's blocks of 8, 4 and 1 rows, each set up and dispatched on its
+//! own, spent about 47 cycles per output vector on MobileNetV2's 28x28 stride-2 layer,
+//! against 9 multiply-adds and 6 deinterleaving shuffles.)
 
 use gconv_shape::Geometry;
 
@@ -31,6 +32,11 @@ const MIN_TASK_FLOATS: usize = 24;
 /// kin, whose nine weights, three carried taps, six new ones and the accumulator fit in the
 /// registers of every tier.
 const SIDE: usize = 3;
+
+/// Vectors of output columns a band walks down the plane together: 128 input columns per
+/// row on AVX-512 (MobileNetV2's 112x112 plane in one band), their carried taps twelve
+/// registers.
+const BAND_VECTORS: usize = 4;
 
 /// A depthwise convolution (one input channel per group, any channel multiplier) with a 3x3
 /// window, stride 2 and no dilation, prepared for the streamed kernel.
@@ -141,6 +147,13 @@ impl StreamedEngine {
     pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {
         let [out_h, out_w] = self.geometry.output_size();
         let chunk = self.planes_per_task * out_h * out_w;
+        // Bands of BAND_VECTORS vectors, the last one 1..=BAND_VECTORS of them; each layout
+        // its own dispatched function (one function for every layout measured 8 % slower on
+        // the one-vector planes: the other layouts' loops took their registers).
+        let vectors = self.columns.len();
+        let full = vectors > BAND_VECTORS;
+        let last = vectors - (vectors - 1) / BAND_VECTORS * BAND_VECTORS;
+        let edge = self.columns.iter().any(|columns| !columns.whole);
         workspace.for_each_chunk(parallel, output, chunk, |_, index, planes| {
             let task = Planes {
                 engine: self,
@@ -148,7 +161,18 @@ impl StreamedEngine {
                 first_plane: index * self.planes_per_task,
                 output: planes,
             };
-            dispatch(self.isa, task);
+            let isa = self.isa;
+            match (full, last, edge) {
+                (false, 1, false) => dispatch(isa, task.in_bands::<false, 1, false>()),
+                (false, 1, true) => dispatch(isa, task.in_bands::<false, 1, true>()),
+                (false, 2, _) => dispatch(isa, task.in_bands::<false, 2, true>()),
+                (false, 3, _) => dispatch(isa, task.in_bands::<false, 3, true>()),
+                (false, _, _) => dispatch(isa, task.in_bands::<false, BAND_VECTORS, true>()),
+                (true, 1, _) => dispatch(isa, task.in_bands::<true, 1, true>()),
+                (true, 2, _) => dispatch(isa, task.in_bands::<true, 2, true>()),
+                (true, 3, _) => dispatch(isa, task.in_bands::<true, 3, true>()),
+                (true, _, _) => dispatch(isa, task.in_bands::<true, BAND_VECTORS, true>()),
+            }
         });
     }
 }
@@ -161,7 +185,25 @@ struct Planes<'a> {
     output: &'a mut [f32],
 }
 
-impl Kernel for Planes<'_> {
+impl<'a> Planes<'a> {
+    /// This task, its planes' vectors in bands of [`BAND_VECTORS`] (if `FULL`) and a last
+    /// band of `LAST`, which loads through masks if `EDGE` (see [`StreamedPlane::taps`]).
+    fn in_bands<const FULL: bool, const LAST: usize, const EDGE: bool>(
+        self,
+    ) -> PlanesInBands<'a, FULL, LAST, EDGE> {
+        PlanesInBands { planes: self }
+    }
+}
+
+/// A task whose planes' vectors of columns come in bands of [`BAND_VECTORS`] (if `FULL`) and
+/// a last band of `LAST`.
+struct PlanesInBands<'a, const FULL: bool, const LAST: usize, const EDGE: bool> {
+    planes: Planes<'a>,
+}
+
+impl<const FULL: bool, const LAST: usize, const EDGE: bool> Kernel
+    for PlanesInBands<'_, FULL, LAST, EDGE>
+{
     #[inline(always)]
     fn run<S: Simd>(self, simd: S) {
         let Planes {
@@ -169,7 +211,7 @@ impl Kernel for Planes<'_> {
             input,
             first_plane,
             output,
-        } = self;
+        } = self.planes;
         let geometry = &engine.geometry;
         let [height, width] = geometry.input_size();
         let [out_h, out_w] = geometry.output_size();
@@ -195,15 +237,10 @@ impl Kernel for Planes<'_> {
                 height,
                 width,
                 pad_top: geometry.padding().top,
+                out_h,
                 out_w,
             };
-            for (vector, columns) in engine.columns.iter().enumerate() {
-                if columns.whole {
-                    streamed.column::<false>(vector, columns, output);
-                } else {
-                    streamed.column::<true>(vector, columns, output);
-                }
-            }
+            streamed.convolve::<FULL, LAST, EDGE>(&engine.columns, output);
             channel += 1;
             if channel == out_channels {
                 channel = 0;
@@ -212,6 +249,32 @@ impl Kernel for Planes<'_> {
             if copy == multiplier {
                 (input_channel, copy) = (input_channel + 1, 0);
             }
+        }
+    }
+}
+
+/// Where a band of `B` vectors stores: its output plane (`out_h` rows), and per vector the
+/// first column and the number of columns it holds.
+struct Band<const B: usize> {
+    output: *mut f32,
+    out_h: usize,
+    vectors: [(usize, usize); B],
+}
+
+impl<const B: usize> Band<B> {
+    /// Vectors `first..first + B` of `output`, an output plane of `out_h` rows of `out_w`.
+    #[inline(always)]
+    fn new(output: &mut [f32], [out_h, out_w]: [usize; 2], lanes: usize, first: usize) -> Band<B> {
+        assert_eq!(output.len(), out_h * out_w);
+        let vectors = std::array::from_fn(|vector| {
+            let start = (first + vector) * lanes;
+            assert!(start < out_w);
+            (start, (out_w - start).min(lanes))
+        });
+        Band {
+            output: output.as_mut_ptr(),
+            out_h,
+            vectors,
         }
     }
 }
@@ -226,81 +289,149 @@ struct StreamedPlane<'a, S: Simd> {
     height: usize,
     width: usize,
     pad_top: usize,
+    out_h: usize,
     out_w: usize,
 }
 
 impl<S: Simd> StreamedPlane<'_, S> {
-    /// Output column vector `vector` of every output row, top to bottom: the window's last
-    /// row's taps carried to the next output row as its first, two rows loaded per output
-    /// row. The rows whose windows lie inside the plane go two at a time (two independent
-    /// chains of multiply-adds in flight) and load without checking which rows exist; the
-    /// few whose windows reach into the padding check each row. Each output's
-    /// chain: bias, then the taps in `(i, j)` order. Without `EDGE`, every column `columns`
-    /// names lies inside the row.
+    /// Loop order: bands of [`BAND_VECTORS`] vectors of output columns (if `FULL`), then a
+    /// last band of `LAST`, each walked down the plane row by row (see
+    /// [`StreamedPlane::band`]).
     #[inline(always)]
-    fn column<const EDGE: bool>(&self, vector: usize, columns: &VectorColumns, output: &mut [f32]) {
-        let simd = self.simd;
-        let out_h = output.len() / self.out_w;
-        assert_eq!(output.len(), out_h * self.out_w);
-        let first_output = vector * S::LANES;
-        assert!(first_output < self.out_w);
-        let count = (self.out_w - first_output).min(S::LANES);
-        let mut store = |r: usize, sum: S::Vector| {
-            let target = output
-                .as_mut_ptr()
-                .wrapping_add(r * self.out_w + first_output);
-            assert!(r < out_h);
-            // SAFETY: lanes `0..count` of output row `r < out_h` are its columns
-            // `first_output .. first_output + count`, inside the row (`count` stops at out_w),
-            // and the rows lie inside `output` (its length is out_h · out_w).
-            unsafe { simd.store_first(target, sum, count) };
-        };
-        let sum = |rows: [[S::Vector; SIDE]; SIDE]| {
-            let mut sum = self.bias;
-            for (i, taps) in rows.iter().enumerate() {
-                for (j, &tap) in taps.iter().enumerate() {
-                    sum = simd.mul_add(self.weights[SIDE * i + j], tap, sum);
-                }
+    fn convolve<const FULL: bool, const LAST: usize, const EDGE: bool>(
+        &self,
+        columns: &[VectorColumns],
+        output: &mut [f32],
+    ) {
+        let mut first = 0;
+        if FULL {
+            while columns.len() - first > BAND_VECTORS {
+                self.band::<BAND_VECTORS, true>(first, &columns[first..], output);
+                first += BAND_VECTORS;
             }
-            sum
-        };
-        // Window row `i` of output row `r` is input row `2r + i − top`, if inside the plane.
-        let top = self.pad_top;
-        let input_row = |r: usize, i: usize| {
-            (2 * r + i)
-                .checked_sub(top)
-                .filter(|&row| row < self.height)
-        };
+        }
+        assert_eq!(columns.len() - first, LAST);
+        self.band::<LAST, EDGE>(first, &columns[first..], output);
+    }
+
+    /// Output column vectors `first..first + B` of every output row, top to bottom, each
+    /// row's vectors left to right (the input read row after row, as the prefetchers like
+    /// it: down a 112x112 plane one vector at a time ran 12 % slower), every vector's
+    /// window-last-row taps carried to the next output row as its first, so two input rows
+    /// are loaded per output row. The rows whose windows lie inside the plane go two at a
+    /// time (two independent chains of multiply-adds in flight) and load without checking
+    /// which rows exist; the few whose windows reach into the padding check each row. Each
+    /// output's chain: bias, then the taps in `(i, j)` order.
+    #[inline(always)]
+    fn band<const B: usize, const EDGE: bool>(
+        &self,
+        first: usize,
+        columns: &[VectorColumns],
+        output: &mut [f32],
+    ) {
+        let columns: &[VectorColumns; B] = columns[..B].try_into().unwrap();
+        let band = Band::<B>::new(output, [self.out_h, self.out_w], S::LANES, first);
+        let out_h = band.out_h;
         // Output rows `first_inside..end_inside` read only rows of the plane.
+        let top = self.pad_top;
         let first_inside = top.div_ceil(2).min(out_h);
         let end_inside = (self.height + top)
             .checked_sub(SIDE)
             .map_or(0, |reach| reach / 2 + 1)
             .clamp(first_inside, out_h);
-        let mut carried = self.taps::<EDGE>(input_row(0, 0), columns);
+        let mut carried = [[self.simd.splat(0.0); SIDE]; B];
+        for (taps, columns) in carried.iter_mut().zip(columns) {
+            *taps = self.taps::<B, EDGE>(self.input_row(0, 0), columns);
+        }
         for r in 0..first_inside {
-            let middle = self.taps::<EDGE>(input_row(r, 1), columns);
-            let bottom = self.taps::<EDGE>(input_row(r, 2), columns);
-            store(r, sum([carried, middle, bottom]));
-            carried = bottom;
+            self.row_checking_rows::<B, EDGE>(&band, r, columns, &mut carried);
         }
         let mut r = first_inside;
         while r + 2 <= end_inside {
             let row = 2 * r + 1 - top;
-            let middle = self.taps::<EDGE>(Some(row), columns);
-            let shared = self.taps::<EDGE>(Some(row + 1), columns);
-            let next_middle = self.taps::<EDGE>(Some(row + 2), columns);
-            let bottom = self.taps::<EDGE>(Some(row + 3), columns);
-            store(r, sum([carried, middle, shared]));
-            store(r + 1, sum([shared, next_middle, bottom]));
-            carried = bottom;
+            for (vector, (carried, columns)) in carried.iter_mut().zip(columns).enumerate() {
+                let middle = self.taps::<B, EDGE>(Some(row), columns);
+                let shared = self.taps::<B, EDGE>(Some(row + 1), columns);
+                let next_middle = self.taps::<B, EDGE>(Some(row + 2), columns);
+                let bottom = self.taps::<B, EDGE>(Some(row + 3), columns);
+                self.store(&band, r, vector, self.sum([*carried, middle, shared]));
+                self.store(
+                    &band,
+                    r + 1,
+                    vector,
+                    self.sum([shared, next_middle, bottom]),
+                );
+                *carried = bottom;
+            }
             r += 2;
         }
         for r in r..out_h {
-            let middle = self.taps::<EDGE>(input_row(r, 1), columns);
-            let bottom = self.taps::<EDGE>(input_row(r, 2), columns);
-            store(r, sum([carried, middle, bottom]));
-            carried = bottom;
+            self.row_checking_rows::<B, EDGE>(&band, r, columns, &mut carried);
+        }
+    }
+
+    /// Output row `r` of a band, its window rows each checked to lie inside the plane.
+    #[inline(always)]
+    fn row_checking_rows<const B: usize, const EDGE: bool>(
+        &self,
+        band: &Band<B>,
+        r: usize,
+        columns: &[VectorColumns; B],
+        carried: &mut [[S::Vector; SIDE]; B],
+    ) {
+        for (vector, (carried, columns)) in carried.iter_mut().zip(columns).enumerate() {
+            let middle = self.taps::<B, EDGE>(self.input_row(r, 1), columns);
+            let bottom = self.taps::<B, EDGE>(self.input_row(r, 2), columns);
+            self.store(band, r, vector, self.sum([*carried, middle, bottom]));
+            *carried = bottom;
+        }
+    }
+
+    /// Window row `i` of output row `r`: input row `2r + i − top`, if inside the plane.
+    #[inline(always)]
+    fn input_row(&self, r: usize, i: usize) -> Option<usize> {
+        (2 * r + i)
+            .checked_sub(self.pad_top)
+            .filter(|&row| row < self.height)
+    }
+
+    /// Bias, then the taps of window rows `rows` times their weights, in `(i, j)` order.
+    #[inline(always)]
+    fn sum(&self, rows: [[S::Vector; SIDE]; SIDE]) -> S::Vector {
+        let mut sum = self.bias;
+        for (i, taps) in rows.iter().enumerate() {
+            for (j, &tap) in taps.iter().enumerate() {
+                sum = self.simd.mul_add(self.weights[SIDE * i + j], tap, sum);
+            }
+        }
+        sum
+    }
+
+    /// Stores `sum` as vector `vector` of the band in output row `r`.
+    #[inline(always)]
+    fn store<const B: usize>(&self, band: &Band<B>, r: usize, vector: usize, sum: S::Vector) {
+        let (start, count) = band.vectors[vector];
+        assert!(r < band.out_h);
+        let target = band.output.wrapping_add(r * self.out_w + start);
+        // SAFETY: lanes `0..count` of output row `r < out_h` are its columns `start ..
+        // start + count`, inside the row (`Band::new`), and the rows lie inside the band's
+        // output plane of out_h · out_w floats.
+        unsafe { self.simd.store_first(target, sum, count) };
+    }
+
+    /// [`StreamedPlane::taps_loading`] for a vector of a band of `B`: without masks where
+    /// every column is inside the row, which is every vector's case without `EDGE` and, in a
+    /// band of one, no vector's with it (one choice for the whole band, made by the caller).
+    #[inline(always)]
+    fn taps<const B: usize, const EDGE: bool>(
+        &self,
+        row: Option<usize>,
+        columns: &VectorColumns,
+    ) -> [S::Vector; SIDE] {
+        if !EDGE || (B > 1 && columns.whole) {
+            self.taps_loading::<false>(row, columns)
+        } else {
+            self.taps_loading::<true>(row, columns)
         }
     }
 
@@ -309,7 +440,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
     /// 2's inputs one lane on with the column before the pair entering at lane 0. (Loading
     /// tap 0's pair too cost a third more: every unaligned 64-byte load splits a cache line.)
     #[inline(always)]
-    fn taps<const EDGE: bool>(
+    fn taps_loading<const EDGE: bool>(
         &self,
         row: Option<usize>,
         columns: &VectorColumns,
