@@ -1,17 +1,25 @@
-//! Depthwise 3x3 convolution with stride 2, bands of output columns streamed down their
-//! plane with the window's shared row in registers.
+//! Depthwise 3x3 convolution with stride 1 or 2, bands of output columns streamed down
+//! their plane, each input row loaded once.
 //!
-//! Output row `r` reads input rows `2r − top`, `2r − top + 1` and `2r − top + 2`, and the last
-//! of them is the first of row `r + 1`'s. So a band of up to four vectors of output columns
-//! walks down the whole plane, row by row, carrying that row's three taps per vector from one
-//! output row to the next: per output row and vector, two new input rows, each loaded as one
-//! pair of vectors and deinterleaved into its three taps (the even and the odd columns of the
-//! pair from the window's middle column, and the odd ones again one lane on), nine
-//! multiply-adds, one store. The nine weights stay in registers for the whole plane, rows of
-//! the padding are zero vectors, and a task takes several planes, claimed and dispatched
-//! once. (The unpacked kernel's blocks of 8, 4 and 1 rows, each set up and dispatched on its
-//! own, spent about 47 cycles per output vector on MobileNetV2's 28x28 stride-2 layer,
-//! against 9 multiply-adds and 6 deinterleaving shuffles.)
+//! A band of up to four vectors of output columns walks down the whole plane, row by row
+//! (the input read in the order it lies, as the prefetchers like it), so that every input row
+//! is loaded once per vector and feeds every output row whose window holds it:
+//!
+//! * stride 2: output row `r` reads input rows `2r − top ..= 2r − top + 2`, the last of them
+//!   the first of row `r + 1`'s, so that row's three taps per vector are carried in registers
+//!   to the next output row: per output row and vector, two new input rows, each one pair of
+//!   vectors deinterleaved into its three taps (the even and the odd columns of the pair from
+//!   the window's middle column, and the odd ones again one lane on), nine multiply-adds;
+//! * stride 1: input row `k` is the last window row of output row `k + top − 2`, the middle
+//!   one of the next and the first of the one after, so two partial sums per vector roll down
+//!   with the rows: per input row and vector, three shifted loads, nine multiply-adds, one
+//!   finished sum stored, one begun from the bias.
+//!
+//! The nine weights stay in registers for the whole plane, rows of the padding are zero
+//! vectors, and a task takes several planes, claimed and dispatched once. (The unpacked
+//! kernel's blocks of 8, 4 and 1 rows, each set up and dispatched on its own, spent about 47
+//! cycles per output vector on MobileNetV2's 28x28 stride-2 layer, against 9 multiply-adds
+//! and 6 deinterleaving shuffles.)
 
 use gconv_shape::Geometry;
 
@@ -39,7 +47,7 @@ const SIDE: usize = 3;
 const BAND_VECTORS: usize = 4;
 
 /// A depthwise convolution (one input channel per group, any channel multiplier) with a 3x3
-/// window, stride 2 and no dilation, prepared for the streamed kernel.
+/// window, stride 1 or 2 and no dilation, prepared for the streamed kernel.
 #[derive(Debug)]
 pub(crate) struct StreamedEngine {
     pub geometry: Geometry,
@@ -54,27 +62,30 @@ pub(crate) struct StreamedEngine {
     planes_per_task: usize,
 }
 
-/// The input columns a vector of output columns reads from an input row: the pair of
-/// vectors from `pair` (lane `l` of its even columns is tap 1's input for output lane `l`,
-/// of its odd columns tap 2's) and the column before it (tap 0's input for lane 0; its other
-/// lanes are tap 2's, one lane on).
+/// The input columns a vector of output columns reads from an input row, from `start` on.
+/// With stride 2: the pair of vectors from `start` (lane `l` of its even columns is tap 1's
+/// input for output lane `l`, of its odd columns tap 2's) and the column before it (tap 0's
+/// input for lane 0; its other lanes are tap 2's, one lane on). With stride 1: the vectors
+/// from `start`, `start + 1` and `start + 2`, taps 0, 1 and 2.
 #[derive(Debug, Clone, Copy)]
 struct VectorColumns {
-    /// Input column of the pair's lane 0: `2·v·LANES − left + 1`, negative in the padding.
-    pair: isize,
-    /// The lanes inside the row (`0 ≤ column < W`) of the pair's low and high vectors, and
-    /// the last lane of the vector ending at `pair` if column `pair − 1` is inside it.
+    /// Stride 2: the input column of the pair's lane 0, `2·v·LANES − left + 1`; stride 1:
+    /// tap 0's, `v·LANES − left`. Negative in the padding.
+    start: isize,
+    /// The lanes inside the row (`0 ≤ column < W`): stride 2, of the pair's low and high
+    /// vectors, and the last lane of the vector ending at `start` if column `start − 1` is
+    /// inside; stride 1, of the three taps' vectors.
     masks: [u32; 3],
-    /// Whether every lane of the pair is inside the row: loaded without masks.
+    /// Whether every lane the vector loads whole is inside the row: loaded without masks.
     whole: bool,
 }
 
 impl StreamedEngine {
-    /// Whether `geometry` suits this kernel: depthwise, 3x3, stride 2, no dilation.
+    /// Whether `geometry` suits this kernel: depthwise, 3x3, stride 1 or 2, no dilation.
     pub fn suits(geometry: &Geometry) -> bool {
         geometry.in_channels_per_group() == 1
             && geometry.kernel_size() == [SIDE, SIDE]
-            && geometry.stride() == [2, 2]
+            && matches!(geometry.stride(), [1, 1] | [2, 2])
             && geometry.dilation() == [1, 1]
     }
 
@@ -98,7 +109,7 @@ impl StreamedEngine {
         let signed = |value: usize| isize::try_from(value).map_err(|_| too_large.clone());
         let (width, left) = (signed(width)?, signed(geometry.padding().left)?);
         let vectors = out_w.div_ceil(lanes);
-        // Every column offset below lies within [−left, 2·out_w + 2·LANES], and out_w is at
+        // Every column offset below lies within [−left − LANES, 2·out_w + 2·LANES], and out_w is at
         // most the padded width, which Geometry checked fits in usize.
         let lanes_inside = |first: isize| {
             let first_inside = (-first).clamp(0, lanes as isize) as usize;
@@ -110,19 +121,27 @@ impl StreamedEngine {
             }
         };
         let all = lanes_between(0, lanes);
+        let step = lanes as isize;
+        let stride_two = geometry.stride() == [2, 2];
         let mut columns = Vec::with_capacity(vectors);
         for vector in 0..vectors {
-            let pair = signed(2 * vector * lanes)? - left + 1;
-            let step = lanes as isize;
-            let masks = [
-                lanes_inside(pair),
-                lanes_inside(pair + step),
-                lanes_inside(pair - step) & (1 << (lanes - 1)),
-            ];
+            let (start, masks, whole) = if stride_two {
+                let start = signed(2 * vector * lanes)? - left + 1;
+                let masks = [
+                    lanes_inside(start),
+                    lanes_inside(start + step),
+                    lanes_inside(start - step) & (1 << (lanes - 1)),
+                ];
+                (start, masks, masks[..2] == [all; 2])
+            } else {
+                let start = signed(vector * lanes)? - left;
+                let masks = [0, 1, 2].map(|tap| lanes_inside(start + tap));
+                (start, masks, masks == [all; 3])
+            };
             columns.push(VectorColumns {
-                pair,
+                start,
                 masks,
-                whole: masks[..2] == [all; 2],
+                whole,
             });
         }
         let output_planes = geometry.batch() * geometry.out_channels();
@@ -162,17 +181,25 @@ impl StreamedEngine {
                 output: planes,
             };
             let isa = self.isa;
-            match (full, last, edge) {
-                (false, 1, false) => dispatch(isa, task.in_bands::<false, 1, false>()),
-                (false, 1, true) => dispatch(isa, task.in_bands::<false, 1, true>()),
-                (false, 2, _) => dispatch(isa, task.in_bands::<false, 2, true>()),
-                (false, 3, _) => dispatch(isa, task.in_bands::<false, 3, true>()),
-                (false, _, _) => dispatch(isa, task.in_bands::<false, BAND_VECTORS, true>()),
-                (true, 1, _) => dispatch(isa, task.in_bands::<true, 1, true>()),
-                (true, 2, _) => dispatch(isa, task.in_bands::<true, 2, true>()),
-                (true, 3, _) => dispatch(isa, task.in_bands::<true, 3, true>()),
-                (true, _, _) => dispatch(isa, task.in_bands::<true, BAND_VECTORS, true>()),
+            macro_rules! layouts {
+                ($($stride:literal),*) => {
+                    match (self.geometry.stride()[0], full, last, edge) {
+                        $(
+                            ($stride, false, 1, false) => dispatch(isa, task.in_bands::<$stride, false, 1, false>()),
+                            ($stride, false, 1, true) => dispatch(isa, task.in_bands::<$stride, false, 1, true>()),
+                            ($stride, false, 2, _) => dispatch(isa, task.in_bands::<$stride, false, 2, true>()),
+                            ($stride, false, 3, _) => dispatch(isa, task.in_bands::<$stride, false, 3, true>()),
+                            ($stride, false, _, _) => dispatch(isa, task.in_bands::<$stride, false, BAND_VECTORS, true>()),
+                            ($stride, true, 1, _) => dispatch(isa, task.in_bands::<$stride, true, 1, true>()),
+                            ($stride, true, 2, _) => dispatch(isa, task.in_bands::<$stride, true, 2, true>()),
+                            ($stride, true, 3, _) => dispatch(isa, task.in_bands::<$stride, true, 3, true>()),
+                            ($stride, true, _, _) => dispatch(isa, task.in_bands::<$stride, true, BAND_VECTORS, true>()),
+                        )*
+                        _ => unreachable!("the streamed kernel takes strides 1 and 2"),
+                    }
+                };
             }
+            layouts!(1, 2);
         });
     }
 }
@@ -186,23 +213,25 @@ struct Planes<'a> {
 }
 
 impl<'a> Planes<'a> {
-    /// This task, its planes' vectors in bands of [`BAND_VECTORS`] (if `FULL`) and a last
-    /// band of `LAST`, which loads through masks if `EDGE` (see [`StreamedPlane::taps`]).
-    fn in_bands<const FULL: bool, const LAST: usize, const EDGE: bool>(
+    /// This task with stride `STRIDE`, its planes' vectors in bands of [`BAND_VECTORS`] (if
+    /// `FULL`) and a last band of `LAST`, which loads through masks if `EDGE` (see
+    /// [`StreamedPlane::taps`]).
+    fn in_bands<const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool>(
         self,
-    ) -> PlanesInBands<'a, FULL, LAST, EDGE> {
+    ) -> PlanesInBands<'a, STRIDE, FULL, LAST, EDGE> {
         PlanesInBands { planes: self }
     }
 }
 
-/// A task whose planes' vectors of columns come in bands of [`BAND_VECTORS`] (if `FULL`) and
-/// a last band of `LAST`.
-struct PlanesInBands<'a, const FULL: bool, const LAST: usize, const EDGE: bool> {
+/// A task of stride `STRIDE` whose planes' vectors of columns come in bands of
+/// [`BAND_VECTORS`] (if `FULL`) and a last band of `LAST`.
+struct PlanesInBands<'a, const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool>
+{
     planes: Planes<'a>,
 }
 
-impl<const FULL: bool, const LAST: usize, const EDGE: bool> Kernel
-    for PlanesInBands<'_, FULL, LAST, EDGE>
+impl<const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool> Kernel
+    for PlanesInBands<'_, STRIDE, FULL, LAST, EDGE>
 {
     #[inline(always)]
     fn run<S: Simd>(self, simd: S) {
@@ -240,7 +269,7 @@ impl<const FULL: bool, const LAST: usize, const EDGE: bool> Kernel
                 out_h,
                 out_w,
             };
-            streamed.convolve::<FULL, LAST, EDGE>(&engine.columns, output);
+            streamed.convolve::<STRIDE, FULL, LAST, EDGE>(&engine.columns, output);
             channel += 1;
             if channel == out_channels {
                 channel = 0;
@@ -298,7 +327,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
     /// last band of `LAST`, each walked down the plane row by row (see
     /// [`StreamedPlane::band`]).
     #[inline(always)]
-    fn convolve<const FULL: bool, const LAST: usize, const EDGE: bool>(
+    fn convolve<const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool>(
         &self,
         columns: &[VectorColumns],
         output: &mut [f32],
@@ -306,24 +335,81 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let mut first = 0;
         if FULL {
             while columns.len() - first > BAND_VECTORS {
-                self.band::<BAND_VECTORS, true>(first, &columns[first..], output);
+                self.band::<STRIDE, BAND_VECTORS, true>(first, &columns[first..], output);
                 first += BAND_VECTORS;
             }
         }
         assert_eq!(columns.len() - first, LAST);
-        self.band::<LAST, EDGE>(first, &columns[first..], output);
+        self.band::<STRIDE, LAST, EDGE>(first, &columns[first..], output);
     }
 
-    /// Output column vectors `first..first + B` of every output row, top to bottom, each
-    /// row's vectors left to right (the input read row after row, as the prefetchers like
-    /// it: down a 112x112 plane one vector at a time ran 12 % slower), every vector's
-    /// window-last-row taps carried to the next output row as its first, so two input rows
-    /// are loaded per output row. The rows whose windows lie inside the plane go two at a
-    /// time (two independent chains of multiply-adds in flight) and load without checking
-    /// which rows exist; the few whose windows reach into the padding check each row. Each
-    /// output's chain: bias, then the taps in `(i, j)` order.
+    /// [`StreamedPlane::band_stride_one`] or [`StreamedPlane::band_stride_two`].
     #[inline(always)]
-    fn band<const B: usize, const EDGE: bool>(
+    fn band<const STRIDE: usize, const B: usize, const EDGE: bool>(
+        &self,
+        first: usize,
+        columns: &[VectorColumns],
+        output: &mut [f32],
+    ) {
+        if STRIDE == 1 {
+            self.band_stride_one::<B, EDGE>(first, columns, output);
+        } else {
+            self.band_stride_two::<B, EDGE>(first, columns, output);
+        }
+    }
+
+    /// Stride 1: output column vectors `first..first + B` of every output row, top to
+    /// bottom, each row's vectors left to right. Input row `k` is window row 2 of output row
+    /// `k + top − 2`, row 1 of the next and row 0 of the one after: per vector, that first
+    /// sum is finished and stored, the second carried on, the third begun from the bias, so
+    /// every input row is loaded once. Each output's chain: bias, then the taps in `(i, j)`
+    /// order (padding rows add zeros).
+    #[inline(always)]
+    fn band_stride_one<const B: usize, const EDGE: bool>(
+        &self,
+        first: usize,
+        columns: &[VectorColumns],
+        output: &mut [f32],
+    ) {
+        let simd = self.simd;
+        let columns: &[VectorColumns; B] = columns[..B].try_into().unwrap();
+        let band = Band::<B>::new(output, [self.out_h, self.out_w], S::LANES, first);
+        let add_row = |sum: S::Vector, i: usize, taps: &[S::Vector; SIDE]| {
+            let mut sum = sum;
+            for (j, &tap) in taps.iter().enumerate() {
+                sum = simd.mul_add(self.weights[SIDE * i + j], tap, sum);
+            }
+            sum
+        };
+        // Per vector, the sums of output rows r and r + 1 so far: before row 0, window rows
+        // 0 and 1 of output row 0 and row 0 of output row 1.
+        let mut sums = [[self.bias; 2]; B];
+        for (sums, columns) in sums.iter_mut().zip(columns) {
+            let above = self.taps::<1, B, EDGE>(self.input_row(0), columns);
+            let top = self.taps::<1, B, EDGE>(self.input_row(1), columns);
+            sums[0] = add_row(add_row(self.bias, 0, &above), 1, &top);
+            sums[1] = add_row(self.bias, 0, &top);
+        }
+        for r in 0..band.out_h {
+            let row = self.input_row(r + 2);
+            for (vector, (sums, columns)) in sums.iter_mut().zip(columns).enumerate() {
+                let taps = self.taps::<1, B, EDGE>(row, columns);
+                self.store(&band, r, vector, add_row(sums[0], 2, &taps));
+                *sums = [add_row(sums[1], 1, &taps), add_row(self.bias, 0, &taps)];
+            }
+        }
+    }
+
+    /// Stride 2: output column vectors `first..first + B` of every output row, top to
+    /// bottom, each row's vectors left to right (the input read row after row: down a
+    /// 112x112 plane one vector at a time ran 12 % slower), every vector's window-last-row
+    /// taps carried to the next output row as its first, so two input rows are loaded per
+    /// output row. The rows whose windows lie inside the plane go two at a time (two
+    /// independent chains of multiply-adds in flight) and load without checking which rows
+    /// exist; the few whose windows reach into the padding check each row. Each output's
+    /// chain: bias, then the taps in `(i, j)` order.
+    #[inline(always)]
+    fn band_stride_two<const B: usize, const EDGE: bool>(
         &self,
         first: usize,
         columns: &[VectorColumns],
@@ -341,7 +427,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
             .clamp(first_inside, out_h);
         let mut carried = [[self.simd.splat(0.0); SIDE]; B];
         for (taps, columns) in carried.iter_mut().zip(columns) {
-            *taps = self.taps::<B, EDGE>(self.input_row(0, 0), columns);
+            *taps = self.taps::<2, B, EDGE>(self.input_row(0), columns);
         }
         for r in 0..first_inside {
             self.row_checking_rows::<B, EDGE>(&band, r, columns, &mut carried);
@@ -350,10 +436,10 @@ impl<S: Simd> StreamedPlane<'_, S> {
         while r + 2 <= end_inside {
             let row = 2 * r + 1 - top;
             for (vector, (carried, columns)) in carried.iter_mut().zip(columns).enumerate() {
-                let middle = self.taps::<B, EDGE>(Some(row), columns);
-                let shared = self.taps::<B, EDGE>(Some(row + 1), columns);
-                let next_middle = self.taps::<B, EDGE>(Some(row + 2), columns);
-                let bottom = self.taps::<B, EDGE>(Some(row + 3), columns);
+                let middle = self.taps::<2, B, EDGE>(Some(row), columns);
+                let shared = self.taps::<2, B, EDGE>(Some(row + 1), columns);
+                let next_middle = self.taps::<2, B, EDGE>(Some(row + 2), columns);
+                let bottom = self.taps::<2, B, EDGE>(Some(row + 3), columns);
                 self.store(&band, r, vector, self.sum([*carried, middle, shared]));
                 self.store(
                     &band,
@@ -380,17 +466,18 @@ impl<S: Simd> StreamedPlane<'_, S> {
         carried: &mut [[S::Vector; SIDE]; B],
     ) {
         for (vector, (carried, columns)) in carried.iter_mut().zip(columns).enumerate() {
-            let middle = self.taps::<B, EDGE>(self.input_row(r, 1), columns);
-            let bottom = self.taps::<B, EDGE>(self.input_row(r, 2), columns);
+            let middle = self.taps::<2, B, EDGE>(self.input_row(2 * r + 1), columns);
+            let bottom = self.taps::<2, B, EDGE>(self.input_row(2 * r + 2), columns);
             self.store(band, r, vector, self.sum([*carried, middle, bottom]));
             *carried = bottom;
         }
     }
 
-    /// Window row `i` of output row `r`: input row `2r + i − top`, if inside the plane.
+    /// Row `padded` of the padded input (window row `i` of output row `r` is row `s·r + i`):
+    /// input row `padded − top`, if inside the plane.
     #[inline(always)]
-    fn input_row(&self, r: usize, i: usize) -> Option<usize> {
-        (2 * r + i)
+    fn input_row(&self, padded: usize) -> Option<usize> {
+        padded
             .checked_sub(self.pad_top)
             .filter(|&row| row < self.height)
     }
@@ -419,48 +506,81 @@ impl<S: Simd> StreamedPlane<'_, S> {
         unsafe { self.simd.store_first(target, sum, count) };
     }
 
-    /// [`StreamedPlane::taps_loading`] for a vector of a band of `B`: without masks where
-    /// every column is inside the row, which is every vector's case without `EDGE` and, in a
-    /// band of one, no vector's with it (one choice for the whole band, made by the caller).
+    /// The three taps input row `row` gives a vector of a band of `B` with stride `STRIDE`
+    /// ([`StreamedPlane::pair_taps`] or [`StreamedPlane::shifted_taps`]), zeros for a row of
+    /// the padding; without masks where every column is inside the row, which is every
+    /// vector's case without `EDGE` and, in a band of one, no vector's with it (one choice
+    /// for the whole band, made by the caller).
     #[inline(always)]
-    fn taps<const B: usize, const EDGE: bool>(
+    fn taps<const STRIDE: usize, const B: usize, const EDGE: bool>(
         &self,
         row: Option<usize>,
         columns: &VectorColumns,
     ) -> [S::Vector; SIDE] {
-        if !EDGE || (B > 1 && columns.whole) {
-            self.taps_loading::<false>(row, columns)
-        } else {
-            self.taps_loading::<true>(row, columns)
+        let Some(row) = row else {
+            return [self.simd.splat(0.0); SIDE];
+        };
+        assert!(row < self.height && self.input.len() == self.height * self.width);
+        let masked = EDGE && (B == 1 || !columns.whole);
+        match (STRIDE, masked) {
+            (1, false) => self.shifted_taps::<false>(row, columns),
+            (1, true) => self.shifted_taps::<true>(row, columns),
+            (_, false) => self.pair_taps::<false>(row, columns),
+            (_, true) => self.pair_taps::<true>(row, columns),
         }
     }
 
-    /// The three taps input row `row` gives the vector `columns` describes (zeros for a row
-    /// of the padding): one pair of vectors deinterleaved into taps 1 and 2, tap 0 being tap
-    /// 2's inputs one lane on with the column before the pair entering at lane 0. (Loading
-    /// tap 0's pair too cost a third more: every unaligned 64-byte load splits a cache line.)
+    /// Stride 1: the three taps of input row `row < H`, each a vector loaded from its
+    /// column.
     #[inline(always)]
-    fn taps_loading<const EDGE: bool>(
+    fn shifted_taps<const EDGE: bool>(
         &self,
-        row: Option<usize>,
+        row: usize,
         columns: &VectorColumns,
     ) -> [S::Vector; SIDE] {
         let simd = self.simd;
-        let Some(row) = row else {
-            return [simd.splat(0.0); SIDE];
-        };
-        assert!(row < self.height && self.input.len() == self.height * self.width);
+        let base = self
+            .input
+            .as_ptr()
+            .wrapping_add(row * self.width)
+            .wrapping_offset(columns.start);
+        std::array::from_fn(|tap| {
+            let source = base.wrapping_add(tap);
+            // SAFETY: row `row` is inside the plane (`taps`) and `input` is exactly the
+            // plane; the lanes set in the tap's mask are columns `start + tap + lane` inside
+            // 0..W (worked out by the plan for this geometry), and without `EDGE` all are.
+            unsafe {
+                if EDGE {
+                    simd.load_masked(source, columns.masks[tap])
+                } else {
+                    simd.load(source)
+                }
+            }
+        })
+    }
+
+    /// Stride 2: the three taps of input row `row < H`, one pair of vectors deinterleaved
+    /// into taps 1 and 2, tap 0 being tap 2's inputs one lane on with the column before the
+    /// pair entering at lane 0. (Loading tap 0's pair too cost a third more: every unaligned
+    /// 64-byte load splits a cache line.)
+    #[inline(always)]
+    fn pair_taps<const EDGE: bool>(
+        &self,
+        row: usize,
+        columns: &VectorColumns,
+    ) -> [S::Vector; SIDE] {
+        let simd = self.simd;
         let lanes = S::LANES;
         let base = self
             .input
             .as_ptr()
             .wrapping_add(row * self.width)
-            .wrapping_offset(columns.pair);
+            .wrapping_offset(columns.start);
         let [low, high, before] = columns.masks;
-        // SAFETY: row `row` is inside the plane (asserted) and `input` is exactly the plane;
+        // SAFETY: row `row` is inside the plane (`taps`) and `input` is exactly the plane;
         // the lanes set in the masks are columns inside 0..W (worked out by the plan for this
-        // geometry: from `pair` for the pair's low vector, `pair + LANES` for its high one,
-        // `pair − LANES` for the column before), and without `EDGE` the pair's all are.
+        // geometry: from `start` for the pair's low vector, `start + LANES` for its high one,
+        // `start − LANES` for the column before), and without `EDGE` the pair's all are.
         let (even, odd, previous) = unsafe {
             let (low, high) = if EDGE {
                 (

@@ -19,7 +19,7 @@
 //! let input = vec![1.0f32; 96 * 112 * 112];
 //! let mut output = vec![0.0f32; conv.geometry().output_len()];
 //! conv.run(&input, &mut output)?; // no allocation: call it in a loop
-//! println!("ran {conv}");          // e.g. dwconv-3x3s2d1-lanes-8c8w-x86_64_v4 on 2 thread(s)
+//! println!("ran {conv}");          // e.g. dwconv-3x3s2d1-streamed-1c16w-x86_64_v4 on 2 thread(s)
 //! # Ok::<(), gconv::Error>(())
 //! ```
 //!
