@@ -23,6 +23,7 @@
 
 use gconv_shape::Geometry;
 
+use crate::depthwise_planes::PlaneChannels;
 use crate::engine::Workspace;
 use crate::simd::{Kernel, Simd, dispatch, lanes_between};
 use crate::{Isa, KernelError};
@@ -248,11 +249,8 @@ impl<const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool>
         let out_channels = geometry.out_channels();
         let multiplier = geometry.out_channels_per_group();
         assert_eq!(engine.columns.len(), out_w.div_ceil(S::LANES));
-        // Output plane `index` reads input plane `index / multiplier` of the whole batch
-        // (C_out = C_in · multiplier); counted along, not divided out per plane.
-        let mut channel = first_plane % out_channels;
-        let (mut input_channel, mut copy) = (first_plane / multiplier, first_plane % multiplier);
-        for output in output.chunks_exact_mut(out_plane) {
+        let channels = PlaneChannels::new(first_plane, out_channels, multiplier);
+        for (output, (channel, input_plane)) in output.chunks_exact_mut(out_plane).zip(channels) {
             let weights = &engine.weights[channel * SIDE * SIDE..][..SIDE * SIDE];
             let mut splat = [simd.splat(0.0); SIDE * SIDE];
             for (vector, &weight) in splat.iter_mut().zip(weights) {
@@ -260,7 +258,7 @@ impl<const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool>
             }
             let streamed = StreamedPlane {
                 simd,
-                input: &input[input_channel * plane..][..plane],
+                input: &input[input_plane * plane..][..plane],
                 weights: splat,
                 bias: simd.splat(engine.bias[channel]),
                 height,
@@ -270,14 +268,6 @@ impl<const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool>
                 out_w,
             };
             streamed.convolve::<STRIDE, FULL, LAST, EDGE>(&engine.columns, output);
-            channel += 1;
-            if channel == out_channels {
-                channel = 0;
-            }
-            copy += 1;
-            if copy == multiplier {
-                (input_channel, copy) = (input_channel + 1, 0);
-            }
         }
     }
 }
@@ -530,6 +520,16 @@ impl<S: Simd> StreamedPlane<'_, S> {
         }
     }
 
+    /// Where column `columns.start` of input row `row` would lie (outside the row in the
+    /// padding: never dereferenced there, the masks leave those lanes out).
+    #[inline(always)]
+    fn column_start(&self, row: usize, columns: &VectorColumns) -> *const f32 {
+        self.input
+            .as_ptr()
+            .wrapping_add(row * self.width)
+            .wrapping_offset(columns.start)
+    }
+
     /// Stride 1: the three taps of input row `row < H`, each a vector loaded from its
     /// column.
     #[inline(always)]
@@ -539,11 +539,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         columns: &VectorColumns,
     ) -> [S::Vector; SIDE] {
         let simd = self.simd;
-        let base = self
-            .input
-            .as_ptr()
-            .wrapping_add(row * self.width)
-            .wrapping_offset(columns.start);
+        let base = self.column_start(row, columns);
         std::array::from_fn(|tap| {
             let source = base.wrapping_add(tap);
             // SAFETY: row `row` is inside the plane (`taps`) and `input` is exactly the
@@ -571,11 +567,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
     ) -> [S::Vector; SIDE] {
         let simd = self.simd;
         let lanes = S::LANES;
-        let base = self
-            .input
-            .as_ptr()
-            .wrapping_add(row * self.width)
-            .wrapping_offset(columns.start);
+        let base = self.column_start(row, columns);
         let [low, high, before] = columns.masks;
         // SAFETY: row `row` is inside the plane (`taps`) and `input` is exactly the plane;
         // the lanes set in the masks are columns inside 0..W (worked out by the plan for this

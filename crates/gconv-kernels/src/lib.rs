@@ -46,6 +46,7 @@
 
 mod channel_vectors;
 mod depthwise_lanes;
+mod depthwise_planes;
 mod depthwise_shifted;
 mod depthwise_streamed;
 mod depthwise_unpacked;
