@@ -1,25 +1,26 @@
-//! Depthwise 3x3 convolution with stride 1 or 2, bands of output columns streamed down
-//! their plane, each input row loaded once.
+//! Depthwise convolution, 3x3 windows with stride 2 and 3x3, 5x5 and 7x7 windows with
+//! stride 1, bands of output columns streamed down their plane, each input row loaded once.
 //!
 //! A band of up to four vectors of output columns walks down the whole plane, row by row
 //! (the input read in the order it lies, as the prefetchers like it), so that every input row
 //! is loaded once per vector and feeds every output row whose window holds it:
 //!
-//! * stride 2: output row `r` reads input rows `2r − top ..= 2r − top + 2`, the last of them
-//!   the first of row `r + 1`'s, so that row's three taps per vector are carried in registers
-//!   to the next output row: per output row and vector, two new input rows, each one pair of
-//!   vectors deinterleaved into its three taps (the even and the odd columns of the pair from
-//!   the window's middle column, and the odd ones again one lane on), nine multiply-adds;
-//! * stride 1: input row `k` is the last window row of output row `k + top − 2`, the middle
-//!   one of the next and the first of the one after, so two partial sums per vector roll down
-//!   with the rows: per input row and vector, three shifted loads, nine multiply-adds, one
-//!   finished sum stored, one begun from the bias.
+//! * stride 2 (3x3): output row `r` reads input rows `2r − top ..= 2r − top + 2`, the last of
+//!   them the first of row `r + 1`'s, so that row's three taps per vector are carried in
+//!   registers to the next output row: per output row and vector, two new input rows, each
+//!   one pair of vectors deinterleaved into its three taps (the even and the odd columns of
+//!   the pair from the window's middle column, and the odd ones again one lane on), nine
+//!   multiply-adds;
+//! * stride 1 (`K`x`K`): input row `k` is the last window row of output row
+//!   `k + top − K + 1`, the one before of the next, …, the first of the `K`-th, so `K − 1`
+//!   partial sums per vector roll down with the rows: per input row and vector, `K` shifted
+//!   loads, `K²` multiply-adds, one finished sum stored, one begun from the bias.
 //!
-//! The nine weights stay in registers for the whole plane, rows of the padding are zero
-//! vectors, and a task takes several planes, claimed and dispatched once. (The unpacked
-//! kernel's blocks of 8, 4 and 1 rows, each set up and dispatched on its own, spent about 47
-//! cycles per output vector on MobileNetV2's 28x28 stride-2 layer, against 9 multiply-adds
-//! and 6 deinterleaving shuffles.)
+//! The weights are broadcast once per plane, rows of the padding add nothing, and a task
+//! takes several planes, claimed and dispatched once. (The unpacked kernel's blocks of 8, 4
+//! and 1 rows, each set up and dispatched on its own, spent about 47 cycles per output
+//! vector on MobileNetV2's 28x28 stride-2 layer, against 9 multiply-adds and 6
+//! deinterleaving shuffles.)
 
 use gconv_shape::Geometry;
 
@@ -37,23 +38,27 @@ const MIN_TASK_FLOATS: usize = 1024;
 #[cfg(test)]
 const MIN_TASK_FLOATS: usize = 24;
 
-/// The window's side: 3x3, the stride-2 depthwise layer of MobileNet, EfficientNet and their
-/// kin, whose nine weights, three carried taps, six new ones and the accumulator fit in the
-/// registers of every tier.
+/// The window's side with stride 2: 3x3, the stride-2 depthwise layer of MobileNet,
+/// EfficientNet and their kin, whose nine weights, three carried taps, six new ones and the
+/// accumulator fit in the registers of every tier.
 const SIDE: usize = 3;
+
+/// The largest window side with stride 1: 3x3, 5x5 (EfficientNet) and 7x7 (ConvNeXt).
+const MAX_SIDE: usize = 7;
 
 /// Vectors of output columns a band walks down the plane together: 128 input columns per
 /// row on AVX-512 (MobileNetV2's 112x112 plane in one band), their carried taps twelve
 /// registers.
 const BAND_VECTORS: usize = 4;
 
-/// A depthwise convolution (one input channel per group, any channel multiplier) with a 3x3
-/// window, stride 1 or 2 and no dilation, prepared for the streamed kernel.
+/// A depthwise convolution (one input channel per group, any channel multiplier) without
+/// dilation, 3x3 with stride 2 or 3x3, 5x5 or 7x7 with stride 1, prepared for the streamed
+/// kernel.
 #[derive(Debug)]
 pub(crate) struct StreamedEngine {
     pub geometry: Geometry,
     pub isa: Isa,
-    /// `[C_out][3·3]`, the caller's layout.
+    /// `[C_out][K·K]`, the caller's layout.
     weights: Vec<f32>,
     /// Per output channel (zeros without a bias).
     bias: Vec<f32>,
@@ -66,8 +71,8 @@ pub(crate) struct StreamedEngine {
 /// The input columns a vector of output columns reads from an input row, from `start` on.
 /// With stride 2: the pair of vectors from `start` (lane `l` of its even columns is tap 1's
 /// input for output lane `l`, of its odd columns tap 2's) and the column before it (tap 0's
-/// input for lane 0; its other lanes are tap 2's, one lane on). With stride 1: the vectors
-/// from `start`, `start + 1` and `start + 2`, taps 0, 1 and 2.
+/// input for lane 0; its other lanes are tap 2's, one lane on). With stride 1: the vector
+/// from `start + j`, tap `j`'s.
 #[derive(Debug, Clone, Copy)]
 struct VectorColumns {
     /// Stride 2: the input column of the pair's lane 0, `2·v·LANES − left + 1`; stride 1:
@@ -75,19 +80,23 @@ struct VectorColumns {
     start: isize,
     /// The lanes inside the row (`0 ≤ column < W`): stride 2, of the pair's low and high
     /// vectors, and the last lane of the vector ending at `start` if column `start − 1` is
-    /// inside; stride 1, of the three taps' vectors.
-    masks: [u32; 3],
+    /// inside; stride 1, of each tap's vector.
+    masks: [u32; MAX_SIDE],
     /// Whether every lane the vector loads whole is inside the row: loaded without masks.
     whole: bool,
 }
 
 impl StreamedEngine {
-    /// Whether `geometry` suits this kernel: depthwise, 3x3, stride 1 or 2, no dilation.
+    /// Whether `geometry` suits this kernel: depthwise without dilation, 3x3 with stride 2,
+    /// 3x3, 5x5 or 7x7 with stride 1.
     pub fn suits(geometry: &Geometry) -> bool {
         geometry.in_channels_per_group() == 1
-            && geometry.kernel_size() == [SIDE, SIDE]
-            && matches!(geometry.stride(), [1, 1] | [2, 2])
             && geometry.dilation() == [1, 1]
+            && match geometry.stride() {
+                [2, 2] => geometry.kernel_size() == [SIDE, SIDE],
+                [1, 1] => matches!(geometry.kernel_size(), [3, 3] | [5, 5] | [7, 7]),
+                _ => false,
+            }
     }
 
     pub fn new(
@@ -124,20 +133,25 @@ impl StreamedEngine {
         let all = lanes_between(0, lanes);
         let step = lanes as isize;
         let stride_two = geometry.stride() == [2, 2];
+        let side = geometry.kernel_size()[0];
         let mut columns = Vec::with_capacity(vectors);
         for vector in 0..vectors {
             let (start, masks, whole) = if stride_two {
                 let start = signed(2 * vector * lanes)? - left + 1;
-                let masks = [
+                let mut masks = [0; MAX_SIDE];
+                masks[..3].copy_from_slice(&[
                     lanes_inside(start),
                     lanes_inside(start + step),
                     lanes_inside(start - step) & (1 << (lanes - 1)),
-                ];
+                ]);
                 (start, masks, masks[..2] == [all; 2])
             } else {
                 let start = signed(vector * lanes)? - left;
-                let masks = [0, 1, 2].map(|tap| lanes_inside(start + tap));
-                (start, masks, masks == [all; 3])
+                let mut masks = [0; MAX_SIDE];
+                for (tap, mask) in masks[..side].iter_mut().enumerate() {
+                    *mask = lanes_inside(start + tap as isize);
+                }
+                (start, masks, masks[..side].iter().all(|&mask| mask == all))
             };
             columns.push(VectorColumns {
                 start,
@@ -182,25 +196,26 @@ impl StreamedEngine {
                 output: planes,
             };
             let isa = self.isa;
+            let window = [self.geometry.stride()[0], self.geometry.kernel_size()[0]];
             macro_rules! layouts {
-                ($($stride:literal),*) => {
-                    match (self.geometry.stride()[0], full, last, edge) {
+                ($([$stride:literal, $side:literal]),*) => {
+                    match (window, full, last, edge) {
                         $(
-                            ($stride, false, 1, false) => dispatch(isa, task.in_bands::<$stride, false, 1, false>()),
-                            ($stride, false, 1, true) => dispatch(isa, task.in_bands::<$stride, false, 1, true>()),
-                            ($stride, false, 2, _) => dispatch(isa, task.in_bands::<$stride, false, 2, true>()),
-                            ($stride, false, 3, _) => dispatch(isa, task.in_bands::<$stride, false, 3, true>()),
-                            ($stride, false, _, _) => dispatch(isa, task.in_bands::<$stride, false, BAND_VECTORS, true>()),
-                            ($stride, true, 1, _) => dispatch(isa, task.in_bands::<$stride, true, 1, true>()),
-                            ($stride, true, 2, _) => dispatch(isa, task.in_bands::<$stride, true, 2, true>()),
-                            ($stride, true, 3, _) => dispatch(isa, task.in_bands::<$stride, true, 3, true>()),
-                            ($stride, true, _, _) => dispatch(isa, task.in_bands::<$stride, true, BAND_VECTORS, true>()),
+                            ([$stride, $side], false, 1, false) => dispatch(isa, task.in_bands::<$stride, $side, false, 1, false>()),
+                            ([$stride, $side], false, 1, true) => dispatch(isa, task.in_bands::<$stride, $side, false, 1, true>()),
+                            ([$stride, $side], false, 2, _) => dispatch(isa, task.in_bands::<$stride, $side, false, 2, true>()),
+                            ([$stride, $side], false, 3, _) => dispatch(isa, task.in_bands::<$stride, $side, false, 3, true>()),
+                            ([$stride, $side], false, _, _) => dispatch(isa, task.in_bands::<$stride, $side, false, BAND_VECTORS, true>()),
+                            ([$stride, $side], true, 1, _) => dispatch(isa, task.in_bands::<$stride, $side, true, 1, true>()),
+                            ([$stride, $side], true, 2, _) => dispatch(isa, task.in_bands::<$stride, $side, true, 2, true>()),
+                            ([$stride, $side], true, 3, _) => dispatch(isa, task.in_bands::<$stride, $side, true, 3, true>()),
+                            ([$stride, $side], true, _, _) => dispatch(isa, task.in_bands::<$stride, $side, true, BAND_VECTORS, true>()),
                         )*
-                        _ => unreachable!("the streamed kernel takes strides 1 and 2"),
+                        _ => unreachable!("the streamed kernel's windows (`suits`)"),
                     }
                 };
             }
-            layouts!(1, 2);
+            layouts!([1, 3], [1, 5], [1, 7], [2, 3]);
         });
     }
 }
@@ -214,25 +229,37 @@ struct Planes<'a> {
 }
 
 impl<'a> Planes<'a> {
-    /// This task with stride `STRIDE`, its planes' vectors in bands of [`BAND_VECTORS`] (if
+    /// This task with stride `STRIDE` and a `K`x`K` window, its planes' vectors in bands of [`BAND_VECTORS`] (if
     /// `FULL`) and a last band of `LAST`, which loads through masks if `EDGE` (see
     /// [`StreamedPlane::taps`]).
-    fn in_bands<const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool>(
+    fn in_bands<
+        const STRIDE: usize,
+        const K: usize,
+        const FULL: bool,
+        const LAST: usize,
+        const EDGE: bool,
+    >(
         self,
-    ) -> PlanesInBands<'a, STRIDE, FULL, LAST, EDGE> {
+    ) -> PlanesInBands<'a, STRIDE, K, FULL, LAST, EDGE> {
         PlanesInBands { planes: self }
     }
 }
 
 /// A task of stride `STRIDE` whose planes' vectors of columns come in bands of
 /// [`BAND_VECTORS`] (if `FULL`) and a last band of `LAST`.
-struct PlanesInBands<'a, const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool>
-{
+struct PlanesInBands<
+    'a,
+    const STRIDE: usize,
+    const K: usize,
+    const FULL: bool,
+    const LAST: usize,
+    const EDGE: bool,
+> {
     planes: Planes<'a>,
 }
 
-impl<const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool> Kernel
-    for PlanesInBands<'_, STRIDE, FULL, LAST, EDGE>
+impl<const STRIDE: usize, const K: usize, const FULL: bool, const LAST: usize, const EDGE: bool>
+    Kernel for PlanesInBands<'_, STRIDE, K, FULL, LAST, EDGE>
 {
     #[inline(always)]
     fn run<S: Simd>(self, simd: S) {
@@ -251,8 +278,8 @@ impl<const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool>
         assert_eq!(engine.columns.len(), out_w.div_ceil(S::LANES));
         let channels = PlaneChannels::new(first_plane, out_channels, multiplier);
         for (output, (channel, input_plane)) in output.chunks_exact_mut(out_plane).zip(channels) {
-            let weights = &engine.weights[channel * SIDE * SIDE..][..SIDE * SIDE];
-            let mut splat = [simd.splat(0.0); SIDE * SIDE];
+            let weights = &engine.weights[channel * K * K..][..K * K];
+            let mut splat = [simd.splat(0.0); MAX_SIDE * MAX_SIDE];
             for (vector, &weight) in splat.iter_mut().zip(weights) {
                 *vector = simd.splat(weight);
             }
@@ -267,7 +294,7 @@ impl<const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool>
                 out_h,
                 out_w,
             };
-            streamed.convolve::<STRIDE, FULL, LAST, EDGE>(&engine.columns, output);
+            streamed.convolve::<STRIDE, K, FULL, LAST, EDGE>(&engine.columns, output);
         }
     }
 }
@@ -302,8 +329,8 @@ impl<const B: usize> Band<B> {
 struct StreamedPlane<'a, S: Simd> {
     simd: S,
     input: &'a [f32],
-    /// Tap `(i, j)` at `3i + j`, each broadcast.
-    weights: [S::Vector; SIDE * SIDE],
+    /// Tap `(i, j)` at `K·i + j` (the first `K²`), each broadcast.
+    weights: [S::Vector; MAX_SIDE * MAX_SIDE],
     bias: S::Vector,
     height: usize,
     width: usize,
@@ -317,7 +344,13 @@ impl<S: Simd> StreamedPlane<'_, S> {
     /// last band of `LAST`, each walked down the plane row by row (see
     /// [`StreamedPlane::band`]).
     #[inline(always)]
-    fn convolve<const STRIDE: usize, const FULL: bool, const LAST: usize, const EDGE: bool>(
+    fn convolve<
+        const STRIDE: usize,
+        const K: usize,
+        const FULL: bool,
+        const LAST: usize,
+        const EDGE: bool,
+    >(
         &self,
         columns: &[VectorColumns],
         output: &mut [f32],
@@ -325,37 +358,37 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let mut first = 0;
         if FULL {
             while columns.len() - first > BAND_VECTORS {
-                self.band::<STRIDE, BAND_VECTORS, true>(first, &columns[first..], output);
+                self.band::<STRIDE, K, BAND_VECTORS, true>(first, &columns[first..], output);
                 first += BAND_VECTORS;
             }
         }
         assert_eq!(columns.len() - first, LAST);
-        self.band::<STRIDE, LAST, EDGE>(first, &columns[first..], output);
+        self.band::<STRIDE, K, LAST, EDGE>(first, &columns[first..], output);
     }
 
     /// [`StreamedPlane::band_stride_one`] or [`StreamedPlane::band_stride_two`].
     #[inline(always)]
-    fn band<const STRIDE: usize, const B: usize, const EDGE: bool>(
+    fn band<const STRIDE: usize, const K: usize, const B: usize, const EDGE: bool>(
         &self,
         first: usize,
         columns: &[VectorColumns],
         output: &mut [f32],
     ) {
         if STRIDE == 1 {
-            self.band_stride_one::<B, EDGE>(first, columns, output);
+            self.band_stride_one::<K, B, EDGE>(first, columns, output);
         } else {
             self.band_stride_two::<B, EDGE>(first, columns, output);
         }
     }
 
-    /// Stride 1: output column vectors `first..first + B` of every output row, top to
-    /// bottom, each row's vectors left to right. Input row `k` is window row 2 of output row
-    /// `k + top − 2`, row 1 of the next and row 0 of the one after: per vector, that first
-    /// sum is finished and stored, the second carried on, the third begun from the bias, so
-    /// every input row is loaded once. Each output's chain: bias, then the taps in `(i, j)`
-    /// order (padding rows add zeros).
+    /// Stride 1, a `K`x`K` window: output column vectors `first..first + B` of every output
+    /// row, top to bottom, each row's vectors left to right. Input row `k` is window row
+    /// `K − 1` of output row `k + top − K + 1`, row `K − 2` of the next, …, row 0 of the
+    /// `K`-th: per vector, that first sum is finished and stored, the next `K − 2` carried on,
+    /// the last begun from the bias, so every input row is loaded once. Each output's chain:
+    /// bias, then the taps in `(i, j)` order; rows of the padding add nothing.
     #[inline(always)]
-    fn band_stride_one<const B: usize, const EDGE: bool>(
+    fn band_stride_one<const K: usize, const B: usize, const EDGE: bool>(
         &self,
         first: usize,
         columns: &[VectorColumns],
@@ -364,28 +397,36 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let simd = self.simd;
         let columns: &[VectorColumns; B] = columns[..B].try_into().unwrap();
         let band = Band::<B>::new(output, [self.out_h, self.out_w], S::LANES, first);
-        let add_row = |sum: S::Vector, i: usize, taps: &[S::Vector; SIDE]| {
+        let add_row = |sum: S::Vector, i: usize, taps: &Option<[S::Vector; K]>| {
             let mut sum = sum;
-            for (j, &tap) in taps.iter().enumerate() {
-                sum = simd.mul_add(self.weights[SIDE * i + j], tap, sum);
+            if let Some(taps) = taps {
+                for (j, &tap) in taps.iter().enumerate() {
+                    sum = simd.mul_add(self.weights[K * i + j], tap, sum);
+                }
             }
             sum
         };
-        // Per vector, the sums of output rows r and r + 1 so far: before row 0, window rows
-        // 0 and 1 of output row 0 and row 0 of output row 1.
-        let mut sums = [[self.bias; 2]; B];
+        // Per vector, the sums of output rows r .. r + K − 1 so far (the last unused between
+        // rows): before row 0, padded rows 0 .. K − 1 added to the outputs whose windows
+        // hold them, sums[m] (output row m) taking padded row p as window row p − m.
+        let mut sums = [[self.bias; K]; B];
         for (sums, columns) in sums.iter_mut().zip(columns) {
-            let above = self.taps::<1, B, EDGE>(self.input_row(0), columns);
-            let top = self.taps::<1, B, EDGE>(self.input_row(1), columns);
-            sums[0] = add_row(add_row(self.bias, 0, &above), 1, &top);
-            sums[1] = add_row(self.bias, 0, &top);
+            for padded in 0..K - 1 {
+                let taps = self.shifted_row::<K, B, EDGE>(self.input_row(padded), columns);
+                for (m, sum) in sums[..=padded].iter_mut().enumerate() {
+                    *sum = add_row(*sum, padded - m, &taps);
+                }
+            }
         }
         for r in 0..band.out_h {
-            let row = self.input_row(r + 2);
+            let row = self.input_row(r + K - 1);
             for (vector, (sums, columns)) in sums.iter_mut().zip(columns).enumerate() {
-                let taps = self.taps::<1, B, EDGE>(row, columns);
-                self.store(&band, r, vector, add_row(sums[0], 2, &taps));
-                *sums = [add_row(sums[1], 1, &taps), add_row(self.bias, 0, &taps)];
+                let taps = self.shifted_row::<K, B, EDGE>(row, columns);
+                self.store(&band, r, vector, add_row(sums[0], K - 1, &taps));
+                for m in 1..K - 1 {
+                    sums[m - 1] = add_row(sums[m], K - 1 - m, &taps);
+                }
+                sums[K - 2] = add_row(self.bias, 0, &taps);
             }
         }
     }
@@ -417,7 +458,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
             .clamp(first_inside, out_h);
         let mut carried = [[self.simd.splat(0.0); SIDE]; B];
         for (taps, columns) in carried.iter_mut().zip(columns) {
-            *taps = self.taps::<2, B, EDGE>(self.input_row(0), columns);
+            *taps = self.pair_row::<B, EDGE>(self.input_row(0), columns);
         }
         for r in 0..first_inside {
             self.row_checking_rows::<B, EDGE>(&band, r, columns, &mut carried);
@@ -426,10 +467,10 @@ impl<S: Simd> StreamedPlane<'_, S> {
         while r + 2 <= end_inside {
             let row = 2 * r + 1 - top;
             for (vector, (carried, columns)) in carried.iter_mut().zip(columns).enumerate() {
-                let middle = self.taps::<2, B, EDGE>(Some(row), columns);
-                let shared = self.taps::<2, B, EDGE>(Some(row + 1), columns);
-                let next_middle = self.taps::<2, B, EDGE>(Some(row + 2), columns);
-                let bottom = self.taps::<2, B, EDGE>(Some(row + 3), columns);
+                let middle = self.pair_row::<B, EDGE>(Some(row), columns);
+                let shared = self.pair_row::<B, EDGE>(Some(row + 1), columns);
+                let next_middle = self.pair_row::<B, EDGE>(Some(row + 2), columns);
+                let bottom = self.pair_row::<B, EDGE>(Some(row + 3), columns);
                 self.store(&band, r, vector, self.sum([*carried, middle, shared]));
                 self.store(
                     &band,
@@ -456,8 +497,8 @@ impl<S: Simd> StreamedPlane<'_, S> {
         carried: &mut [[S::Vector; SIDE]; B],
     ) {
         for (vector, (carried, columns)) in carried.iter_mut().zip(columns).enumerate() {
-            let middle = self.taps::<2, B, EDGE>(self.input_row(2 * r + 1), columns);
-            let bottom = self.taps::<2, B, EDGE>(self.input_row(2 * r + 2), columns);
+            let middle = self.pair_row::<B, EDGE>(self.input_row(2 * r + 1), columns);
+            let bottom = self.pair_row::<B, EDGE>(self.input_row(2 * r + 2), columns);
             self.store(band, r, vector, self.sum([*carried, middle, bottom]));
             *carried = bottom;
         }
@@ -496,13 +537,11 @@ impl<S: Simd> StreamedPlane<'_, S> {
         unsafe { self.simd.store_first(target, sum, count) };
     }
 
-    /// The three taps input row `row` gives a vector of a band of `B` with stride `STRIDE`
-    /// ([`StreamedPlane::pair_taps`] or [`StreamedPlane::shifted_taps`]), zeros for a row of
-    /// the padding; without masks where every column is inside the row, which is every
-    /// vector's case without `EDGE` and, in a band of one, no vector's with it (one choice
-    /// for the whole band, made by the caller).
+    /// Stride 2: the three taps input row `row` gives a vector of a band of `B`
+    /// ([`StreamedPlane::pair_taps`]), zeros for a row of the padding; without masks where
+    /// every column is inside the row (see [`StreamedPlane::masked`]).
     #[inline(always)]
-    fn taps<const STRIDE: usize, const B: usize, const EDGE: bool>(
+    fn pair_row<const B: usize, const EDGE: bool>(
         &self,
         row: Option<usize>,
         columns: &VectorColumns,
@@ -511,13 +550,37 @@ impl<S: Simd> StreamedPlane<'_, S> {
             return [self.simd.splat(0.0); SIDE];
         };
         assert!(row < self.height && self.input.len() == self.height * self.width);
-        let masked = EDGE && (B == 1 || !columns.whole);
-        match (STRIDE, masked) {
-            (1, false) => self.shifted_taps::<false>(row, columns),
-            (1, true) => self.shifted_taps::<true>(row, columns),
-            (_, false) => self.pair_taps::<false>(row, columns),
-            (_, true) => self.pair_taps::<true>(row, columns),
+        if Self::masked::<B, EDGE>(columns) {
+            self.pair_taps::<true>(row, columns)
+        } else {
+            self.pair_taps::<false>(row, columns)
         }
+    }
+
+    /// Stride 1: the `K` taps input row `row` gives a vector of a band of `B`
+    /// ([`StreamedPlane::shifted_taps`]), or `None` for a row of the padding; without masks
+    /// where every column is inside the row (see [`StreamedPlane::masked`]).
+    #[inline(always)]
+    fn shifted_row<const K: usize, const B: usize, const EDGE: bool>(
+        &self,
+        row: Option<usize>,
+        columns: &VectorColumns,
+    ) -> Option<[S::Vector; K]> {
+        let row = row?;
+        assert!(row < self.height && self.input.len() == self.height * self.width);
+        Some(if Self::masked::<B, EDGE>(columns) {
+            self.shifted_taps::<K, true>(row, columns)
+        } else {
+            self.shifted_taps::<K, false>(row, columns)
+        })
+    }
+
+    /// Whether a vector of a band of `B` loads through its masks: where some column is
+    /// outside the row, which is no vector's case without `EDGE` and, in a band of one,
+    /// every vector's with it (one choice for the whole band, made by the caller).
+    #[inline(always)]
+    fn masked<const B: usize, const EDGE: bool>(columns: &VectorColumns) -> bool {
+        EDGE && (B == 1 || !columns.whole)
     }
 
     /// Where column `columns.start` of input row `row` would lie (outside the row in the
@@ -530,14 +593,13 @@ impl<S: Simd> StreamedPlane<'_, S> {
             .wrapping_offset(columns.start)
     }
 
-    /// Stride 1: the three taps of input row `row < H`, each a vector loaded from its
-    /// column.
+    /// Stride 1: the `K` taps of input row `row < H`, each a vector loaded from its column.
     #[inline(always)]
-    fn shifted_taps<const EDGE: bool>(
+    fn shifted_taps<const K: usize, const EDGE: bool>(
         &self,
         row: usize,
         columns: &VectorColumns,
-    ) -> [S::Vector; SIDE] {
+    ) -> [S::Vector; K] {
         let simd = self.simd;
         let base = self.column_start(row, columns);
         std::array::from_fn(|tap| {
@@ -568,7 +630,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let simd = self.simd;
         let lanes = S::LANES;
         let base = self.column_start(row, columns);
-        let [low, high, before] = columns.masks;
+        let [low, high, before, ..] = columns.masks;
         // SAFETY: row `row` is inside the plane (`taps`) and `input` is exactly the plane;
         // the lanes set in the masks are columns inside 0..W (worked out by the plan for this
         // geometry: from `start` for the pair's low vector, `start + LANES` for its high one,

@@ -321,7 +321,8 @@ fn lanes_isa(isa: Isa) -> Isa {
 /// small against its arithmetic), or stride 2 with a 3xN window (5xN too on AVX-512), on
 /// planes whose padded block of channels in lanes (on `lanes_isa`) would not fit
 /// [`UNPACKED_MIN_BLOCK`] (stride 2 on tiers below AVX-512 and with 5xN windows: four times
-/// that). 3x3 windows without dilation go to the streamed kernel first, where it takes them.
+/// that). 3x3, 5x5 and 7x7 windows without dilation go to the streamed kernel first, where it
+/// takes them.
 ///
 /// Measured (AVX-512 tier, one thread, GFLOP/s): 3x3 on 28x28 31 against 28 (lanes), 30x30
 /// 34 against 28 (lanes), DeepLab's dilated 32x32 32 against 24 (lanes), 40x40 32 against 31
@@ -368,8 +369,8 @@ fn prefers_unpacked(geometry: &Geometry, isa: Isa, lanes_isa: Isa) -> bool {
 
 /// Whether the shifted-plane depthwise kernel should run `geometry` on `isa`: stride 1,
 /// output the input's size, planes of at most [`SHIFTED_MAX_PLANE`] positions, AVX-512 only
-/// (3x3 windows without dilation go to the streamed kernel first: 28x28 55 → 81, 14x14
-/// 48 → 66 GFLOP/s).
+/// (3x3, 5x5 and 7x7 windows without dilation go to the streamed kernel first, faster on
+/// every one: see [`prefers_streamed`]; the shifted kernel keeps dilated and other windows).
 ///
 /// Measured (AVX-512, one thread, median of three alternating runs, GFLOP/s, against the
 /// kernel chosen before it): 3x3 on 14x14 48–50 against 34 (lanes), 7x7 30 → 33 (lanes),
@@ -385,29 +386,36 @@ fn prefers_shifted(geometry: &Geometry, isa: Isa) -> bool {
         && (height as u128 * width as u128) <= SHIFTED_MAX_PLANE as u128
 }
 
-/// Whether the streamed depthwise kernel should run `geometry` on `isa`: every 3x3 depthwise
-/// layer without dilation, stride 2 on every tier, stride 1 on AVX-512 and, below it, on rows
-/// of at most six vectors that waste at most a fifth of their lanes.
+/// Whether the streamed depthwise kernel should run `geometry` on `isa`: every depthwise
+/// layer it suits (3x3 with stride 2; 3x3, 5x5 and 7x7 with stride 1) on AVX-512 and 3x3 with
+/// stride 2 on every tier; below AVX-512, stride 1 on rows that waste at most a fifth of
+/// their lanes and whose band's rolling sums, `(K − 1)` per vector, number at most twelve
+/// (sixteen registers hold them beside the taps).
 ///
 /// Measured (one thread, median of three, GFLOP/s, against the kernel chosen before it).
 /// Stride 2, AVX-512: MobileNetV2's 112x112 21 → 27 (unpacked), 56x56 24 → 48, 28x28 20 →
 /// 48, 14x14 20 → 23 (lanes), MobileNet's 56x56 26 → 52 and 28x28 21 → 48, 57x57 28 → 60,
 /// 225x225 21 → 22, 33x33 with a multiplier of 2 15 → 36, a batch of four 56x56 planes 18
 /// → 26; AVX2: 112x112 17 → 19 (unpacked), 56x56 14 → 27, 28x28 15 → 26 (lanes), 14x14 20
-/// → 24 (lanes), 225x225 even. Stride 1, AVX-512: 112x112 53 → 60 (unpacked), 56x56 51 →
-/// 69, the batch of eight 56x56 planes 46 → 63, 57x57 61 → 106, 225x225 45 → 54, 28x28 55 →
-/// 81 (shifted), 14x14 48 → 66, 32x32 52 → 90, 20x20 51 → 59, 10x10 45 → 51, 7x7 even;
-/// AVX2: 8 to 48 columns 1.15–1.6x (lanes, unpacked) where the rows fill their vectors, but
-/// 10 and 12 columns 0.84 and 1.0 (two vectors for 10 or 12 outputs), 56x56 0.89, 112x112
-/// 0.76 and 225x225 0.71 against the unpacked kernel's taller tiles.
+/// → 24 (lanes), 225x225 even. Stride 1, AVX-512, 3x3: 112x112 53 → 60 (unpacked), 56x56 51
+/// → 69, the batch of eight 56x56 planes 46 → 63, 57x57 61 → 106, 225x225 45 → 54, 28x28 55
+/// → 81 (shifted), 14x14 48 → 66, 32x32 52 → 90, 20x20 51 → 59, 10x10 45 → 51, 7x7 even;
+/// 5x5: 56x56 73 → 113 (unpacked), 28x28 57 → 101 (shifted), 14x14 56 → 103, 7x7 43 → 52,
+/// 33x33 without padding 87 → 105 (unpacked); 7x7: 56x56 79 → 102 (unpacked), 28x28 60 → 98,
+/// 14x14 57 → 98 (shifted), 7x7 even. AVX2, 3x3: 8 to 48 columns 1.15–1.6x (lanes,
+/// unpacked) where the rows fill their vectors, but 10 and 12 columns 0.84 and 1.0 (two
+/// vectors for 10 or 12 outputs), 56x56 0.89, 112x112 0.76 and 225x225 0.71 against the
+/// unpacked kernel's taller tiles; 5x5 and 7x7 on 7x7 and 14x14 planes 1.07–1.32x, but 5x5
+/// on a 33x33 plane 0.80 (four vectors of sums spilled).
 fn prefers_streamed(geometry: &Geometry, isa: Isa) -> bool {
     let [_, out_w] = geometry.output_size();
+    let [side, _] = geometry.kernel_size();
     let lanes = isa.lanes();
     let vectors = out_w.div_ceil(lanes);
     StreamedEngine::suits(geometry)
         && (geometry.stride() == [2, 2]
             || isa == Isa::X86_64V4
-            || (vectors <= 6 && 5 * out_w >= 4 * lanes * vectors))
+            || (vectors * (side - 1) <= 12 && 5 * out_w >= 4 * lanes * vectors))
 }
 
 /// Positions of the largest plane the shifted-plane kernel runs.
@@ -611,7 +619,8 @@ mod tests {
         depthwise_problems(2, window, size)
     }
 
-    /// 3x3 depthwise problems of `stride` for the streamed kernel: padding of up to three on
+    /// Depthwise problems of `stride` for the streamed kernel (3x3, 5x5 and 7x7 windows with
+    /// stride 1, 3x3 with stride 2): padding of up to three on
     /// each side (the first and last output rows reading padding rows, the first and last
     /// vectors of columns padding columns), planes of odd and even sizes, short (no row pair
     /// inside) and tall, rows around one and two vectors of every tier (32 input columns per
@@ -620,7 +629,12 @@ mod tests {
     fn streamed_problems(stride: usize) -> impl Strategy<Value = Problem> {
         let width = prop_oneof![3 => 1usize..72, 1 => 60usize..170];
         let size = (1usize..4, 1usize..3, 1usize..24, width, 1usize..3);
-        depthwise_problems(stride, Just((3, 3, 1, 1)), size)
+        let side = if stride == 1 {
+            prop_oneof![Just(3usize), Just(5), Just(7)].boxed()
+        } else {
+            Just(3usize).boxed()
+        };
+        depthwise_problems(stride, side.prop_map(|side| (side, side, 1, 1)), size)
     }
 
     /// Depthwise problems of `stride` with windows `(kH, kW, dH, dW)` and sizes `(channels,
