@@ -1,5 +1,6 @@
-//! Depthwise convolution, 3x3 windows with stride 2 and 3x3, 5x5 and 7x7 windows with
-//! stride 1, bands of output columns streamed down their plane, each input row loaded once.
+//! Depthwise convolution, 3x3 and 5x5 windows with stride 2 and 3x3, 5x5 and 7x7 windows
+//! with stride 1, bands of output columns streamed down their plane, each input row loaded
+//! once.
 //!
 //! A band of up to four vectors of output columns walks down the whole plane, row by row
 //! (the input read in the order it lies, as the prefetchers like it), so that every input row
@@ -11,6 +12,9 @@
 //!   one pair of vectors deinterleaved into its three taps (the even and the odd columns of
 //!   the pair from the window's middle column, and the odd ones again one lane on), nine
 //!   multiply-adds;
+//! * stride 2 (5x5): each padded row is window row `p − 2r` of the (up to three) output rows
+//!   `r` whose windows hold it, their sums rolling down: per output row and vector, two new
+//!   input rows, each three pairs of vectors deinterleaved into its five taps;
 //! * stride 1 (`K`x`K`): input row `k` is the last window row of output row
 //!   `k + top − K + 1`, the one before of the next, …, the first of the `K`-th, so `K − 1`
 //!   partial sums per vector roll down with the rows: per input row and vector, `K` shifted
@@ -52,8 +56,8 @@ const MAX_SIDE: usize = 7;
 const BAND_VECTORS: usize = 4;
 
 /// A depthwise convolution (one input channel per group, any channel multiplier) without
-/// dilation, 3x3 with stride 2 or 3x3, 5x5 or 7x7 with stride 1, prepared for the streamed
-/// kernel.
+/// dilation, 3x3 or 5x5 with stride 2 or 3x3, 5x5 or 7x7 with stride 1, prepared for the
+/// streamed kernel.
 #[derive(Debug)]
 pub(crate) struct StreamedEngine {
     pub geometry: Geometry,
@@ -69,31 +73,34 @@ pub(crate) struct StreamedEngine {
 }
 
 /// The input columns a vector of output columns reads from an input row, from `start` on.
-/// With stride 2: the pair of vectors from `start` (lane `l` of its even columns is tap 1's
+/// With stride 2 and a 5x5 window: the pairs of vectors from `start`, `start + 2` and
+/// `start + 4`, whose even and odd columns are taps 0 to 4. With stride 2 and a 3x3 window:
+/// the pair of vectors from `start` (lane `l` of its even columns is tap 1's
 /// input for output lane `l`, of its odd columns tap 2's) and the column before it (tap 0's
 /// input for lane 0; its other lanes are tap 2's, one lane on). With stride 1: the vector
 /// from `start + j`, tap `j`'s.
 #[derive(Debug, Clone, Copy)]
 struct VectorColumns {
-    /// Stride 2: the input column of the pair's lane 0, `2·v·LANES − left + 1`; stride 1:
-    /// tap 0's, `v·LANES − left`. Negative in the padding.
+    /// Stride 2, 3x3: the input column of the pair's lane 0, `2·v·LANES − left + 1`; 5x5:
+    /// tap 0's, `2·v·LANES − left`; stride 1: tap 0's, `v·LANES − left`. Negative in the
+    /// padding.
     start: isize,
-    /// The lanes inside the row (`0 ≤ column < W`): stride 2, of the pair's low and high
-    /// vectors, and the last lane of the vector ending at `start` if column `start − 1` is
-    /// inside; stride 1, of each tap's vector.
+    /// The lanes inside the row (`0 ≤ column < W`): stride 2, 3x3, of the pair's low and
+    /// high vectors, and the last lane of the vector ending at `start` if column `start − 1`
+    /// is inside; 5x5, of each pair's low and high vectors; stride 1, of each tap's vector.
     masks: [u32; MAX_SIDE],
     /// Whether every lane the vector loads whole is inside the row: loaded without masks.
     whole: bool,
 }
 
 impl StreamedEngine {
-    /// Whether `geometry` suits this kernel: depthwise without dilation, 3x3 with stride 2,
-    /// 3x3, 5x5 or 7x7 with stride 1.
+    /// Whether `geometry` suits this kernel: depthwise without dilation, 3x3 or 5x5 with
+    /// stride 2, 3x3, 5x5 or 7x7 with stride 1.
     pub fn suits(geometry: &Geometry) -> bool {
         geometry.in_channels_per_group() == 1
             && geometry.dilation() == [1, 1]
             && match geometry.stride() {
-                [2, 2] => geometry.kernel_size() == [SIDE, SIDE],
+                [2, 2] => matches!(geometry.kernel_size(), [3, 3] | [5, 5]),
                 [1, 1] => matches!(geometry.kernel_size(), [3, 3] | [5, 5] | [7, 7]),
                 _ => false,
             }
@@ -136,7 +143,23 @@ impl StreamedEngine {
         let side = geometry.kernel_size()[0];
         let mut columns = Vec::with_capacity(vectors);
         for vector in 0..vectors {
-            let (start, masks, whole) = if stride_two {
+            let (start, masks, whole) = if stride_two && side != SIDE {
+                // Tap j's inputs: the even (j even) or odd columns of the pair from
+                // `start + 2·(j / 2)`.
+                let start = signed(2 * vector * lanes)? - left;
+                let mut masks = [0; MAX_SIDE];
+                for (half, mask) in masks[..2 * side.div_ceil(2)].iter_mut().enumerate() {
+                    *mask =
+                        lanes_inside(start + 2 * (half / 2) as isize + step * (half % 2) as isize);
+                }
+                (
+                    start,
+                    masks,
+                    masks[..2 * side.div_ceil(2)]
+                        .iter()
+                        .all(|&mask| mask == all),
+                )
+            } else if stride_two {
                 let start = signed(2 * vector * lanes)? - left + 1;
                 let mut masks = [0; MAX_SIDE];
                 masks[..3].copy_from_slice(&[
@@ -215,7 +238,7 @@ impl StreamedEngine {
                     }
                 };
             }
-            layouts!([1, 3], [1, 5], [1, 7], [2, 3]);
+            layouts!([1, 3], [1, 5], [1, 7], [2, 3], [2, 5]);
         });
     }
 }
@@ -376,8 +399,10 @@ impl<S: Simd> StreamedPlane<'_, S> {
     ) {
         if STRIDE == 1 {
             self.band_stride_one::<K, B, EDGE>(first, columns, output);
-        } else {
+        } else if K == SIDE {
             self.band_stride_two::<B, EDGE>(first, columns, output);
+        } else {
+            self.band_stride_two_rolling::<K, B, EDGE>(first, columns, output);
         }
     }
 
@@ -429,6 +454,124 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 sums[K - 2] = add_row(self.bias, 0, &taps);
             }
         }
+    }
+
+    /// Stride 2, a `K`x`K` window (5x5): output column vectors `first..first + B` of every
+    /// output row, top to bottom, each row's vectors left to right. Padded row `p` is window
+    /// row `p − 2r` of each output row `r` whose window holds it, the `⌈K/2⌉` sums of output
+    /// rows `r ..` rolling down: per output row, its window's last two rows loaded, each
+    /// added to every sum that takes it, the first sum finished and stored, a new one begun
+    /// from the bias. Each output's chain: bias, then the taps in `(i, j)` order; rows of the
+    /// padding add nothing.
+    #[inline(always)]
+    fn band_stride_two_rolling<const K: usize, const B: usize, const EDGE: bool>(
+        &self,
+        first: usize,
+        columns: &[VectorColumns],
+        output: &mut [f32],
+    ) {
+        let simd = self.simd;
+        let columns: &[VectorColumns; B] = columns[..B].try_into().unwrap();
+        let band = Band::<B>::new(output, [self.out_h, self.out_w], S::LANES, first);
+        // Sums of output rows r .. r + ⌈K/2⌉ (at most MAX_SIDE).
+        let in_flight = K.div_ceil(2);
+        // Adds padded row `padded` (its taps, if a row of the plane) to the sums of output
+        // rows `r ..` whose windows hold it.
+        let add_row = |sums: &mut [S::Vector; MAX_SIDE],
+                       r: usize,
+                       padded: usize,
+                       taps: &Option<[S::Vector; K]>| {
+            let Some(taps) = taps else {
+                return;
+            };
+            for (m, sum) in sums[..in_flight].iter_mut().enumerate() {
+                let Some(i) = padded.checked_sub(2 * (r + m)).filter(|&i| i < K) else {
+                    continue;
+                };
+                for (j, &tap) in taps.iter().enumerate() {
+                    *sum = simd.mul_add(self.weights[K * i + j], tap, *sum);
+                }
+            }
+        };
+        let mut sums = [[self.bias; MAX_SIDE]; B];
+        for (sums, columns) in sums.iter_mut().zip(columns) {
+            for padded in 0..K - 2 {
+                let taps = self.pair_row_taps::<K, B, EDGE>(self.input_row(padded), columns);
+                add_row(sums, 0, padded, &taps);
+            }
+        }
+        for r in 0..band.out_h {
+            let rows =
+                [2 * r + K - 2, 2 * r + K - 1].map(|padded| (padded, self.input_row(padded)));
+            for (vector, (sums, columns)) in sums.iter_mut().zip(columns).enumerate() {
+                for (padded, row) in rows {
+                    let taps = self.pair_row_taps::<K, B, EDGE>(row, columns);
+                    add_row(sums, r, padded, &taps);
+                }
+                self.store(&band, r, vector, sums[0]);
+                for m in 1..in_flight {
+                    sums[m - 1] = sums[m];
+                }
+                sums[in_flight - 1] = self.bias;
+            }
+        }
+    }
+
+    /// Stride 2: the `K` taps input row `row` gives a vector of a band of `B`
+    /// ([`StreamedPlane::pairs_taps`]), or `None` for a row of the padding; without masks
+    /// where every column is inside the row (see [`StreamedPlane::masked`]).
+    #[inline(always)]
+    fn pair_row_taps<const K: usize, const B: usize, const EDGE: bool>(
+        &self,
+        row: Option<usize>,
+        columns: &VectorColumns,
+    ) -> Option<[S::Vector; K]> {
+        let row = row?;
+        assert!(row < self.height && self.input.len() == self.height * self.width);
+        Some(if Self::masked::<B, EDGE>(columns) {
+            self.pairs_taps::<K, true>(row, columns)
+        } else {
+            self.pairs_taps::<K, false>(row, columns)
+        })
+    }
+
+    /// Stride 2: the `K` taps of input row `row < H`, tap `j` the even (`j` even) or odd
+    /// columns of the pair of vectors from `start + 2·(j / 2)`.
+    #[inline(always)]
+    fn pairs_taps<const K: usize, const EDGE: bool>(
+        &self,
+        row: usize,
+        columns: &VectorColumns,
+    ) -> [S::Vector; K] {
+        let simd = self.simd;
+        let lanes = S::LANES;
+        let base = self.column_start(row, columns);
+        let zero = simd.splat(0.0);
+        let mut taps = [zero; K];
+        for pair in 0..K.div_ceil(2) {
+            let low = base.wrapping_add(2 * pair);
+            let high = low.wrapping_add(lanes);
+            let [low_mask, high_mask] = [columns.masks[2 * pair], columns.masks[2 * pair + 1]];
+            // SAFETY: row `row` is inside the plane (`pair_row_taps`) and `input` is exactly
+            // the plane; the lanes set in the masks are columns inside 0..W (worked out by
+            // the plan for this geometry: from `start + 2·pair` and `+ LANES`), and without
+            // `EDGE` all of them are.
+            let (even, odd) = unsafe {
+                if EDGE {
+                    simd.deinterleave(
+                        simd.load_masked(low, low_mask),
+                        simd.load_masked(high, high_mask),
+                    )
+                } else {
+                    simd.deinterleave(simd.load(low), simd.load(high))
+                }
+            };
+            taps[2 * pair] = even;
+            if 2 * pair + 1 < K {
+                taps[2 * pair + 1] = odd;
+            }
+        }
+        taps
     }
 
     /// Stride 2: output column vectors `first..first + B` of every output row, top to

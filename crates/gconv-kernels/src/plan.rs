@@ -386,11 +386,11 @@ fn prefers_shifted(geometry: &Geometry, isa: Isa) -> bool {
         && (height as u128 * width as u128) <= SHIFTED_MAX_PLANE as u128
 }
 
-/// Whether the streamed depthwise kernel should run `geometry` on `isa`: every depthwise
-/// layer it suits (3x3 with stride 2; 3x3, 5x5 and 7x7 with stride 1) on AVX-512 and 3x3 with
-/// stride 2 on every tier; below AVX-512, stride 1 on rows that waste at most a fifth of
-/// their lanes and whose band's rolling sums, `(K − 1)` per vector, number at most twelve
-/// (sixteen registers hold them beside the taps).
+/// Whether the streamed depthwise kernel should run `geometry` on `isa`: 3x3 with stride 2
+/// on every tier; 5x5 with stride 2 on AVX-512 where the output rows are wider than half a
+/// vector; 3x3, 5x5 and 7x7 with stride 1 on AVX-512 and, below it, on rows that waste at
+/// most a fifth of their lanes and whose band's rolling sums, `(K − 1)` per vector, number
+/// at most twelve (sixteen registers hold them beside the taps).
 ///
 /// Measured (one thread, median of three, GFLOP/s, against the kernel chosen before it).
 /// Stride 2, AVX-512: MobileNetV2's 112x112 21 → 27 (unpacked), 56x56 24 → 48, 28x28 20 →
@@ -406,16 +406,24 @@ fn prefers_shifted(geometry: &Geometry, isa: Isa) -> bool {
 /// unpacked) where the rows fill their vectors, but 10 and 12 columns 0.84 and 1.0 (two
 /// vectors for 10 or 12 outputs), 56x56 0.89, 112x112 0.76 and 225x225 0.71 against the
 /// unpacked kernel's taller tiles; 5x5 and 7x7 on 7x7 and 14x14 planes 1.07–1.32x, but 5x5
-/// on a 33x33 plane 0.80 (four vectors of sums spilled).
+/// on a 33x33 plane 0.80 (four vectors of sums spilled). Stride 2, 5x5, AVX-512: 112x112
+/// 35 → 46 (unpacked), 56x56 34 → 40, 28x28 27 → 65 (lanes), 33x33 without padding 24 → 62,
+/// but 14x14 (seven output columns) 34 → 31; AVX2 0.14–1.0x.
 fn prefers_streamed(geometry: &Geometry, isa: Isa) -> bool {
     let [_, out_w] = geometry.output_size();
     let [side, _] = geometry.kernel_size();
     let lanes = isa.lanes();
     let vectors = out_w.div_ceil(lanes);
+    let narrow = 2 * out_w <= lanes;
     StreamedEngine::suits(geometry)
-        && (geometry.stride() == [2, 2]
-            || isa == Isa::X86_64V4
-            || (vectors * (side - 1) <= 12 && 5 * out_w >= 4 * lanes * vectors))
+        && match (geometry.stride(), side) {
+            ([2, 2], 3) => true,
+            ([2, 2], _) => isa == Isa::X86_64V4 && !narrow,
+            _ => {
+                isa == Isa::X86_64V4
+                    || (vectors * (side - 1) <= 12 && 5 * out_w >= 4 * lanes * vectors)
+            }
+        }
 }
 
 /// Positions of the largest plane the shifted-plane kernel runs.
@@ -620,7 +628,7 @@ mod tests {
     }
 
     /// Depthwise problems of `stride` for the streamed kernel (3x3, 5x5 and 7x7 windows with
-    /// stride 1, 3x3 with stride 2): padding of up to three on
+    /// stride 1, 3x3 and 5x5 with stride 2): padding of up to three on
     /// each side (the first and last output rows reading padding rows, the first and last
     /// vectors of columns padding columns), planes of odd and even sizes, short (no row pair
     /// inside) and tall, rows around one and two vectors of every tier (32 input columns per
@@ -632,7 +640,7 @@ mod tests {
         let side = if stride == 1 {
             prop_oneof![Just(3usize), Just(5), Just(7)].boxed()
         } else {
-            Just(3usize).boxed()
+            prop_oneof![Just(3usize), Just(5)].boxed()
         };
         depthwise_problems(stride, side.prop_map(|side| (side, side, 1, 1)), size)
     }
