@@ -437,7 +437,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let mut sums = [[self.bias; K]; B];
         for (sums, columns) in sums.iter_mut().zip(columns) {
             for padded in 0..K - 1 {
-                let taps = self.shifted_row::<K, B, EDGE>(self.input_row(padded), columns);
+                let taps = self.row_taps::<1, K, B, EDGE>(self.input_row(padded), columns);
                 for (m, sum) in sums[..=padded].iter_mut().enumerate() {
                     *sum = add_row(*sum, padded - m, &taps);
                 }
@@ -446,7 +446,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         for r in 0..band.out_h {
             let row = self.input_row(r + K - 1);
             for (vector, (sums, columns)) in sums.iter_mut().zip(columns).enumerate() {
-                let taps = self.shifted_row::<K, B, EDGE>(row, columns);
+                let taps = self.row_taps::<1, K, B, EDGE>(row, columns);
                 self.store(&band, r, vector, add_row(sums[0], K - 1, &taps));
                 for m in 1..K - 1 {
                     sums[m - 1] = add_row(sums[m], K - 1 - m, &taps);
@@ -496,7 +496,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let mut sums = [[self.bias; MAX_SIDE]; B];
         for (sums, columns) in sums.iter_mut().zip(columns) {
             for padded in 0..K - 2 {
-                let taps = self.pair_row_taps::<K, B, EDGE>(self.input_row(padded), columns);
+                let taps = self.row_taps::<2, K, B, EDGE>(self.input_row(padded), columns);
                 add_row(sums, 0, padded, &taps);
             }
         }
@@ -505,7 +505,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 [2 * r + K - 2, 2 * r + K - 1].map(|padded| (padded, self.input_row(padded)));
             for (vector, (sums, columns)) in sums.iter_mut().zip(columns).enumerate() {
                 for (padded, row) in rows {
-                    let taps = self.pair_row_taps::<K, B, EDGE>(row, columns);
+                    let taps = self.row_taps::<2, K, B, EDGE>(row, columns);
                     add_row(sums, r, padded, &taps);
                 }
                 self.store(&band, r, vector, sums[0]);
@@ -515,24 +515,6 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 sums[in_flight - 1] = self.bias;
             }
         }
-    }
-
-    /// Stride 2: the `K` taps input row `row` gives a vector of a band of `B`
-    /// ([`StreamedPlane::pairs_taps`]), or `None` for a row of the padding; without masks
-    /// where every column is inside the row (see [`StreamedPlane::masked`]).
-    #[inline(always)]
-    fn pair_row_taps<const K: usize, const B: usize, const EDGE: bool>(
-        &self,
-        row: Option<usize>,
-        columns: &VectorColumns,
-    ) -> Option<[S::Vector; K]> {
-        let row = row?;
-        assert!(row < self.height && self.input.len() == self.height * self.width);
-        Some(if Self::masked::<B, EDGE>(columns) {
-            self.pairs_taps::<K, true>(row, columns)
-        } else {
-            self.pairs_taps::<K, false>(row, columns)
-        })
     }
 
     /// Stride 2: the `K` taps of input row `row < H`, tap `j` the even (`j` even) or odd
@@ -552,7 +534,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
             let low = base.wrapping_add(2 * pair);
             let high = low.wrapping_add(lanes);
             let [low_mask, high_mask] = [columns.masks[2 * pair], columns.masks[2 * pair + 1]];
-            // SAFETY: row `row` is inside the plane (`pair_row_taps`) and `input` is exactly
+            // SAFETY: row `row` is inside the plane (`row_taps`) and `input` is exactly
             // the plane; the lanes set in the masks are columns inside 0..W (worked out by
             // the plan for this geometry: from `start + 2·pair` and `+ LANES`), and without
             // `EDGE` all of them are.
@@ -700,21 +682,23 @@ impl<S: Simd> StreamedPlane<'_, S> {
         }
     }
 
-    /// Stride 1: the `K` taps input row `row` gives a vector of a band of `B`
-    /// ([`StreamedPlane::shifted_taps`]), or `None` for a row of the padding; without masks
+    /// The `K` taps input row `row` gives a vector of a band of `B` with stride `STRIDE`
+    /// ([`StreamedPlane::shifted_taps`], or for 5x5 windows with stride 2
+    /// [`StreamedPlane::pairs_taps`]), or `None` for a row of the padding; without masks
     /// where every column is inside the row (see [`StreamedPlane::masked`]).
     #[inline(always)]
-    fn shifted_row<const K: usize, const B: usize, const EDGE: bool>(
+    fn row_taps<const STRIDE: usize, const K: usize, const B: usize, const EDGE: bool>(
         &self,
         row: Option<usize>,
         columns: &VectorColumns,
     ) -> Option<[S::Vector; K]> {
         let row = row?;
         assert!(row < self.height && self.input.len() == self.height * self.width);
-        Some(if Self::masked::<B, EDGE>(columns) {
-            self.shifted_taps::<K, true>(row, columns)
-        } else {
-            self.shifted_taps::<K, false>(row, columns)
+        Some(match (STRIDE, Self::masked::<B, EDGE>(columns)) {
+            (1, false) => self.shifted_taps::<K, false>(row, columns),
+            (1, true) => self.shifted_taps::<K, true>(row, columns),
+            (_, false) => self.pairs_taps::<K, false>(row, columns),
+            (_, true) => self.pairs_taps::<K, true>(row, columns),
         })
     }
 
@@ -747,7 +731,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let base = self.column_start(row, columns);
         std::array::from_fn(|tap| {
             let source = base.wrapping_add(tap);
-            // SAFETY: row `row` is inside the plane (`taps`) and `input` is exactly the
+            // SAFETY: row `row` is inside the plane (`row_taps`, `pair_row`) and `input` is exactly the
             // plane; the lanes set in the tap's mask are columns `start + tap + lane` inside
             // 0..W (worked out by the plan for this geometry), and without `EDGE` all are.
             unsafe {
@@ -774,7 +758,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let lanes = S::LANES;
         let base = self.column_start(row, columns);
         let [low, high, before, ..] = columns.masks;
-        // SAFETY: row `row` is inside the plane (`taps`) and `input` is exactly the plane;
+        // SAFETY: row `row` is inside the plane (`row_taps`, `pair_row`) and `input` is exactly the plane;
         // the lanes set in the masks are columns inside 0..W (worked out by the plan for this
         // geometry: from `start` for the pair's low vector, `start + LANES` for its high one,
         // `start − LANES` for the column before), and without `EDGE` the pair's all are.
