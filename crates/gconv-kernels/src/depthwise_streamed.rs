@@ -389,7 +389,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
         self.band::<STRIDE, K, LAST, EDGE>(first, &columns[first..], output);
     }
 
-    /// [`StreamedPlane::band_stride_one`] or [`StreamedPlane::band_stride_two`].
+    /// Output column vectors `first..first + B` (described from `columns[0]` on) by
+    /// [`StreamedPlane::band_stride_one`], [`StreamedPlane::band_stride_two`] or
+    /// [`StreamedPlane::band_stride_two_rolling`].
     #[inline(always)]
     fn band<const STRIDE: usize, const K: usize, const B: usize, const EDGE: bool>(
         &self,
@@ -397,12 +399,14 @@ impl<S: Simd> StreamedPlane<'_, S> {
         columns: &[VectorColumns],
         output: &mut [f32],
     ) {
+        let columns: &[VectorColumns; B] = columns[..B].try_into().unwrap();
+        let band = Band::<B>::new(output, [self.out_h, self.out_w], S::LANES, first);
         if STRIDE == 1 {
-            self.band_stride_one::<K, B, EDGE>(first, columns, output);
+            self.band_stride_one::<K, B, EDGE>(&band, columns);
         } else if K == SIDE {
-            self.band_stride_two::<B, EDGE>(first, columns, output);
+            self.band_stride_two::<B, EDGE>(&band, columns);
         } else {
-            self.band_stride_two_rolling::<K, B, EDGE>(first, columns, output);
+            self.band_stride_two_rolling::<K, B, EDGE>(&band, columns);
         }
     }
 
@@ -415,21 +419,12 @@ impl<S: Simd> StreamedPlane<'_, S> {
     #[inline(always)]
     fn band_stride_one<const K: usize, const B: usize, const EDGE: bool>(
         &self,
-        first: usize,
-        columns: &[VectorColumns],
-        output: &mut [f32],
+        band: &Band<B>,
+        columns: &[VectorColumns; B],
     ) {
-        let simd = self.simd;
-        let columns: &[VectorColumns; B] = columns[..B].try_into().unwrap();
-        let band = Band::<B>::new(output, [self.out_h, self.out_w], S::LANES, first);
-        let add_row = |sum: S::Vector, i: usize, taps: &Option<[S::Vector; K]>| {
-            let mut sum = sum;
-            if let Some(taps) = taps {
-                for (j, &tap) in taps.iter().enumerate() {
-                    sum = simd.mul_add(self.weights[K * i + j], tap, sum);
-                }
-            }
-            sum
+        let add_row = |sum: S::Vector, i: usize, taps: &Option<[S::Vector; K]>| match taps {
+            Some(taps) => self.add_window_row(sum, i, taps),
+            None => sum,
         };
         // Per vector, the sums of output rows r .. r + K − 1 so far (the last unused between
         // rows): before row 0, padded rows 0 .. K − 1 added to the outputs whose windows
@@ -447,7 +442,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
             let row = self.input_row(r + K - 1);
             for (vector, (sums, columns)) in sums.iter_mut().zip(columns).enumerate() {
                 let taps = self.row_taps::<1, K, B, EDGE>(row, columns);
-                self.store(&band, r, vector, add_row(sums[0], K - 1, &taps));
+                self.store(band, r, vector, add_row(sums[0], K - 1, &taps));
                 for m in 1..K - 1 {
                     sums[m - 1] = add_row(sums[m], K - 1 - m, &taps);
                 }
@@ -466,13 +461,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
     #[inline(always)]
     fn band_stride_two_rolling<const K: usize, const B: usize, const EDGE: bool>(
         &self,
-        first: usize,
-        columns: &[VectorColumns],
-        output: &mut [f32],
+        band: &Band<B>,
+        columns: &[VectorColumns; B],
     ) {
-        let simd = self.simd;
-        let columns: &[VectorColumns; B] = columns[..B].try_into().unwrap();
-        let band = Band::<B>::new(output, [self.out_h, self.out_w], S::LANES, first);
         // Sums of output rows r .. r + ⌈K/2⌉ (at most MAX_SIDE).
         let in_flight = K.div_ceil(2);
         // Adds padded row `padded` (its taps, if a row of the plane) to the sums of output
@@ -485,11 +476,8 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 return;
             };
             for (m, sum) in sums[..in_flight].iter_mut().enumerate() {
-                let Some(i) = padded.checked_sub(2 * (r + m)).filter(|&i| i < K) else {
-                    continue;
-                };
-                for (j, &tap) in taps.iter().enumerate() {
-                    *sum = simd.mul_add(self.weights[K * i + j], tap, *sum);
+                if let Some(i) = padded.checked_sub(2 * (r + m)).filter(|&i| i < K) {
+                    *sum = self.add_window_row(*sum, i, taps);
                 }
             }
         };
@@ -508,7 +496,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
                     let taps = self.row_taps::<2, K, B, EDGE>(row, columns);
                     add_row(sums, r, padded, &taps);
                 }
-                self.store(&band, r, vector, sums[0]);
+                self.store(band, r, vector, sums[0]);
                 for m in 1..in_flight {
                     sums[m - 1] = sums[m];
                 }
@@ -526,28 +514,17 @@ impl<S: Simd> StreamedPlane<'_, S> {
         columns: &VectorColumns,
     ) -> [S::Vector; K] {
         let simd = self.simd;
-        let lanes = S::LANES;
         let base = self.column_start(row, columns);
         let zero = simd.splat(0.0);
         let mut taps = [zero; K];
         for pair in 0..K.div_ceil(2) {
-            let low = base.wrapping_add(2 * pair);
-            let high = low.wrapping_add(lanes);
-            let [low_mask, high_mask] = [columns.masks[2 * pair], columns.masks[2 * pair + 1]];
+            let masks = [columns.masks[2 * pair], columns.masks[2 * pair + 1]];
             // SAFETY: row `row` is inside the plane (`row_taps`) and `input` is exactly
             // the plane; the lanes set in the masks are columns inside 0..W (worked out by
             // the plan for this geometry: from `start + 2·pair` and `+ LANES`), and without
             // `EDGE` all of them are.
-            let (even, odd) = unsafe {
-                if EDGE {
-                    simd.deinterleave(
-                        simd.load_masked(low, low_mask),
-                        simd.load_masked(high, high_mask),
-                    )
-                } else {
-                    simd.deinterleave(simd.load(low), simd.load(high))
-                }
-            };
+            let (even, odd) =
+                unsafe { self.deinterleaved_pair::<EDGE>(base.wrapping_add(2 * pair), masks) };
             taps[2 * pair] = even;
             if 2 * pair + 1 < K {
                 taps[2 * pair + 1] = odd;
@@ -567,12 +544,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
     #[inline(always)]
     fn band_stride_two<const B: usize, const EDGE: bool>(
         &self,
-        first: usize,
-        columns: &[VectorColumns],
-        output: &mut [f32],
+        band: &Band<B>,
+        columns: &[VectorColumns; B],
     ) {
-        let columns: &[VectorColumns; B] = columns[..B].try_into().unwrap();
-        let band = Band::<B>::new(output, [self.out_h, self.out_w], S::LANES, first);
         let out_h = band.out_h;
         // Output rows `first_inside..end_inside` read only rows of the plane.
         let top = self.pad_top;
@@ -586,7 +560,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
             *taps = self.pair_row::<B, EDGE>(self.input_row(0), columns);
         }
         for r in 0..first_inside {
-            self.row_checking_rows::<B, EDGE>(&band, r, columns, &mut carried);
+            self.row_checking_rows::<B, EDGE>(band, r, columns, &mut carried);
         }
         let mut r = first_inside;
         while r + 2 <= end_inside {
@@ -596,19 +570,14 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 let shared = self.pair_row::<B, EDGE>(Some(row + 1), columns);
                 let next_middle = self.pair_row::<B, EDGE>(Some(row + 2), columns);
                 let bottom = self.pair_row::<B, EDGE>(Some(row + 3), columns);
-                self.store(&band, r, vector, self.sum([*carried, middle, shared]));
-                self.store(
-                    &band,
-                    r + 1,
-                    vector,
-                    self.sum([shared, next_middle, bottom]),
-                );
+                self.store(band, r, vector, self.sum([*carried, middle, shared]));
+                self.store(band, r + 1, vector, self.sum([shared, next_middle, bottom]));
                 *carried = bottom;
             }
             r += 2;
         }
         for r in r..out_h {
-            self.row_checking_rows::<B, EDGE>(&band, r, columns, &mut carried);
+            self.row_checking_rows::<B, EDGE>(band, r, columns, &mut carried);
         }
     }
 
@@ -643,9 +612,22 @@ impl<S: Simd> StreamedPlane<'_, S> {
     fn sum(&self, rows: [[S::Vector; SIDE]; SIDE]) -> S::Vector {
         let mut sum = self.bias;
         for (i, taps) in rows.iter().enumerate() {
-            for (j, &tap) in taps.iter().enumerate() {
-                sum = self.simd.mul_add(self.weights[SIDE * i + j], tap, sum);
-            }
+            sum = self.add_window_row(sum, i, taps);
+        }
+        sum
+    }
+
+    /// `sum` plus the `K` taps of window row `i` times their weights, in `j` order.
+    #[inline(always)]
+    fn add_window_row<const K: usize>(
+        &self,
+        sum: S::Vector,
+        i: usize,
+        taps: &[S::Vector; K],
+    ) -> S::Vector {
+        let mut sum = sum;
+        for (j, &tap) in taps.iter().enumerate() {
+            sum = self.simd.mul_add(self.weights[K * i + j], tap, sum);
         }
         sum
     }
@@ -758,20 +740,13 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let lanes = S::LANES;
         let base = self.column_start(row, columns);
         let [low, high, before, ..] = columns.masks;
-        // SAFETY: row `row` is inside the plane (`row_taps`, `pair_row`) and `input` is exactly the plane;
-        // the lanes set in the masks are columns inside 0..W (worked out by the plan for this
-        // geometry: from `start` for the pair's low vector, `start + LANES` for its high one,
-        // `start − LANES` for the column before), and without `EDGE` the pair's all are.
+        // SAFETY: row `row` is inside the plane (`pair_row`) and `input` is exactly the
+        // plane; the lanes set in the masks are columns inside 0..W (worked out by the plan
+        // for this geometry: from `start` for the pair's low vector, `start + LANES` for its
+        // high one, `start − LANES` for the column before), and without `EDGE` the pair's
+        // all are.
         let (even, odd, previous) = unsafe {
-            let (low, high) = if EDGE {
-                (
-                    simd.load_masked(base, low),
-                    simd.load_masked(base.wrapping_add(lanes), high),
-                )
-            } else {
-                (simd.load(base), simd.load(base.wrapping_add(lanes)))
-            };
-            let (even, odd) = simd.deinterleave(low, high);
+            let (even, odd) = self.deinterleaved_pair::<EDGE>(base, [low, high]);
             (
                 even,
                 odd,
@@ -779,5 +754,34 @@ impl<S: Simd> StreamedPlane<'_, S> {
             )
         };
         [simd.shift_in(previous, odd), even, odd]
+    }
+
+    /// The even and the odd columns of the pair of vectors from `low`, each through its mask
+    /// with `EDGE` (lanes outside it zero), whole without.
+    ///
+    /// # Safety
+    ///
+    /// With `EDGE`, `low + lane` must be readable for every lane set in the first mask and
+    /// `low + LANES + lane` for every lane set in the second; without, all `2·LANES` floats
+    /// from `low`.
+    #[inline(always)]
+    unsafe fn deinterleaved_pair<const EDGE: bool>(
+        &self,
+        low: *const f32,
+        [low_mask, high_mask]: [u32; 2],
+    ) -> (S::Vector, S::Vector) {
+        let simd = self.simd;
+        let high = low.wrapping_add(S::LANES);
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            if EDGE {
+                simd.deinterleave(
+                    simd.load_masked(low, low_mask),
+                    simd.load_masked(high, high_mask),
+                )
+            } else {
+                simd.deinterleave(simd.load(low), simd.load(high))
+            }
+        }
     }
 }
