@@ -423,7 +423,6 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
     } = task;
     let layout = &engine.layout;
     let (packed, running_sums) = packed.split_at_mut(layout.packed_len);
-    let image = layout.height * layout.width;
     for first_row in layout.band_starts() {
         let band_offset = first_row * layout.out_cols;
         if layout.packing == Packing::InPlace {
@@ -451,12 +450,7 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
             );
             continue;
         }
-        for (channel, target) in group_input
-            .chunks_exact(image)
-            .zip(packed.chunks_exact_mut(layout.channel_len))
-        {
-            layout.pack_channel(simd, channel, target, first_row);
-        }
+        layout.pack_channels(simd, group_input, packed, first_row);
         run_band(
             simd,
             engine,

@@ -372,25 +372,50 @@ impl Layout {
         (0..rows.div_ceil(band)).map(move |index| (index * band).min(rows - band))
     }
 
-    /// Copies the rows of one input channel (`height × width`, row-major) that the band of
-    /// output rows starting at `first_row` reads into their place in `packed`
-    /// (`channel_len` floats), with the zero padding around them.
+    /// Copies the rows of a group's input channels (`channels`: each `height × width`,
+    /// row-major, one after the other) that the band of output rows starting at `first_row`
+    /// reads into their place in `packed` (`channel_len` floats per channel), with the zero
+    /// padding around them.
+    ///
+    /// Plane by plane (copy by copy, tap by tap), all channels at once: which of a plane's
+    /// rows and columns fall on the input is worked out once, not per channel. (Per channel,
+    /// that bookkeeping cost ResNeXt's 14x14 stride-2 layer a fifth of its time: each of its
+    /// four 8x8 planes per channel holds little to copy.)
     #[inline(always)]
-    pub fn pack_channel<S: Simd>(
+    pub fn pack_channels<S: Simd>(
         &self,
         simd: S,
-        channel: &[f32],
+        channels: &[f32],
         packed: &mut [f32],
         first_row: usize,
     ) {
-        debug_assert_eq!(channel.len(), self.height * self.width);
-        debug_assert_eq!(packed.len(), self.channel_len);
+        let image = self.height * self.width;
+        let count = channels.len() / image.max(1);
+        debug_assert_eq!(channels.len(), count * image);
+        assert!(packed.len() >= count * self.channel_len);
+        let stack = Stack {
+            count,
+            source_pitch: image,
+            target_pitch: self.channel_len,
+        };
         match self.packing {
-            Packing::PhaseSplit => self.pack_channel_phase_split(simd, channel, packed, first_row),
+            Packing::PhaseSplit => self.pack_phase_split(simd, channels, packed, stack, first_row),
             Packing::KernelColumns => {
-                self.pack_channel_kernel_columns(simd, channel, packed, first_row)
+                self.pack_kernel_columns(simd, channels, packed, stack, first_row)
             }
-            Packing::Im2col => self.pack_channel_im2col(simd, channel, packed, first_row),
+            Packing::Im2col => {
+                // Channel by channel: each fills its taps' rows one after the other, reading
+                // its rows from L1 (all channels per tap scattered the writes: 7 % slower on
+                // an 11-channel dilated group).
+                let single = Stack { count: 1, ..stack };
+                for (channel, target) in channels
+                    .chunks_exact(stack.source_pitch)
+                    .zip(packed.chunks_exact_mut(stack.target_pitch))
+                    .take(stack.count)
+                {
+                    self.pack_im2col(simd, channel, target, single, first_row);
+                }
+            }
             Packing::InPlace => unreachable!("in-place layouts are not packed"),
         }
     }
@@ -398,11 +423,12 @@ impl Layout {
     /// Phase split: plane `(a, b)` holds padded rows `a, a + sH, …` of the band, columns
     /// `b, b + sW, …` (after `lead` zeros).
     #[inline(always)]
-    fn pack_channel_phase_split<S: Simd>(
+    fn pack_phase_split<S: Simd>(
         &self,
         simd: S,
-        channel: &[f32],
+        channels: &[f32],
         packed: &mut [f32],
+        stack: Stack,
         first_row: usize,
     ) {
         let first_padded_row = first_row * self.stride_h;
@@ -414,133 +440,162 @@ impl Layout {
             // No column padding and one phase: the packed rows are the input's, back to back.
             // One copy for all of them (a copy per row cost a third of a 7x7 1x1 layer).
             let inside = self.input_rows(first_padded_row, 1, self.plane_rows);
-            let rows = self.zero_outside(simd, packed, self.width, &inside);
-            if !rows.is_empty() {
-                let first_input_row = first_padded_row + inside.start - self.pad_top;
-                copy(
-                    simd,
-                    &channel[first_input_row * self.width..][..rows.len()],
-                    rows,
-                );
+            let first_input_row = (first_padded_row + inside.start).saturating_sub(self.pad_top);
+            for (channel, target) in channels
+                .chunks_exact(stack.source_pitch)
+                .zip(packed.chunks_exact_mut(stack.target_pitch))
+                .take(stack.count)
+            {
+                let rows = self.zero_outside(simd, target, self.width, &inside);
+                if !rows.is_empty() {
+                    copy(
+                        simd,
+                        &channel[first_input_row * self.width..][..rows.len()],
+                        rows,
+                    );
+                }
             }
             return;
         }
         let plane_len = self.plane_rows * self.row_stride;
-        for (plane_index, plane) in packed.chunks_exact_mut(plane_len).enumerate() {
+        for plane_index in 0..self.stride_h * self.stride_w {
             let (row_phase, col_phase) = (plane_index / self.stride_w, plane_index % self.stride_w);
             let columns =
                 self.columns(signed(col_phase).saturating_sub(signed(self.lead + self.pad_left)));
-            let top = first_padded_row + row_phase;
-            self.pack_plane(
-                simd,
-                channel,
-                plane,
-                self.row_stride,
-                top,
-                self.stride_h,
-                columns,
-            );
+            let plane = Plane {
+                offset: plane_index * plane_len,
+                len: plane_len,
+                row_len: self.row_stride,
+                top: first_padded_row + row_phase,
+                step: self.stride_h,
+            };
+            self.pack_planes(simd, channels, packed, stack, plane, columns);
         }
     }
 
     /// Per kernel column: for each `j` and row phase, the band's padded rows of that phase,
     /// each holding input column `ow·sW + j·dW − pad_left` for every output column `ow`.
     #[inline(always)]
-    fn pack_channel_kernel_columns<S: Simd>(
+    fn pack_kernel_columns<S: Simd>(
         &self,
         simd: S,
-        channel: &[f32],
+        channels: &[f32],
         packed: &mut [f32],
+        stack: Stack,
         first_row: usize,
     ) {
         let (stride_h, row_len) = (self.stride_h, self.row_stride);
         let phase_len = self.plane_rows * row_len;
         let masks_per_copy = self.column_masks.len() / self.kernel[1];
-        for (copy, phase) in packed.chunks_exact_mut(phase_len).enumerate() {
-            let (j, row_phase) = (copy / stride_h, copy % stride_h);
+        for copy_index in 0..self.kernel[1] * stride_h {
+            let (j, row_phase) = (copy_index / stride_h, copy_index % stride_h);
             let top = first_row * stride_h + row_phase;
             let shift = signed(j * self.dilation[1]).saturating_sub(signed(self.pad_left));
+            let offset = copy_index * phase_len;
             if self.column_masks.is_empty() {
-                let columns = self.columns(shift);
-                self.pack_plane(simd, channel, phase, row_len, top, stride_h, columns);
+                let plane = Plane {
+                    offset,
+                    len: phase_len,
+                    row_len,
+                    top,
+                    step: stride_h,
+                };
+                self.pack_planes(simd, channels, packed, stack, plane, self.columns(shift));
                 continue;
             }
             // One phase, rows as long as the input's: the band's input rows are one flat run,
             // copied shifted with the columns that wrap around a row's end masked off.
             let inside = self.input_rows(top, 1, self.plane_rows);
-            let rows = self.zero_outside(simd, phase, row_len, &inside);
-            if !rows.is_empty() {
-                let first_input_row = top + inside.start - self.pad_top;
-                let source = &channel[first_input_row * self.width..][..rows.len()];
-                let masks = &self.column_masks[j * masks_per_copy..][..masks_per_copy];
-                shifted_copy(simd, source, shift, masks, rows);
+            let first_input_row = (top + inside.start).saturating_sub(self.pad_top);
+            let masks = &self.column_masks[j * masks_per_copy..][..masks_per_copy];
+            for (channel, target) in channels
+                .chunks_exact(stack.source_pitch)
+                .zip(packed.chunks_exact_mut(stack.target_pitch))
+                .take(stack.count)
+            {
+                let phase = &mut target[offset..][..phase_len];
+                let rows = self.zero_outside(simd, phase, row_len, &inside);
+                if !rows.is_empty() {
+                    let source = &channel[first_input_row * self.width..][..rows.len()];
+                    shifted_copy(simd, source, shift, masks, rows);
+                }
             }
         }
     }
 
     /// Im2col: for each tap `(i, j)`, its input at every output position, row after row.
     #[inline(always)]
-    fn pack_channel_im2col<S: Simd>(
+    fn pack_im2col<S: Simd>(
         &self,
         simd: S,
-        channel: &[f32],
+        channels: &[f32],
         packed: &mut [f32],
+        stack: Stack,
         first_row: usize,
     ) {
         let [kernel_h, kernel_w] = self.kernel;
         let [dilation_h, dilation_w] = self.dilation;
         let tap_len = self.vectors * self.lanes;
         let rows_len = self.band_rows * self.out_cols;
-        for (tap, target) in packed
-            .chunks_exact_mut(tap_len)
-            .take(kernel_h * kernel_w)
-            .enumerate()
-        {
+        for tap in 0..kernel_h * kernel_w {
             let (i, j) = (tap / kernel_w, tap % kernel_w);
-            let (rows, tail) = target.split_at_mut(rows_len);
+            let offset = tap * tap_len;
             // The last vector's lanes past the band: read, computed and discarded.
-            zero(simd, tail);
+            for target in packed
+                .chunks_exact_mut(stack.target_pitch)
+                .take(stack.count)
+            {
+                zero(simd, &mut target[offset + rows_len..offset + tap_len]);
+            }
             let columns =
                 self.columns(signed(j * dilation_w).saturating_sub(signed(self.pad_left)));
-            let top = first_row * self.stride_h + i * dilation_h;
-            self.pack_plane(
-                simd,
-                channel,
-                rows,
-                self.out_cols,
-                top,
-                self.stride_h,
-                columns,
-            );
+            let plane = Plane {
+                offset,
+                len: rows_len,
+                row_len: self.out_cols,
+                top: first_row * self.stride_h + i * dilation_h,
+                step: self.stride_h,
+            };
+            self.pack_planes(simd, channels, packed, stack, plane, columns);
         }
     }
 
-    /// Fills `plane`, rows of `row_len` whose row `r` is padded row `top + r·step`: the input
-    /// rows gathered by `columns`, the padding rows zero.
-    #[allow(clippy::too_many_arguments)]
+    /// Fills `plane` of every channel of the stack: its rows, of `row_len`, whose row `r` is
+    /// padded row `top + r·step`, gather the input rows by `columns`; the padding rows are
+    /// zero.
     #[inline(always)]
-    fn pack_plane<S: Simd>(
+    fn pack_planes<S: Simd>(
         &self,
         simd: S,
-        channel: &[f32],
-        plane: &mut [f32],
-        row_len: usize,
-        top: usize,
-        step: usize,
+        channels: &[f32],
+        packed: &mut [f32],
+        stack: Stack,
+        plane: Plane,
         columns: Columns,
     ) {
-        let inside = self.input_rows(top, step, plane.len() / row_len);
-        let rows = self.zero_outside(simd, plane, row_len, &inside);
-        if !rows.is_empty() {
-            let first_input_row = top + inside.start * step - self.pad_top;
-            gather_rows(
-                simd,
-                &channel[first_input_row * self.width..],
-                columns,
-                rows,
-                row_len,
-            );
+        let inside = self.input_rows(plane.top, plane.step, plane.len / plane.row_len);
+        for target in packed
+            .chunks_exact_mut(stack.target_pitch)
+            .take(stack.count)
+        {
+            let rows = &mut target[plane.offset..][..plane.len];
+            self.zero_outside(simd, rows, plane.row_len, &inside);
         }
+        if inside.is_empty() {
+            return;
+        }
+        let first_input_row = plane.top + inside.start * plane.step - self.pad_top;
+        gather_rows(
+            simd,
+            &channels[first_input_row * self.width..],
+            columns,
+            stack,
+            &mut packed[plane.offset + inside.start * plane.row_len..],
+            Rows {
+                count: inside.len(),
+                len: plane.row_len,
+            },
+        );
     }
 
     /// The input columns a packed row gathers from one row of each row phase: input column
@@ -599,19 +654,49 @@ pub(crate) struct Columns {
     pub pitch: usize,
 }
 
-/// Fills `target`, rows of `row_len`, with `target[r][k] = source[r·pitch + start + k·step]`
-/// where that column lies in `0..width`, zero where it falls on the padding. Steps 1 and 2
-/// go a vector of `k` at a time, all rows, through loads under a mask that reads no padding
-/// address (step 2 keeps the even lanes of two), the masks worked out once per vector of `k`;
-/// larger steps one float at a time. (Packing rows one at a time, clipping each, cost a
-/// ResNeXt 14x14 stride-2 layer a third of its time.)
+/// A group's channels as packing sees them: `count` of them, `source_pitch` floats apart in
+/// the input and `target_pitch` apart in the packed buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stack {
+    pub count: usize,
+    pub source_pitch: usize,
+    pub target_pitch: usize,
+}
+
+/// One packed plane of each channel: `len` floats from `offset` within the channel, rows of
+/// `row_len`, row `r` holding padded row `top + r·step`.
+#[derive(Debug, Clone, Copy)]
+struct Plane {
+    offset: usize,
+    len: usize,
+    row_len: usize,
+    top: usize,
+    step: usize,
+}
+
+/// `count` rows of `len` floats.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rows {
+    pub count: usize,
+    pub len: usize,
+}
+
+/// For every channel `c` of `stack`, fills `rows` rows of its target at
+/// `target[c·target_pitch..]`: `target[c·target_pitch + r·len + k] =
+/// source[c·source_pitch + r·pitch + start + k·step]` where that column lies in `0..width`,
+/// zero where it falls on the padding. Steps 1 and 2 go a vector of `k` at a time, every
+/// channel and row, through loads under a mask that reads no padding address (step 2 keeps
+/// the even lanes of two), the masks worked out once per vector of `k`; larger steps one float
+/// at a time. (Packing rows one at a time, clipping each, cost a ResNeXt 14x14 stride-2 layer
+/// a third of its time.)
 #[inline(always)]
 pub(crate) fn gather_rows<S: Simd>(
     simd: S,
     source: &[f32],
     columns: Columns,
+    stack: Stack,
     target: &mut [f32],
-    row_len: usize,
+    rows: Rows,
 ) {
     let lanes = S::LANES;
     let Columns {
@@ -620,22 +705,33 @@ pub(crate) fn gather_rows<S: Simd>(
         width,
         pitch,
     } = columns;
-    let rows = target.len() / row_len;
-    assert_eq!(rows * row_len, target.len());
-    if rows == 0 {
+    let Stack {
+        count,
+        source_pitch,
+        target_pitch,
+    } = stack;
+    let Rows {
+        count: row_count,
+        len: row_len,
+    } = rows;
+    if count == 0 || row_count == 0 || row_len == 0 {
         return;
     }
-    assert!((rows - 1) * pitch + width <= source.len());
+    assert!((count - 1) * target_pitch + row_count * row_len <= target.len());
+    assert!((count - 1) * source_pitch + (row_count - 1) * pitch + width <= source.len());
     if step > 2 {
-        for (r, target) in target.chunks_exact_mut(row_len).enumerate() {
-            let row = &source[r * pitch..r * pitch + width];
-            for (k, slot) in target.iter_mut().enumerate() {
-                let column = start.saturating_add((k * step) as isize);
-                *slot = usize::try_from(column)
-                    .ok()
-                    .and_then(|column| row.get(column))
-                    .copied()
-                    .unwrap_or(0.0);
+        for c in 0..count {
+            for r in 0..row_count {
+                let row = &source[c * source_pitch + r * pitch..][..width];
+                let out = &mut target[c * target_pitch + r * row_len..][..row_len];
+                for (k, slot) in out.iter_mut().enumerate() {
+                    let column = start.saturating_add((k * step) as isize);
+                    *slot = usize::try_from(column)
+                        .ok()
+                        .and_then(|column| row.get(column))
+                        .copied()
+                        .unwrap_or(0.0);
+                }
             }
         }
         return;
@@ -649,32 +745,38 @@ pub(crate) fn gather_rows<S: Simd>(
         lanes_between(first, end)
     };
     for first_k in (0..row_len).step_by(lanes) {
-        let count = lanes.min(row_len - first_k);
+        let count_k = lanes.min(row_len - first_k);
         let column = start.saturating_add((first_k * step) as isize);
         let high_column = column.saturating_add(lanes as isize);
         let (low, high) = (on_row(column), on_row(high_column));
-        let mut from = source.as_ptr().wrapping_offset(column);
-        let mut to = target[first_k..].as_mut_ptr();
-        for _ in 0..rows {
-            // SAFETY: in row `r` (`from` = row start + `column`), a lane set in `low` reads
-            // column `column + l`, inside `0..width` (see `on_row`), so inside `source`
-            // (asserted above); `high` likewise from `high_column`. The store covers
-            // `target[r·row_len + first_k..][..count]`.
-            unsafe {
-                let values = if step == 1 {
-                    simd.load_masked(from, low)
-                } else {
-                    let high_from = from.wrapping_add(lanes);
-                    simd.deinterleave(
-                        simd.load_masked(from, low),
-                        simd.load_masked(high_from, high),
-                    )
-                    .0
-                };
-                simd.store_first(to, values, count);
+        for c in 0..count {
+            let mut from = source
+                .as_ptr()
+                .wrapping_add(c * source_pitch)
+                .wrapping_offset(column);
+            let mut to = target[c * target_pitch + first_k..].as_mut_ptr();
+            for _ in 0..row_count {
+                // SAFETY: in row `r` of channel `c` (`from` = row start + `column`), a lane
+                // set in `low` reads column `column + l`, inside `0..width` (see `on_row`),
+                // so inside `source` (asserted above); `high` likewise from `high_column`.
+                // The store covers `target[c·target_pitch + r·row_len + first_k..][..count_k]`,
+                // inside `target` (asserted above).
+                unsafe {
+                    let values = if step == 1 {
+                        simd.load_masked(from, low)
+                    } else {
+                        let high_from = from.wrapping_add(lanes);
+                        simd.deinterleave(
+                            simd.load_masked(from, low),
+                            simd.load_masked(high_from, high),
+                        )
+                        .0
+                    };
+                    simd.store_first(to, values, count_k);
+                }
+                from = from.wrapping_add(pitch);
+                to = to.wrapping_add(row_len);
             }
-            from = from.wrapping_add(pitch);
-            to = to.wrapping_add(row_len);
         }
     }
 }
@@ -802,14 +904,12 @@ mod tests {
             let mut covered = vec![false; out_rows * out_cols];
             for first_row in layout.band_starts() {
                 let mut packed = vec![f32::NAN; layout.packed_len];
-                for c in 0..2 {
-                    layout.pack_channel(
-                        crate::simd::portable::Portable,
-                        &input[c * 99..(c + 1) * 99],
-                        &mut packed[c * layout.channel_len..(c + 1) * layout.channel_len],
-                        first_row,
-                    );
-                }
+                layout.pack_channels(
+                    crate::simd::portable::Portable,
+                    &input,
+                    &mut packed,
+                    first_row,
+                );
                 for band_row in 0..layout.band_rows {
                     let oh = first_row + band_row;
                     for ow in 0..out_cols {
