@@ -1,12 +1,14 @@
 //! The second kernel body: output channels in vector lanes, for groups with many of them.
 //!
 //! The flat kernels (`crate::microkernel`) vectorise along output positions, so a vector's
-//! worth of positions shares each weight. Here a tile is `2·LANES` output channels × `P`
-//! consecutive flat positions (on the per-kernel-column packing exactly the outputs; on the
-//! phase-split one a row's padding columns too, computed and dropped, as in the flat
-//! kernels): per tap, two weight vectors (the tap's weights
-//! for the block's channels) are loaded once and each position's input is broadcast against
-//! them, `2 + P` loads per `2·P` fused multiply-adds. The `[position][channel]` tile is
+//! worth of positions shares each weight. Here a tile is `C·LANES` output channels (`C` = 2,
+//! or 1 for a group's last `LANES` channels) × `P` consecutive flat positions (on the
+//! per-kernel-column packing and in place exactly the outputs; on the phase-split one a
+//! row's padding columns too, computed and dropped, as in the flat kernels): per tap, `C`
+//! weight vectors (the tap's weights for the block's channels) are loaded once and each
+//! position's input is broadcast against them, `C + P` loads per `C·P` fused multiply-adds.
+//! No lane is wasted whatever the number of positions (ShuffleNet's 7x7 planes: 49 positions
+//! fill 4 vectors of 16 to 77 % in the flat kernels). The `[position][channel]` tile is
 //! turned into the NCHW planes by [`Simd::transpose_square`] on its way out.
 
 use std::ops::Range;
@@ -14,16 +16,16 @@ use std::ops::Range;
 use crate::layout::Layout;
 use crate::simd::Simd;
 
-/// One block of `2·LANES` output channels of a group over one band of output rows.
+/// One block of `C·LANES` output channels of a group over one band of output rows.
 pub(crate) struct ChannelBlock<'a> {
     pub layout: &'a Layout,
     /// The group's packed input (phase-split), at least `layout.packed_len` floats.
     pub packed: &'a [f32],
-    /// The block's weights, packed `[tap][channel]`, `2·LANES` channels.
+    /// The block's weights, packed `[tap][channel]`, `C·LANES` channels.
     pub weights: &'a [f32],
-    /// The block's bias, `2·LANES` floats.
+    /// The block's bias, `C·LANES` floats.
     pub bias: &'a [f32],
-    /// The block's `2·LANES` output planes, `out_plane` floats apart.
+    /// The block's `C·LANES` output planes, `out_plane` floats apart.
     pub output: &'a mut [f32],
     pub out_plane: usize,
     /// Where the band's first output row starts within each plane.
@@ -31,19 +33,19 @@ pub(crate) struct ChannelBlock<'a> {
     /// Taps per chunk: the band's tiles go through the taps a chunk at a time, keeping the
     /// chunk's weights in L1.
     pub tap_chunk: usize,
-    /// The tiles' sums between chunks, `[position][2·LANES]` (unused with one chunk).
+    /// The tiles' sums between chunks, `[position][C·LANES]` (unused with one chunk).
     pub running_sums: &'a mut [f32],
 }
 
 /// Convolves one block over one band: the band's flat positions in tiles of `P`, the last
 /// few in tiles of 8, 4, 2 and 1 (those smaller than `P`).
 #[inline(always)]
-pub(crate) fn convolve_channel_block<S: Simd, const P: usize>(
+pub(crate) fn convolve_channel_block<S: Simd, const C: usize, const P: usize>(
     simd: S,
     mut block: ChannelBlock<'_>,
 ) {
     let layout = block.layout;
-    let channels = 2 * S::LANES;
+    let channels = C * S::LANES;
     assert_eq!(layout.lanes, S::LANES);
     assert!(block.packed.len() >= layout.packed_len);
     assert_eq!(block.weights.len(), layout.tap_shifts.len() * channels);
@@ -75,11 +77,17 @@ pub(crate) fn convolve_channel_block<S: Simd, const P: usize>(
             let (size, larger) = (positions / tiles, positions % tiles);
             for index in 0..tiles {
                 let size = size + usize::from(index < larger);
+                // Only the sizes a tile of `P` may take are compiled (`const` conditions are
+                // settled per instantiation).
                 macro_rules! sizes {
                     ($($size:literal),*) => {
-                        match size {
-                            $($size if $size <= P => tile::<S, $size>(simd, &mut block, first, &chunk),)*
-                            _ => unreachable!("tiles of P/2 to P positions"),
+                        $(
+                            if const { $size <= P && 2 * $size >= P } && size == $size {
+                                tile::<S, C, $size>(simd, &mut block, first, &chunk);
+                            } else
+                        )*
+                        {
+                            unreachable!("tiles of P/2 to P positions");
                         }
                     };
                 }
@@ -89,9 +97,11 @@ pub(crate) fn convolve_channel_block<S: Simd, const P: usize>(
         }
         macro_rules! tails {
             ($($size:literal),*) => {$(
-                while $size < P && positions - first >= $size {
-                    tile::<S, $size>(simd, &mut block, first, &chunk);
-                    first += $size;
+                if const { $size < P } {
+                    while positions - first >= $size {
+                        tile::<S, C, $size>(simd, &mut block, first, &chunk);
+                        first += $size;
+                    }
                 }
             )*};
         }
@@ -107,10 +117,10 @@ struct Chunk {
     last: bool,
 }
 
-/// One tile: `2·LANES` channels × `P` flat positions starting at `first`, over the taps of
+/// One tile: `C·LANES` channels × `P` flat positions starting at `first`, over the taps of
 /// `chunk`.
 #[inline(always)]
-fn tile<S: Simd, const P: usize>(
+fn tile<S: Simd, const C: usize, const P: usize>(
     simd: S,
     block: &mut ChannelBlock<'_>,
     first: usize,
@@ -118,56 +128,55 @@ fn tile<S: Simd, const P: usize>(
 ) {
     let layout = block.layout;
     let lanes = S::LANES;
-    let mut acc: [[S::Vector; 2]; P];
+    let channels = C * lanes;
+    let mut acc = [[simd.splat(0.0); C]; P];
+    // Plain loops over `C`, not `array::from_fn`: its closure may stay out of line, outside
+    // the tier's `target_feature` context.
     if chunk.first {
-        // SAFETY: `bias` holds 2·LANES floats (asserted in `convolve_channel_block`).
-        let bias = unsafe {
-            [
-                simd.load(block.bias.as_ptr()),
-                simd.load(block.bias.as_ptr().add(lanes)),
-            ]
-        };
+        let mut bias = [simd.splat(0.0); C];
+        for (half, vector) in bias.iter_mut().enumerate() {
+            // SAFETY: `bias` holds C·LANES floats (asserted in `convolve_channel_block`).
+            *vector = unsafe { simd.load(block.bias.as_ptr().add(half * lanes)) };
+        }
         acc = [bias; P];
     } else {
-        let sums = &block.running_sums[first * 2 * lanes..][..P * 2 * lanes];
-        acc = [[simd.splat(0.0); 2]; P];
-        for (pair, sums) in acc.iter_mut().zip(sums.chunks_exact(2 * lanes)) {
-            // SAFETY: `sums` holds 2·LANES floats.
-            unsafe {
-                pair[0] = simd.load(sums.as_ptr());
-                pair[1] = simd.load(sums.as_ptr().add(lanes));
+        let sums = &block.running_sums[first * channels..][..P * channels];
+        for (vectors, sums) in acc.iter_mut().zip(sums.chunks_exact(channels)) {
+            for (half, vector) in vectors.iter_mut().enumerate() {
+                // SAFETY: `sums` holds C·LANES floats.
+                *vector = unsafe { simd.load(sums.as_ptr().add(half * lanes)) };
             }
         }
     }
     let packed = block.packed.as_ptr();
-    let weights = &block.weights[chunk.taps.start * 2 * lanes..chunk.taps.end * 2 * lanes];
+    let weights = &block.weights[chunk.taps.start * channels..chunk.taps.end * channels];
     for (&shift, weights) in layout.tap_shifts[chunk.taps.clone()]
         .iter()
-        .zip(weights.chunks_exact(2 * lanes))
+        .zip(weights.chunks_exact(channels))
     {
-        // SAFETY: `weights` holds 2·LANES floats; the inputs of positions `first..first + P`
+        // SAFETY: `weights` holds C·LANES floats; the inputs of positions `first..first + P`
         // lie below `shift + band_rows · row_stride <= shift + vectors · LANES <= packed_len`
         // (see `Layout::new`; asserted in `convolve_channel_block`).
         unsafe {
-            let w = [
-                simd.load(weights.as_ptr()),
-                simd.load(weights.as_ptr().add(lanes)),
-            ];
+            let mut w = [simd.splat(0.0); C];
+            for (half, vector) in w.iter_mut().enumerate() {
+                *vector = simd.load(weights.as_ptr().add(half * lanes));
+            }
             let inputs = packed.add(shift + first);
             for (p, sums) in acc.iter_mut().enumerate() {
                 let x = simd.splat(*inputs.add(p));
-                sums[0] = simd.mul_add(w[0], x, sums[0]);
-                sums[1] = simd.mul_add(w[1], x, sums[1]);
+                for half in 0..C {
+                    sums[half] = simd.mul_add(w[half], x, sums[half]);
+                }
             }
         }
     }
     if !chunk.last {
-        let sums = &mut block.running_sums[first * 2 * lanes..][..P * 2 * lanes];
-        for (pair, sums) in acc.iter().zip(sums.chunks_exact_mut(2 * lanes)) {
-            // SAFETY: `sums` holds 2·LANES floats.
-            unsafe {
-                simd.store(sums.as_mut_ptr(), pair[0]);
-                simd.store(sums.as_mut_ptr().add(lanes), pair[1]);
+        let sums = &mut block.running_sums[first * channels..][..P * channels];
+        for (vectors, sums) in acc.iter().zip(sums.chunks_exact_mut(channels)) {
+            for (half, &vector) in vectors.iter().enumerate() {
+                // SAFETY: `sums` holds C·LANES floats.
+                unsafe { simd.store(sums.as_mut_ptr().add(half * lanes), vector) };
             }
         }
         return;
@@ -190,12 +199,12 @@ fn tile<S: Simd, const P: usize>(
         }
         position = next;
     }
-    // Each half of the channels: positions as rows of a square, transposed to channels as
+    // Each vector of the channels: positions as rows of a square, transposed to channels as
     // rows, each row's runs stored into its plane.
     let mut positions = [0.0f32; 256];
     let mut planes = [0.0f32; 256];
     debug_assert!(lanes * lanes <= positions.len());
-    for half in 0..2 {
+    for half in 0..C {
         for (p, sums) in acc.iter().enumerate() {
             // SAFETY: row `p < P <= LANES` of `positions` holds LANES floats.
             unsafe { simd.store(positions.as_mut_ptr().add(p * lanes), sums[half]) };

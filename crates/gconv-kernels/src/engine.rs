@@ -39,7 +39,7 @@ pub(crate) struct TileShape {
 }
 
 impl TileShape {
-    pub fn for_isa(isa: Isa) -> TileShape {
+    pub const fn for_isa(isa: Isa) -> TileShape {
         match isa {
             Isa::X86_64V4 => TileShape {
                 max_channels: 8,
@@ -63,13 +63,18 @@ impl TileShape {
     }
 
     /// Vectors per tile for a block of `channels`.
-    pub fn vectors_for(&self, channels: usize) -> usize {
+    pub const fn vectors_for(&self, channels: usize) -> usize {
         match channels {
             1 => self.vectors[0],
             2 => self.vectors[1],
             4 => self.vectors[2],
             _ => self.vectors[3],
         }
+    }
+
+    /// Whether blocks of `channels` run in tiles of `vectors` on this tier.
+    pub const fn has_tile(&self, channels: usize, vectors: usize) -> bool {
+        channels <= self.max_channels && self.vectors_for(channels) == vectors
     }
 }
 
@@ -78,8 +83,8 @@ impl TileShape {
 pub(crate) enum Body {
     /// `M` channels × `V` vectors of positions (`crate::microkernel`), on either packing.
     Positions(Packing),
-    /// `2·LANES` channels in lanes × `P` positions (`crate::channel_vectors`), on a
-    /// phase-split or per-kernel-column packing.
+    /// `2·LANES` (or `LANES`) channels in lanes × `P` positions (`crate::channel_vectors`),
+    /// on a phase-split or per-kernel-column packing, or in place.
     Channels(Packing),
 }
 
@@ -241,21 +246,34 @@ impl Engine {
         order: Option<VectorOrder>,
     ) -> Result<Engine, KernelError> {
         let tile = TileShape::for_isa(isa);
+        // The channel-vector body's blocks are two vectors of channels, the last one of a
+        // chunk possibly one.
         let channel_block = 2 * isa.lanes();
-        // Where the channel-vector body could run, tasks take whole blocks of it.
-        let granule = if geometry.in_channels_per_group() > 1
-            && geometry
-                .out_channels_per_group()
-                .is_multiple_of(channel_block)
-        {
+        // Chunks of whole blocks; of whole vectors (a last block of one) only where the flat
+        // body would waste lanes, or where the channel-vector body is forced. (Single-vector
+        // blocks load a weight vector per `P` multiply-adds, not two per `2·P`: on 14x14
+        // planes, where the flat body wastes 6–14 % of its lanes, they ran 2–15 % slower.)
+        let channel_granule =
+            if flat_wastes_lanes(geometry, isa) || matches!(body, Some(Body::Channels(_))) {
+                isa.lanes()
+            } else {
+                channel_block
+            };
+        // Where the channel-vector body could run, tasks take whole granules of it.
+        let per_group = geometry.out_channels_per_group();
+        let granule = if geometry.in_channels_per_group() == 1 {
+            1
+        } else if per_group.is_multiple_of(channel_block) {
             channel_block
+        } else if per_group.is_multiple_of(channel_granule) {
+            channel_granule
         } else {
             1
         };
         let chunk_channels = match chunk_channels(geometry, threads, granule) {
-            // Whole channel-vector blocks that leave the threads unevenly loaded (a dense
-            // layer of 96 channels: 3 tasks of 32 on two threads, one idle half the time)
-            // give way to finer chunks for the flat body.
+            // Whole vectors of channels that leave the threads unevenly loaded (three tasks
+            // on two threads, one idle half the time) give way to finer chunks for the flat
+            // body.
             // (A forced channel-vector body keeps its blocks.)
             coarse
                 if granule > 1
@@ -267,7 +285,7 @@ impl Engine {
             chunk => chunk,
         };
         let lanes = isa.lanes();
-        let channels_preferred = prefers_channels(geometry, chunk_channels, channel_block, &tile);
+        let channels_preferred = prefers_channels(geometry, chunk_channels, channel_granule, &tile);
         let (body, layout) = match body {
             Some(Body::Positions(packing)) => (
                 Body::Positions(packing),
@@ -289,7 +307,7 @@ impl Engine {
             }
         };
         if matches!(body, Body::Channels(_))
-            && !suits_channels(geometry, chunk_channels, channel_block)
+            && !suits_channels(geometry, chunk_channels, channel_granule)
         {
             return Err(KernelError::TooLarge {
                 what: "the channel-vector block (a forced kernel that does not fit the problem)",
@@ -303,7 +321,7 @@ impl Engine {
                 .step_by(channel_block)
                 .map(|first_channel| Block {
                     first_channel,
-                    channels: channel_block,
+                    channels: channel_block.min(chunk_channels - first_channel),
                 })
                 .collect(),
             Body::Positions(_) => blocks(chunk_channels, tile.max_channels),
@@ -339,9 +357,9 @@ impl Engine {
         self.layout.packed_len + self.running_sums_len()
     }
 
-    /// Floats of running sums the channel-vector body keeps between chunks of taps: one
-    /// `2·LANES` vector pair per position of a band, when the taps come in more than one
-    /// chunk.
+    /// Floats of running sums the channel-vector body keeps between chunks of taps: up to
+    /// two vectors per position of a band (a block's channels), when the taps come in more
+    /// than one chunk.
     fn running_sums_len(&self) -> usize {
         let chunked = self.geometry.reduction_len() > channel_tap_chunk(self.isa.lanes());
         if matches!(self.body, Body::Channels(_)) && chunked {
@@ -493,12 +511,23 @@ fn run_band<S: Simd>(
                 tap_chunk: channel_tap_chunk(S::LANES),
                 running_sums: &mut *running_sums,
             };
-            match engine.tile.channel_tile_positions {
-                12 => convolve_channel_block::<S, 12>(simd, args),
-                6 => convolve_channel_block::<S, 6>(simd, args),
-                3 => convolve_channel_block::<S, 3>(simd, args),
-                positions => unreachable!("no channel tile of {positions} positions"),
+            // As for the flat tiles below: only the tier's own tile width is compiled.
+            macro_rules! channel_tiles {
+                ($($positions:literal),*) => {
+                    $(
+                        if const { TileShape::for_isa(S::ISA).channel_tile_positions == $positions } {
+                            if block.channels == S::LANES {
+                                convolve_channel_block::<S, 1, $positions>(simd, args);
+                            } else {
+                                convolve_channel_block::<S, 2, $positions>(simd, args);
+                            }
+                            continue;
+                        }
+                    )*
+                    unreachable!("no channel tile for this tier");
+                };
             }
+            channel_tiles!(12, 6, 3);
         }
         return;
     }
@@ -507,13 +536,15 @@ fn run_band<S: Simd>(
         let out = &mut output[block.first_channel * out_plane..][..block.channels * out_plane];
         let channel = first_channel + block.first_channel;
         let bias = &engine.bias[channel..channel + block.channels];
-        let vectors = engine.tile.vectors_for(block.channels);
+        debug_assert_eq!(engine.tile, TileShape::for_isa(S::ISA));
         let packed: &[f32] = packed;
+        // Each tier's code holds only its own tiles: the `const` conditions are settled when
+        // the tier is compiled (every tile of every tier in each doubled the crate's build).
         macro_rules! tiles {
             ($(($m:literal, $v:literal)),*) => {
-                match (block.channels, vectors) {
-                    $(
-                        ($m, $v) => convolve_block::<S, $m, $v>(simd, microkernel::Block {
+                $(
+                    if const { TileShape::for_isa(S::ISA).has_tile($m, $v) } && block.channels == $m {
+                        convolve_block::<S, $m, $v>(simd, microkernel::Block {
                             layout,
                             packed,
                             weights,
@@ -521,10 +552,11 @@ fn run_band<S: Simd>(
                             output: out,
                             out_plane,
                             band_offset,
-                        }),
-                    )*
-                    (channels, vectors) => unreachable!("no {channels}x{vectors} tile"),
-                }
+                        });
+                        continue;
+                    }
+                )*
+                unreachable!("no tile for blocks of {} channels", block.channels);
             };
         }
         tiles!(
@@ -662,6 +694,10 @@ fn cheaper_channel_layout(
     chunk_channels: usize,
     tile: &TileShape,
 ) -> Option<Layout> {
+    // Nothing to pack beats any packing.
+    if let Some(in_place) = layout(geometry, lanes, Packing::InPlace, tile, None) {
+        return Some(in_place);
+    }
     let phase_split = layout(geometry, lanes, Packing::PhaseSplit, tile, None)?;
     let Some(columns) = layout(geometry, lanes, Packing::KernelColumns, tile, None) else {
         return Some(phase_split);
@@ -745,10 +781,27 @@ fn channel_tap_chunk(lanes: usize) -> usize {
     16 * 1024 / (2 * lanes * 4)
 }
 
+/// Whether the flat body would compute at least a fifth more lanes than there are outputs
+/// (a plane's flat positions, padding columns included, rounded up to whole vectors): then
+/// the channel-vector body pays even with single-vector blocks. Measured (one thread,
+/// AVX-512, against the flat body): ShuffleNet's 1x1 on 7x7 planes (64 lanes for 49
+/// outputs) +28 %; 14x14 planes (6 and 14 % more lanes) 2–15 % slower.
+fn flat_wastes_lanes(geometry: &Geometry, isa: Isa) -> bool {
+    let [out_h, out_w] = geometry.output_size();
+    let [width, stride_w] = [geometry.input_size()[1], geometry.stride()[1]];
+    let padding = geometry.padding();
+    let row_stride = (width + padding.left + padding.right).div_ceil(stride_w);
+    let computed = (out_h.saturating_sub(1))
+        .saturating_mul(row_stride)
+        .saturating_add(out_w)
+        .next_multiple_of(isa.lanes());
+    5 * computed as u128 >= 6 * (out_h as u128 * out_w as u128)
+}
+
 /// Whether the channel-vector body can run `geometry`: more than one input channel per
-/// group (depthwise has its own kernels) and task chunks of whole `channel_block`s.
-fn suits_channels(geometry: &Geometry, chunk_channels: usize, channel_block: usize) -> bool {
-    geometry.in_channels_per_group() > 1 && chunk_channels.is_multiple_of(channel_block)
+/// group (depthwise has its own kernels) and task chunks of whole `granule`s of channels.
+fn suits_channels(geometry: &Geometry, chunk_channels: usize, granule: usize) -> bool {
+    geometry.in_channels_per_group() > 1 && chunk_channels.is_multiple_of(granule)
 }
 
 /// Whether the channel-vector body should run `geometry`: where it can, with a reduction of
@@ -757,10 +810,10 @@ fn suits_channels(geometry: &Geometry, chunk_channels: usize, channel_block: usi
 fn prefers_channels(
     geometry: &Geometry,
     chunk_channels: usize,
-    channel_block: usize,
+    granule: usize,
     tile: &TileShape,
 ) -> bool {
-    suits_channels(geometry, chunk_channels, channel_block)
+    suits_channels(geometry, chunk_channels, granule)
         && geometry.reduction_len() >= tile.channels_min_reduction
 }
 

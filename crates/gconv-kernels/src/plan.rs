@@ -273,6 +273,7 @@ impl KernelPlan {
                 let channels = 2 * engine.isa.lanes();
                 let packing = match engine.layout.packing {
                     Packing::KernelColumns => "columns",
+                    Packing::InPlace => "inplace",
                     _ => "direct",
                 };
                 (packing, channels, engine.tile.channel_tile_positions)
@@ -518,7 +519,25 @@ mod tests {
     use std::num::NonZeroUsize;
 
     fn check_path(problem: &Problem, path: Path) -> Result<(), TestCaseError> {
-        for isa in Isa::available() {
+        check_path_on(problem, path, Isa::available())
+    }
+
+    /// [`check_path`] on the channel-vector body, on the tiers whose vectors divide the
+    /// groups' output channels (its blocks are whole vectors of them).
+    fn check_channel_path(problem: &Problem, packing: Packing) -> Result<(), TestCaseError> {
+        let per_group = problem.geometry.out_channels_per_group();
+        let isas = Isa::available()
+            .into_iter()
+            .filter(|isa| per_group.is_multiple_of(isa.lanes()));
+        check_path_on(problem, Path::Body(Body::Channels(packing)), isas)
+    }
+
+    fn check_path_on(
+        problem: &Problem,
+        path: Path,
+        isas: impl IntoIterator<Item = Isa>,
+    ) -> Result<(), TestCaseError> {
+        for isa in isas {
             for threads in [1, 2] {
                 let options = PlanOptions {
                     isa: Some(isa),
@@ -730,12 +749,24 @@ mod tests {
             .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
     }
 
-    /// Grouped problems whose groups have whole channel-vector blocks on every tier (32
-    /// output channels per group), with reductions short and long enough to come in several
-    /// chunks of taps (past 128 taps on AVX-512, 256 on AVX2).
+    /// Output channels per group for the channel-vector body: multiples of 8, so that
+    /// blocks of one vector and of two (8 or 16 lanes) both come up on every tier that
+    /// divides them.
+    fn channel_vector_counts() -> impl Strategy<Value = usize> {
+        (1usize..9).prop_map(|vectors| 8 * vectors)
+    }
+
+    /// Grouped problems for the channel-vector body (output channels per group a multiple
+    /// of 8), with reductions short and long enough to come in several chunks of taps (past
+    /// 128 taps on AVX-512, 256 on AVX2).
     fn channel_block_problems() -> impl Strategy<Value = Problem> {
         let in_per_group = prop_oneof![2usize..5, 20usize..40];
-        let shape = (1usize..3, in_per_group, 1usize..3, (1usize..4, 1usize..4));
+        let shape = (
+            1usize..3,
+            in_per_group,
+            channel_vector_counts(),
+            (1usize..4, 1usize..4),
+        );
         // Asymmetric padding and "same" padding too: per-kernel-column packing copies whole
         // rows shifted where the output is as wide as the input.
         let padding = prop_oneof![
@@ -755,15 +786,35 @@ mod tests {
             .prop_filter_map(
                 "window larger than input",
                 |(
-                    (groups, in_per_group, blocks, (kh, kw)),
+                    (groups, in_per_group, out_per_group, (kh, kw)),
                     (stride, dilation, pad, (h, w), batch),
                     bias,
                 )| {
-                    Conv2dParams::new(groups * in_per_group, groups * 32 * blocks, [kh, kw])
+                    Conv2dParams::new(groups * in_per_group, groups * out_per_group, [kh, kw])
                         .groups(groups)
                         .stride(stride)
                         .dilation(dilation)
                         .padding(pad)
+                        .bias(bias)
+                        .geometry([batch, groups * in_per_group, h, w])
+                        .ok()
+                },
+            )
+            .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
+    }
+
+    /// 1x1 problems (stride 1, no padding: read in place) for the channel-vector body, on
+    /// planes small and large, reductions short and long.
+    fn channel_pointwise_problems() -> impl Strategy<Value = Problem> {
+        let in_per_group = prop_oneof![2usize..5, 100usize..300];
+        let shape = (1usize..3, in_per_group, channel_vector_counts());
+        let size = (1usize..16, 1usize..16, 1usize..3);
+        (shape, size, any::<bool>())
+            .prop_filter_map(
+                "never invalid",
+                |((groups, in_per_group, out_per_group), (h, w, batch), bias)| {
+                    Conv2dParams::new(groups * in_per_group, groups * out_per_group, 1)
+                        .groups(groups)
                         .bias(bias)
                         .geometry([batch, groups * in_per_group, h, w])
                         .ok()
@@ -817,8 +868,13 @@ mod tests {
 
         #[test]
         fn channel_vectors_match_the_reference(problem in channel_block_problems()) {
-            check_path(&problem, Path::Body(Body::Channels(Packing::PhaseSplit)))?;
-            check_path(&problem, Path::Body(Body::Channels(Packing::KernelColumns)))?;
+            check_channel_path(&problem, Packing::PhaseSplit)?;
+            check_channel_path(&problem, Packing::KernelColumns)?;
+        }
+
+        #[test]
+        fn channel_vectors_in_place_match_the_reference(problem in channel_pointwise_problems()) {
+            check_channel_path(&problem, Packing::InPlace)?;
         }
 
         #[test]

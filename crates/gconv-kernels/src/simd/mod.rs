@@ -67,6 +67,9 @@ fn run_x86_64_v4<K: Kernel>(simd: x86_64_v4::X86_64V4, kernel: K) {
 pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// f32 lanes in a vector.
     const LANES: usize;
+    /// The tier these instructions make up: kernels take their register tiles from it when
+    /// they are compiled, so that each tier's code holds only its own tiles.
+    const ISA: Isa;
     /// The vector type.
     type Vector: Copy;
 

@@ -2,6 +2,8 @@
 
 use wide::f32x8;
 
+use crate::Isa;
+
 use super::{Simd, load_masked_by_copying, store_lanes_by_spilling, transpose_one_by_one};
 
 /// Token for `wide`'s 8-lane vectors; available on every CPU.
@@ -11,6 +13,7 @@ pub struct Portable;
 // SAFETY: `wide` only uses instructions the build's target features guarantee.
 unsafe impl Simd for Portable {
     const LANES: usize = 8;
+    const ISA: Isa = Isa::Portable;
     type Vector = f32x8;
 
     #[inline(always)]

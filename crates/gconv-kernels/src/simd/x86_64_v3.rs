@@ -10,6 +10,7 @@ use std::arch::x86_64::{
 };
 
 use super::Simd;
+use crate::Isa;
 
 /// Proof that the CPU has AVX2 and FMA.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +27,7 @@ impl X86_64V3 {
 // SAFETY: a token exists only after `detect` saw AVX2 and FMA.
 unsafe impl Simd for X86_64V3 {
     const LANES: usize = 8;
+    const ISA: Isa = Isa::X86_64V3;
     type Vector = __m256;
 
     #[inline(always)]

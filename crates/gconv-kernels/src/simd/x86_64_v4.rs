@@ -9,6 +9,7 @@ use std::arch::x86_64::{
 };
 
 use super::{Simd, lanes_between};
+use crate::Isa;
 
 /// Proof that the CPU has AVX-512F.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +25,7 @@ impl X86_64V4 {
 // SAFETY: a token exists only after `detect` saw AVX-512F.
 unsafe impl Simd for X86_64V4 {
     const LANES: usize = 16;
+    const ISA: Isa = Isa::X86_64V4;
     type Vector = __m512;
 
     #[inline(always)]
