@@ -539,7 +539,8 @@ fn run_band<S: Simd>(
         debug_assert_eq!(engine.tile, TileShape::for_isa(S::ISA));
         let packed: &[f32] = packed;
         // Each tier's code holds only its own tiles: the `const` conditions are settled when
-        // the tier is compiled (every tile of every tier in each doubled the crate's build).
+        // the tier is compiled (compiling every tier's tiles into each doubled the crate's
+        // build time).
         macro_rules! tiles {
             ($(($m:literal, $v:literal)),*) => {
                 $(
@@ -787,15 +788,22 @@ fn channel_tap_chunk(lanes: usize) -> usize {
 /// AVX-512, against the flat body): ShuffleNet's 1x1 on 7x7 planes (64 lanes for 49
 /// outputs) +28 %; 14x14 planes (6 and 14 % more lanes) 2–15 % slower.
 fn flat_wastes_lanes(geometry: &Geometry, isa: Isa) -> bool {
-    let [out_h, out_w] = geometry.output_size();
-    let [width, stride_w] = [geometry.input_size()[1], geometry.stride()[1]];
+    // In u128, saturating: absurd padding (refused later) must not overflow here.
+    let [out_h, out_w] = geometry.output_size().map(|size| size as u128);
     let padding = geometry.padding();
-    let row_stride = (width + padding.left + padding.right).div_ceil(stride_w);
-    let computed = (out_h.saturating_sub(1))
+    let padded_w = [geometry.input_size()[1], padding.left, padding.right]
+        .into_iter()
+        .fold(0u128, |sum, size| sum.saturating_add(size as u128));
+    let row_stride = padded_w.div_ceil(geometry.stride()[1] as u128);
+    let lanes = isa.lanes() as u128;
+    let computed = out_h
+        .saturating_sub(1)
         .saturating_mul(row_stride)
         .saturating_add(out_w)
-        .next_multiple_of(isa.lanes());
-    5 * computed as u128 >= 6 * (out_h as u128 * out_w as u128)
+        .saturating_add(lanes - 1)
+        / lanes
+        * lanes;
+    computed.saturating_mul(5) >= out_h.saturating_mul(out_w).saturating_mul(6)
 }
 
 /// Whether the channel-vector body can run `geometry`: more than one input channel per

@@ -733,8 +733,18 @@ mod tests {
     /// plane size around the lanes, and batches whose last group ends the input (the band
     /// copied because its last vectors would read past it).
     fn pointwise_problems() -> impl Strategy<Value = Problem> {
-        let shape = (1usize..4, 1usize..12, 1usize..12);
-        let size = (1usize..20, 1usize..20, 1usize..3);
+        pointwise_problems_of(
+            (1usize..4, 1usize..12, 1usize..12),
+            (1usize..20, 1usize..20, 1usize..3),
+        )
+    }
+
+    /// 1×1 problems, stride 1, no padding, of `(groups, in_per_group, out_per_group)` from
+    /// `shape` and `(height, width, batch)` from `size`, with or without a bias.
+    fn pointwise_problems_of(
+        shape: impl Strategy<Value = (usize, usize, usize)>,
+        size: impl Strategy<Value = (usize, usize, usize)>,
+    ) -> impl Strategy<Value = Problem> {
         (shape, size, any::<bool>())
             .prop_filter_map(
                 "never invalid",
@@ -807,20 +817,10 @@ mod tests {
     /// planes small and large, reductions short and long.
     fn channel_pointwise_problems() -> impl Strategy<Value = Problem> {
         let in_per_group = prop_oneof![2usize..5, 100usize..300];
-        let shape = (1usize..3, in_per_group, channel_vector_counts());
-        let size = (1usize..16, 1usize..16, 1usize..3);
-        (shape, size, any::<bool>())
-            .prop_filter_map(
-                "never invalid",
-                |((groups, in_per_group, out_per_group), (h, w, batch), bias)| {
-                    Conv2dParams::new(groups * in_per_group, groups * out_per_group, 1)
-                        .groups(groups)
-                        .bias(bias)
-                        .geometry([batch, groups * in_per_group, h, w])
-                        .ok()
-                },
-            )
-            .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
+        pointwise_problems_of(
+            (1usize..3, in_per_group, channel_vector_counts()),
+            (1usize..16, 1usize..16, 1usize..3),
+        )
     }
 
     /// Padding far beyond the input, with a stride that keeps the output small: a valid
