@@ -252,9 +252,9 @@ struct Planes<'a> {
 }
 
 impl<'a> Planes<'a> {
-    /// This task with stride `STRIDE` and a `K`x`K` window, its planes' vectors in bands of [`BAND_VECTORS`] (if
-    /// `FULL`) and a last band of `LAST`, which loads through masks if `EDGE` (see
-    /// [`StreamedPlane::taps`]).
+    /// This task with stride `STRIDE` and a `K`x`K` window, its planes' vectors in bands of
+    /// [`BAND_VECTORS`] (if `FULL`) and a last band of `LAST`, which loads through masks if
+    /// `EDGE` (see [`StreamedPlane::masked`]).
     fn in_bands<
         const STRIDE: usize,
         const K: usize,
@@ -268,8 +268,8 @@ impl<'a> Planes<'a> {
     }
 }
 
-/// A task of stride `STRIDE` whose planes' vectors of columns come in bands of
-/// [`BAND_VECTORS`] (if `FULL`) and a last band of `LAST`.
+/// A task of stride `STRIDE` and a `K`x`K` window whose planes' vectors of columns come in
+/// bands of [`BAND_VECTORS`] (if `FULL`) and a last band of `LAST`.
 struct PlanesInBands<
     'a,
     const STRIDE: usize,
@@ -713,7 +713,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let base = self.column_start(row, columns);
         std::array::from_fn(|tap| {
             let source = base.wrapping_add(tap);
-            // SAFETY: row `row` is inside the plane (`row_taps`, `pair_row`) and `input` is exactly the
+            // SAFETY: row `row` is inside the plane (`row_taps`) and `input` is exactly the
             // plane; the lanes set in the tap's mask are columns `start + tap + lane` inside
             // 0..W (worked out by the plan for this geometry), and without `EDGE` all are.
             unsafe {

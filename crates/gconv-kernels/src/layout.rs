@@ -408,11 +408,7 @@ impl Layout {
                 // its rows from L1 (all channels per tap scattered the writes: 7 % slower on
                 // an 11-channel dilated group).
                 let single = Stack { count: 1, ..stack };
-                for (channel, target) in channels
-                    .chunks_exact(stack.source_pitch)
-                    .zip(packed.chunks_exact_mut(stack.target_pitch))
-                    .take(stack.count)
-                {
+                for (channel, target) in stack.pairs(channels, packed) {
                     self.pack_im2col(simd, channel, target, single, first_row);
                 }
             }
@@ -441,11 +437,7 @@ impl Layout {
             // One copy for all of them (a copy per row cost a third of a 7x7 1x1 layer).
             let inside = self.input_rows(first_padded_row, 1, self.plane_rows);
             let first_input_row = (first_padded_row + inside.start).saturating_sub(self.pad_top);
-            for (channel, target) in channels
-                .chunks_exact(stack.source_pitch)
-                .zip(packed.chunks_exact_mut(stack.target_pitch))
-                .take(stack.count)
-            {
+            for (channel, target) in stack.pairs(channels, packed) {
                 let rows = self.zero_outside(simd, target, self.width, &inside);
                 if !rows.is_empty() {
                     copy(
@@ -508,11 +500,7 @@ impl Layout {
             let inside = self.input_rows(top, 1, self.plane_rows);
             let first_input_row = (top + inside.start).saturating_sub(self.pad_top);
             let masks = &self.column_masks[j * masks_per_copy..][..masks_per_copy];
-            for (channel, target) in channels
-                .chunks_exact(stack.source_pitch)
-                .zip(packed.chunks_exact_mut(stack.target_pitch))
-                .take(stack.count)
-            {
+            for (channel, target) in stack.pairs(channels, packed) {
                 let phase = &mut target[offset..][..phase_len];
                 let rows = self.zero_outside(simd, phase, row_len, &inside);
                 if !rows.is_empty() {
@@ -541,10 +529,7 @@ impl Layout {
             let (i, j) = (tap / kernel_w, tap % kernel_w);
             let offset = tap * tap_len;
             // The last vector's lanes past the band: read, computed and discarded.
-            for target in packed
-                .chunks_exact_mut(stack.target_pitch)
-                .take(stack.count)
-            {
+            for target in stack.targets(packed) {
                 zero(simd, &mut target[offset + rows_len..offset + tap_len]);
             }
             let columns =
@@ -574,10 +559,7 @@ impl Layout {
         columns: Columns,
     ) {
         let inside = self.input_rows(plane.top, plane.step, plane.len / plane.row_len);
-        for target in packed
-            .chunks_exact_mut(stack.target_pitch)
-            .take(stack.count)
-        {
+        for target in stack.targets(packed) {
             let rows = &mut target[plane.offset..][..plane.len];
             self.zero_outside(simd, rows, plane.row_len, &inside);
         }
@@ -661,6 +643,24 @@ pub(crate) struct Stack {
     pub count: usize,
     pub source_pitch: usize,
     pub target_pitch: usize,
+}
+
+impl Stack {
+    /// Each channel's input and its packed target.
+    fn pairs<'a>(
+        self,
+        channels: &'a [f32],
+        packed: &'a mut [f32],
+    ) -> impl Iterator<Item = (&'a [f32], &'a mut [f32])> {
+        channels
+            .chunks_exact(self.source_pitch)
+            .zip(self.targets(packed))
+    }
+
+    /// Each channel's packed target.
+    fn targets(self, packed: &mut [f32]) -> impl Iterator<Item = &mut [f32]> {
+        packed.chunks_exact_mut(self.target_pitch).take(self.count)
+    }
 }
 
 /// One packed plane of each channel: `len` floats from `offset` within the channel, rows of
