@@ -1,6 +1,7 @@
 //! A validated convolution prepared for one tier: packed weights, the packed-input layout,
 //! the split of output channels into register blocks and tasks, and the per-tier entry points.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use gconv_shape::Geometry;
@@ -98,6 +99,9 @@ pub(crate) struct Engine {
     pub layout: Layout,
     /// Output channels per task: a divisor of `C_out/g`, so a task never spans two groups.
     pub chunk_channels: usize,
+    /// Blocks of output rows each (sample, chunk) is split into, one task each: more than
+    /// one only where the chunks alone would leave threads idle (see [`row_blocks`]).
+    pub row_blocks: usize,
     /// The register blocks of every chunk (the same for all chunks).
     pub blocks: Vec<Block>,
     /// Weights in chunk order, each block packed `[tap][m]`.
@@ -131,19 +135,57 @@ struct SharedOutput {
 }
 
 impl SharedOutput {
-    /// Piece `piece` of `chunk_len` floats (the last one shorter).
+    fn new(output: &mut [f32]) -> SharedOutput {
+        SharedOutput {
+            start: output.as_mut_ptr(),
+            len: output.len(),
+        }
+    }
+
+    /// The `len` floats from `first`, which must lie inside the output.
     ///
     /// # Safety
-    /// No other reference to the piece may exist while the returned one lives: each piece
-    /// must be handed out once per loop.
+    /// No other reference to these floats may exist while the returned one lives.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn chunk(&self, piece: usize, chunk_len: usize) -> &mut [f32] {
-        let first = piece * chunk_len;
-        assert!(first < self.len, "piece {piece} is beyond the output");
-        let len = chunk_len.min(self.len - first);
+    unsafe fn slice(&self, first: usize, len: usize) -> &mut [f32] {
+        let inside = first.checked_add(len).is_some_and(|end| end <= self.len);
+        assert!(inside, "{len} floats from {first} pass the output's end");
         // SAFETY: `first + len <= self.len`, inside the output this was made from; no other
         // reference to these elements exists (the caller's promise).
         unsafe { std::slice::from_raw_parts_mut(self.start.add(first), len) }
+    }
+}
+
+/// The part of the output one task writes: `count` runs of `len` floats, `pitch` apart, the
+/// first at `start` (one run for a chunk of whole planes; one per channel for a block of
+/// rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Runs {
+    pub start: usize,
+    pub count: usize,
+    pub len: usize,
+    pub pitch: usize,
+}
+
+/// One task's [`Runs`] of the output, lent one at a time.
+pub(crate) struct Piece<'a> {
+    output: SharedOutput,
+    runs: Runs,
+    _lent: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+impl Piece<'_> {
+    /// Run `index` of the task's runs.
+    pub fn run(&mut self, index: usize) -> &mut [f32] {
+        assert!(index < self.runs.count, "run {index} of {:?}", self.runs);
+        let first = index
+            .checked_mul(self.runs.pitch)
+            .and_then(|offset| offset.checked_add(self.runs.start))
+            .expect("a run's start overflows");
+        // SAFETY: the runs of different tasks never overlap (the promise of
+        // `Workspace::for_each_piece`'s caller), a task's piece is its own, and `&mut self`
+        // lends one of its runs at a time.
+        unsafe { self.output.slice(first, self.runs.len) }
     }
 }
 
@@ -200,35 +242,72 @@ impl Workspace {
         F: Fn(&mut [f32], usize, &mut [f32]) + Sync,
     {
         let chunk_len = chunk_len.max(1);
+        let len = output.len();
+        let runs_of = |index: usize| Runs {
+            start: index * chunk_len,
+            count: 1,
+            len: chunk_len.min(len - index * chunk_len),
+            pitch: 0,
+        };
+        // SAFETY: the chunks `index * chunk_len ..` are disjoint.
+        unsafe {
+            self.for_each_piece(
+                parallel,
+                output,
+                len.div_ceil(chunk_len),
+                runs_of,
+                |scratch, index, mut piece| task(scratch, index, piece.run(0)),
+            );
+        }
+    }
+
+    /// Runs `task(scratch, index, piece)` for every index below `pieces`, the piece lending
+    /// the runs `runs_of(index)` of `output`: shared by the team when `parallel`, else on the
+    /// calling thread alone. Which thread runs a piece never changes what it computes.
+    ///
+    /// # Safety
+    /// The runs of different indices must not overlap (each is checked to lie inside
+    /// `output` when lent).
+    pub(crate) unsafe fn for_each_piece<R, F>(
+        &self,
+        parallel: bool,
+        output: &mut [f32],
+        pieces: usize,
+        runs_of: R,
+        task: F,
+    ) where
+        R: Fn(usize) -> Runs + Sync,
+        F: Fn(&mut [f32], usize, Piece<'_>) + Sync,
+    {
+        let shared = SharedOutput::new(output);
+        let piece = |index: usize| Piece {
+            output: shared,
+            runs: runs_of(index),
+            _lent: std::marker::PhantomData,
+        };
         match &self.team {
             Some(team) if parallel => {
-                let shared = SharedOutput {
-                    start: output.as_mut_ptr(),
-                    len: output.len(),
-                };
-                // Many small chunks (a depthwise channel block of a 7x7 plane: a quarter of a
+                // Many small pieces (a depthwise channel block of a 7x7 plane: a quarter of a
                 // microsecond) are claimed in runs, about eight runs per member: one claim
-                // and one scratch lock per run, and fewer chunk boundaries for the members
+                // and one scratch lock per run, and fewer piece boundaries for the members
                 // to share cache lines across (960 channels of 7x7 ran slower on two threads
                 // than on one).
-                let chunks = output.len().div_ceil(chunk_len);
-                let run_len = (chunks / (MIN_CLAIMS_PER_MEMBER * team.members())).max(1);
-                team.run(chunks.div_ceil(run_len), &|member, run| {
+                let claim_len = (pieces / (MIN_CLAIMS_PER_MEMBER * team.members())).max(1);
+                team.run(pieces.div_ceil(claim_len), &|member, claim| {
                     let mut scratch = self.lock_slot(member);
                     let scratch = self.aligned(&mut scratch);
-                    for piece in run * run_len..((run + 1) * run_len).min(chunks) {
-                        // SAFETY: the team runs each run once and runs do not overlap, so
-                        // each piece is handed out once and the chunks are disjoint.
-                        let chunk = unsafe { shared.chunk(piece, chunk_len) };
-                        task(scratch, piece, chunk);
+                    for index in claim * claim_len..((claim + 1) * claim_len).min(pieces) {
+                        // The team runs each claim once and claims do not overlap, so each
+                        // piece is lent once.
+                        task(scratch, index, piece(index));
                     }
                 });
             }
             _ => {
                 let mut scratch = self.lock_slot(0);
                 let scratch = self.aligned(&mut scratch);
-                for (index, chunk) in output.chunks_mut(chunk_len).enumerate() {
-                    task(scratch, index, chunk);
+                for index in 0..pieces {
+                    task(scratch, index, piece(index));
                 }
             }
         }
@@ -270,38 +349,42 @@ impl Engine {
         } else {
             1
         };
-        let chunk_channels = match chunk_channels(geometry, threads, granule) {
-            // Whole vectors of channels that leave the threads unevenly loaded (three tasks
-            // on two threads, one idle half the time) give way to finer chunks for the flat
-            // body.
-            // (A forced channel-vector body keeps its blocks.)
-            coarse
-                if granule > 1
-                    && !matches!(body, Some(Body::Channels(_)))
-                    && !balanced(geometry, threads, coarse) =>
-            {
-                chunk_channels(geometry, threads, 1)
+        // Chunks that leave threads idle (three tasks on two threads, one idle half the
+        // time) are split into blocks of output rows; where the rows are too few for that,
+        // whole vectors of channels give way to the flat body's finer chunks (a forced
+        // channel-vector body keeps its blocks).
+        let coarse = chunk_channels(geometry, threads, granule);
+        let (chunk_channels, row_blocks) = match row_blocks(geometry, threads, coarse) {
+            Some(row_blocks) => (coarse, row_blocks),
+            None if granule > 1 && !matches!(body, Some(Body::Channels(_))) => {
+                let fine = chunk_channels(geometry, threads, 1);
+                (fine, row_blocks(geometry, threads, fine).unwrap_or(1))
             }
-            chunk => chunk,
+            None => (coarse, 1),
         };
         let lanes = isa.lanes();
         let channels_preferred = prefers_channels(geometry, chunk_channels, channel_granule, &tile);
+        let bands = Bands {
+            lanes,
+            tile: &tile,
+            row_blocks,
+        };
         let (body, layout) = match body {
             Some(Body::Positions(packing)) => (
                 Body::Positions(packing),
-                layout(geometry, lanes, packing, &tile, order),
+                layout(geometry, &bands, packing, order),
             ),
             Some(Body::Channels(packing)) => (
                 Body::Channels(packing),
-                layout(geometry, lanes, packing, &tile, order),
+                layout(geometry, &bands, packing, order),
             ),
             None if channels_preferred => {
-                let layout = cheaper_channel_layout(geometry, lanes, chunk_channels, &tile);
+                let layout = cheaper_channel_layout(geometry, &bands, chunk_channels);
                 let packing = layout.as_ref().map_or(Packing::PhaseSplit, |l| l.packing);
                 (Body::Channels(packing), layout)
             }
             None => {
-                let layout = cheaper_layout(geometry, lanes, chunk_channels, &tile);
+                let layout = cheaper_layout(geometry, &bands, chunk_channels);
                 let packing = layout.as_ref().map_or(Packing::PhaseSplit, |l| l.packing);
                 (Body::Positions(packing), layout)
             }
@@ -345,6 +428,7 @@ impl Engine {
             body,
             layout,
             chunk_channels,
+            row_blocks,
             blocks,
             weights: packed_weights,
             bias: bias.map_or_else(|| vec![0.0; geometry.out_channels()], <[f32]>::to_vec),
@@ -352,9 +436,31 @@ impl Engine {
     }
 
     /// Floats of scratch a worker needs: one packed band of a group's input, then (for the
-    /// channel-vector body on long reductions) the running sums of a block's band.
+    /// channel-vector body on long reductions) the running sums of a block's band, then
+    /// (for blocks of rows) the block's output, copied to its rows of each plane when done.
     pub fn scratch_len(&self) -> usize {
+        self.task_scratch_len() + self.staging_len()
+    }
+
+    /// Floats of scratch a task's kernels use: the packed band and the running sums.
+    fn task_scratch_len(&self) -> usize {
         self.layout.packed_len + self.running_sums_len()
+    }
+
+    /// Floats of a block of rows' output: the chunk's channels × the tallest block's rows.
+    fn staging_len(&self) -> usize {
+        if self.row_blocks == 1 {
+            return 0;
+        }
+        let rows = self.layout.out_rows.div_ceil(self.row_blocks);
+        self.chunk_channels * rows * self.layout.out_cols
+    }
+
+    /// The output rows of block `block` of [`Engine::row_blocks`]: near-equal parts of
+    /// the plane, in order.
+    fn block_rows(&self, block: usize) -> Range<usize> {
+        let rows = self.layout.out_rows;
+        block * rows / self.row_blocks..(block + 1) * rows / self.row_blocks
     }
 
     /// Floats of running sums the channel-vector body keeps between chunks of taps: up to
@@ -372,21 +478,64 @@ impl Engine {
     /// Convolves `input` into `output` (both checked by the caller against the geometry),
     /// on the workspace's team when `parallel`.
     pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {
-        let out_plane = self.layout.out_rows * self.layout.out_cols;
+        let out_cols = self.layout.out_cols;
+        let out_plane = self.layout.out_rows * out_cols;
         let chunk_len = self.chunk_channels * out_plane;
         let chunks_per_sample = self.geometry.out_channels() / self.chunk_channels;
-        workspace.for_each_chunk(parallel, output, chunk_len, |packed, index, chunk| {
-            let (sample, chunk_index) = (index / chunks_per_sample, index % chunks_per_sample);
-            self.run_task(input, sample, chunk_index, chunk, packed);
-        });
+        let tasks = self.geometry.batch() * chunks_per_sample * self.row_blocks;
+        // Task `index`: chunk `index / row_blocks` of the whole output (sample by sample),
+        // its rows `block_rows(index % row_blocks)`.
+        let runs_of = |index: usize| {
+            let (chunk, block) = (index / self.row_blocks, index % self.row_blocks);
+            if self.row_blocks == 1 {
+                return Runs {
+                    start: chunk * chunk_len,
+                    count: 1,
+                    len: chunk_len,
+                    pitch: 0,
+                };
+            }
+            let rows = self.block_rows(block);
+            Runs {
+                start: chunk * chunk_len + rows.start * out_cols,
+                count: self.chunk_channels,
+                len: rows.len() * out_cols,
+                pitch: out_plane,
+            }
+        };
+        let task = |scratch: &mut [f32], index: usize, mut piece: Piece<'_>| {
+            let (chunk, block) = (index / self.row_blocks, index % self.row_blocks);
+            let (sample, chunk_index) = (chunk / chunks_per_sample, chunk % chunks_per_sample);
+            let (scratch, staging) = scratch.split_at_mut(self.task_scratch_len());
+            if self.row_blocks == 1 {
+                let rows = 0..self.layout.out_rows;
+                self.run_task(input, sample, chunk_index, rows, piece.run(0), scratch);
+                return;
+            }
+            // A block's rows are a run of each of its channels' planes: computed into
+            // scratch, then copied (a float per `K` multiply-adds).
+            let rows = self.block_rows(block);
+            let block_plane = rows.len() * out_cols;
+            let staging = &mut staging[..self.chunk_channels * block_plane];
+            self.run_task(input, sample, chunk_index, rows, staging, scratch);
+            for (channel, computed) in staging.chunks_exact(block_plane).enumerate() {
+                piece.run(channel).copy_from_slice(computed);
+            }
+        };
+        // SAFETY: tasks of distinct chunks write distinct planes; tasks of one chunk write
+        // distinct blocks of rows of its planes (`block_rows` splits the plane).
+        unsafe { workspace.for_each_piece(parallel, output, tasks, runs_of, task) };
     }
 
-    /// Packs the group's input for `sample`, then convolves every block of chunk `chunk_index`.
+    /// Packs the group's input for `sample`, then convolves every block of chunk
+    /// `chunk_index` over the output rows `rows`; `output` holds those rows of each of the
+    /// chunk's planes, one plane after the other.
     fn run_task(
         &self,
         input: &[f32],
         sample: usize,
         chunk_index: usize,
+        rows: Range<usize>,
         output: &mut [f32],
         packed: &mut [f32],
     ) {
@@ -397,13 +546,14 @@ impl Engine {
         let sample_start = sample * self.geometry.in_channels() * image;
         let input_tail = &input[sample_start + in_channels.start * image..];
         let group_input = &input_tail[..in_channels.len() * image];
-        let packed = &mut packed[..self.scratch_len()];
+        let packed = &mut packed[..self.task_scratch_len()];
         let task = TaskArgs {
             engine: self,
             group_input,
             input_tail,
             packed,
             first_channel,
+            rows,
             output,
         };
         dispatch(self.isa, task);
@@ -418,6 +568,8 @@ pub(crate) struct TaskArgs<'a> {
     input_tail: &'a [f32],
     packed: &'a mut [f32],
     first_channel: usize,
+    /// The output rows the task computes, and `output` holds (each of its planes).
+    rows: Range<usize>,
     output: &'a mut [f32],
 }
 
@@ -437,12 +589,16 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
         input_tail,
         packed,
         first_channel,
+        rows,
         output,
     } = task;
     let layout = &engine.layout;
     let (packed, running_sums) = packed.split_at_mut(layout.packed_len);
-    for first_row in layout.band_starts() {
-        let band_offset = first_row * layout.out_cols;
+    for first_row in layout.band_starts(rows.clone()) {
+        let place = BandPlace {
+            plane_len: rows.len() * layout.out_cols,
+            offset: (first_row - rows.start) * layout.out_cols,
+        };
         if layout.packing == Packing::InPlace {
             // The band's rows where they lie, unless its last vectors would read past the
             // input's end: then a copy padded with zeros.
@@ -464,7 +620,7 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
                 &mut *running_sums,
                 first_channel,
                 &mut *output,
-                band_offset,
+                place,
             );
             continue;
         }
@@ -476,9 +632,17 @@ fn run_blocks<S: Simd>(simd: S, task: TaskArgs<'_>) {
             &mut *running_sums,
             first_channel,
             &mut *output,
-            band_offset,
+            place,
         );
     }
+}
+
+/// Where a band's outputs lie in a task's output: planes of `plane_len` floats (the task's
+/// rows of each channel), the band's first row `offset` floats into each.
+#[derive(Debug, Clone, Copy)]
+struct BandPlace {
+    plane_len: usize,
+    offset: usize,
 }
 
 /// Every register block of a task's chunk over one band, with the tile widths of the tier.
@@ -490,11 +654,14 @@ fn run_band<S: Simd>(
     running_sums: &mut [f32],
     first_channel: usize,
     output: &mut [f32],
-    band_offset: usize,
+    place: BandPlace,
 ) {
+    let BandPlace {
+        plane_len: out_plane,
+        offset: band_offset,
+    } = place;
     let layout = &engine.layout;
     let taps = engine.geometry.reduction_len();
-    let out_plane = engine.layout.out_rows * engine.layout.out_cols;
     let chunk_weights = &engine.weights[first_channel * taps..][..engine.chunk_channels * taps];
     if matches!(engine.body, Body::Channels(_)) {
         for block in &engine.blocks {
@@ -613,11 +780,31 @@ fn chunk_channels(geometry: &Geometry, threads: usize, granule: usize) -> usize 
     choice
 }
 
-/// Whether tasks of `chunk` output channels keep `threads` evenly busy: as many tasks per
-/// thread, or enough of them (four per thread) that the last round hardly matters.
-fn balanced(geometry: &Geometry, threads: usize, chunk: usize) -> bool {
-    let tasks = geometry.batch() * geometry.out_channels() / chunk;
+/// Whether `tasks` keep `threads` evenly busy: as many tasks per thread, or enough of them
+/// (four per thread) that the last round hardly matters.
+fn balanced(tasks: usize, threads: usize) -> bool {
     threads <= 1 || tasks.is_multiple_of(threads) || tasks >= 4 * threads
+}
+
+/// Output positions a block of rows holds at least, and rows: below that its bands are
+/// mostly edges and its packing is repeated for little (a 15x15 plane in two blocks of
+/// 32-channel chunks ran 7 % slower on two threads than four chunks of 40 channels whole).
+const MIN_BLOCK_POSITIONS: usize = 256;
+const MIN_BLOCK_ROWS: usize = 2;
+
+/// Blocks of output rows to split each (sample, chunk of `chunk` channels) task into: the
+/// fewest that keep `threads` evenly busy ([`balanced`]), 1 when the chunks alone do; `None`
+/// when the plane's rows are too few for that. Every block's bands are whole and the same
+/// multiply-adds run on every output, so the output does not depend on the blocks.
+fn row_blocks(geometry: &Geometry, threads: usize, chunk: usize) -> Option<usize> {
+    let tasks = geometry.batch() * geometry.out_channels() / chunk;
+    let [out_rows, out_cols] = geometry.output_size();
+    (1..=4 * threads).find(|&blocks| {
+        let rows = out_rows / blocks;
+        let fits =
+            blocks == 1 || (rows >= MIN_BLOCK_ROWS && rows * out_cols >= MIN_BLOCK_POSITIONS);
+        fits && balanced(tasks * blocks, threads)
+    })
 }
 
 /// Bytes of L2 an im2col buffer may fill: a quarter of the smallest x86-64 L2 of this
@@ -628,18 +815,13 @@ const L2_BUDGET: usize = 256 * 1024;
 /// output channels, in vector operations: the multiply-adds (`chunk · K` per vector of
 /// positions, discarded columns included) plus the packing (two per vector copied; a strided
 /// im2col gathers one float at a time). Phase-split wins ties: it packs less.
-fn cheaper_layout(
-    geometry: &Geometry,
-    lanes: usize,
-    chunk_channels: usize,
-    tile: &TileShape,
-) -> Option<Layout> {
+fn cheaper_layout(geometry: &Geometry, bands: &Bands<'_>, chunk_channels: usize) -> Option<Layout> {
     // Nothing to pack beats any packing.
-    if let Some(in_place) = layout(geometry, lanes, Packing::InPlace, tile, None) {
+    if let Some(in_place) = layout(geometry, bands, Packing::InPlace, None) {
         return Some(in_place);
     }
-    let phase_split = layout(geometry, lanes, Packing::PhaseSplit, tile, None)?;
-    let Some(im2col) = layout(geometry, lanes, Packing::Im2col, tile, None) else {
+    let phase_split = layout(geometry, bands, Packing::PhaseSplit, None)?;
+    let Some(im2col) = layout(geometry, bands, Packing::Im2col, None) else {
         return Some(phase_split);
     };
     let taps = geometry.reduction_len();
@@ -691,23 +873,22 @@ const ROW_COST: usize = 6;
 /// discarded column but copies each input row `kW` times.
 fn cheaper_channel_layout(
     geometry: &Geometry,
-    lanes: usize,
+    bands: &Bands<'_>,
     chunk_channels: usize,
-    tile: &TileShape,
 ) -> Option<Layout> {
     // Nothing to pack beats any packing.
-    if let Some(in_place) = layout(geometry, lanes, Packing::InPlace, tile, None) {
+    if let Some(in_place) = layout(geometry, bands, Packing::InPlace, None) {
         return Some(in_place);
     }
-    let phase_split = layout(geometry, lanes, Packing::PhaseSplit, tile, None)?;
-    let Some(columns) = layout(geometry, lanes, Packing::KernelColumns, tile, None) else {
+    let phase_split = layout(geometry, bands, Packing::PhaseSplit, None)?;
+    let Some(columns) = layout(geometry, bands, Packing::KernelColumns, None) else {
         return Some(phase_split);
     };
     let taps = geometry.reduction_len();
     let cost = |layout: &Layout| {
         let bands = layout.out_rows.div_ceil(layout.band_rows);
         let positions = (layout.band_rows - 1) * layout.row_stride + layout.out_cols;
-        let arithmetic = chunk_channels / lanes * taps * positions;
+        let arithmetic = chunk_channels / layout.lanes * taps * positions;
         (arithmetic + packing_cost(geometry, layout)) * bands
     };
     if cost(&columns) < cost(&phase_split) {
@@ -717,23 +898,31 @@ fn cheaper_channel_layout(
     }
 }
 
+/// What bands of output rows a layout is made of: vectors of `lanes`, bands sized for the
+/// tier's `tile`, within each of `row_blocks` blocks of rows (when tasks split the plane).
+struct Bands<'a> {
+    lanes: usize,
+    tile: &'a TileShape,
+    row_blocks: usize,
+}
+
 /// The layout of `packing` for `geometry`: phase-split and per kernel column in L1-sized
-/// bands, im2col whole. The
-/// vector order is `order` if given, else the one of [`cheaper_order`].
+/// bands, im2col and in place whole (or a block of rows). The vector order is `order` if
+/// given, else the one of [`cheaper_order`].
 fn layout(
     geometry: &Geometry,
-    lanes: usize,
+    bands: &Bands<'_>,
     packing: Packing,
-    tile: &TileShape,
     order: Option<VectorOrder>,
 ) -> Option<Layout> {
+    let lanes = bands.lanes;
     match packing {
         Packing::KernelColumns => {
-            let band_rows = band_rows(geometry, lanes, tile);
+            let band_rows = band_rows(geometry, bands);
             Layout::new(geometry, lanes, packing, band_rows, VectorOrder::Flat)
         }
         Packing::PhaseSplit => {
-            let band_rows = band_rows(geometry, lanes, tile);
+            let band_rows = band_rows(geometry, bands);
             let make = |order| Layout::new(geometry, lanes, packing, band_rows, order);
             match order {
                 Some(order) => make(order),
@@ -745,7 +934,9 @@ fn layout(
             }
         }
         Packing::Im2col | Packing::InPlace => {
-            Layout::new(geometry, lanes, packing, usize::MAX, VectorOrder::Flat)
+            let block = geometry.output_size()[0] / bands.row_blocks;
+            let band_rows = fewest_rows(geometry.output_size()[0], bands.row_blocks, block, block);
+            Layout::new(geometry, lanes, packing, band_rows, VectorOrder::Flat)
         }
     }
 }
@@ -829,12 +1020,12 @@ fn prefers_channels(
 /// (Intel) of an x86-64 core, leaving room for weights and output.
 const BAND_BUDGET: usize = 24 * 1024;
 
-/// Output rows per band of the phase-split packing: as many as keep the group's packed band
-/// within [`BAND_BUDGET`], but at least enough for four of the widest tiles, so that a band
-/// that cannot fit (many channels per group) is still worth its packing; then evened out so
-/// that the bands split the rows into near-equal parts (the last band overlaps the one before
-/// by fewer rows than there are bands).
-fn band_rows(geometry: &Geometry, lanes: usize, tile: &TileShape) -> usize {
+/// Output rows per band of the phase-split and per-kernel-column packings: about as many as
+/// keep the group's packed band within [`BAND_BUDGET`], but at least enough for four of the
+/// widest tiles, so that a band that cannot fit (many channels per group) is still worth its
+/// packing; near that, the height that computes the fewest rows ([`fewest_rows`]).
+fn band_rows(geometry: &Geometry, bands: &Bands<'_>) -> usize {
+    let (lanes, tile) = (bands.lanes, bands.tile);
     let padding = geometry.padding();
     let [_, width] = geometry.input_size();
     let [stride_h, _] = geometry.stride();
@@ -850,11 +1041,33 @@ fn band_rows(geometry: &Geometry, lanes: usize, tile: &TileShape) -> usize {
     let widest_tile =
         tile.vectors_for(tile.max_channels.min(geometry.out_channels_per_group())) * lanes;
     let row_stride = padded_w.div_ceil(geometry.stride()[1]);
-    let minimum_rows = (4 * widest_tile).div_ceil(row_stride);
-    // Even bands: the last one overlaps the one before by less than a band's worth of bands.
-    let out_rows = geometry.output_size()[0];
-    let bands = out_rows.div_ceil(budget_rows.max(minimum_rows).max(1));
-    out_rows.div_ceil(bands)
+    let minimum_rows = (4 * widest_tile).div_ceil(row_stride).max(1);
+    // Within the L1 budget: not above it. Past it anyway: up to twice the minimum.
+    let (aim, most) = if budget_rows >= minimum_rows {
+        (budget_rows, budget_rows)
+    } else {
+        (minimum_rows, 2 * minimum_rows - 1)
+    };
+    fewest_rows(geometry.output_size()[0], bands.row_blocks, aim, most)
+}
+
+/// Rows per band, from half of `aim` (or of a block) to `most`, that compute the fewest rows over `out_rows`
+/// split into `row_blocks` blocks (each band within a block, the last of a block overlapping
+/// the one before); of equals, the nearest to `aim` evened out over a block. (Bands evened
+/// out alone computed 35 rows for 31 with bands of at most 7, where bands of 8 compute 32;
+/// blocks of 15 and 16 rows in bands of 15 computed 45.)
+fn fewest_rows(out_rows: usize, row_blocks: usize, aim: usize, most: usize) -> usize {
+    let short = out_rows / row_blocks;
+    let tall_blocks = out_rows % row_blocks;
+    let computed = |band: usize| {
+        let rows = |block: usize| block.div_ceil(band) * band;
+        (row_blocks - tall_blocks) * rows(short) + tall_blocks * rows(short + 1)
+    };
+    let tallest = most.min(short).max(1);
+    let evened = short.div_ceil(short.div_ceil(aim.max(1)).max(1));
+    (aim.min(short).div_ceil(2).clamp(1, tallest)..=tallest)
+        .min_by_key(|&band| (computed(band), band.abs_diff(evened)))
+        .unwrap_or(tallest)
 }
 
 /// A chunk of `channels` split greedily into register blocks of `max`, then 4, 2, 1.
@@ -921,6 +1134,48 @@ mod tests {
         }
     }
 
+    /// Pieces of several runs each (blocks of rows of a few planes): every float of the
+    /// output lent to exactly one piece, run by run, on every thread count.
+    #[test]
+    fn every_run_of_every_piece_is_lent_once() {
+        let (planes, rows, cols, blocks) = (5, 7, 3, 3);
+        let block_rows = |block: usize| block * rows / blocks..(block + 1) * rows / blocks;
+        for threads in [1, 2, 3] {
+            let workspace = Workspace::new(threads, 4).unwrap();
+            let mut output = vec![-1.0f32; planes * rows * cols];
+            let runs_of = |block: usize| {
+                let block = block_rows(block);
+                Runs {
+                    start: block.start * cols,
+                    count: planes,
+                    len: block.len() * cols,
+                    pitch: rows * cols,
+                }
+            };
+            // SAFETY: the blocks of rows split the plane, so the runs are disjoint.
+            unsafe {
+                workspace.for_each_piece(
+                    true,
+                    &mut output,
+                    blocks,
+                    runs_of,
+                    |_, block, mut piece| {
+                        for plane in 0..planes {
+                            let run = piece.run(plane);
+                            assert!(run.iter().all(|&value| value == -1.0), "lent twice");
+                            run.fill((plane * blocks + block) as f32);
+                        }
+                    },
+                );
+            }
+            for (index, &value) in output.iter().enumerate() {
+                let (plane, row) = (index / (rows * cols), index / cols % rows);
+                let block = (0..blocks).find(|&b| block_rows(b).contains(&row)).unwrap();
+                assert_eq!(value, (plane * blocks + block) as f32, "{threads} threads");
+            }
+        }
+    }
+
     #[test]
     fn chunks_divide_the_group_and_split_only_when_threads_need_it() {
         let alexnet = Conv2dParams::new(384, 256, 3)
@@ -939,15 +1194,27 @@ mod tests {
         );
         let split = chunk_channels(&alexnet, 2, 1);
         assert!(split < 128 && 128 % split == 0 && split >= 8, "{split}");
-        // A dense layer of 96 channels in blocks of 32: 3 tasks for two threads, uneven; the
-        // flat body's finer chunks give 4.
+        // A dense layer of 96 channels in blocks of 32: 3 tasks for two threads, uneven, so
+        // each is split into two blocks of rows; one thread takes the whole plane.
         let dense = Conv2dParams::new(64, 96, 3)
             .geometry([1, 64, 31, 29])
             .unwrap();
         assert_eq!(chunk_channels(&dense, 2, 32), 32);
-        assert!(!balanced(&dense, 2, 32));
-        assert_eq!(chunk_channels(&dense, 2, 1), 24);
-        assert!(balanced(&dense, 2, 24));
+        assert!(!balanced(3, 2));
+        assert_eq!(row_blocks(&dense, 2, 32), Some(2));
+        assert_eq!(
+            row_blocks(&dense, 3, 32),
+            Some(1),
+            "three tasks, three threads"
+        );
+        assert_eq!(row_blocks(&dense, 1, 96), Some(1));
+        // On a 7x7 plane, blocks of three rows would be mostly edges: finer chunks instead.
+        let small = Conv2dParams::new(64, 96, 3)
+            .geometry([1, 64, 7, 7])
+            .unwrap();
+        assert_eq!(row_blocks(&small, 2, 32), None);
+        assert_eq!(chunk_channels(&small, 2, 1), 24);
+        assert_eq!(row_blocks(&small, 2, 24), Some(1));
         let depthwise = Conv2dParams::new(96, 96, 3)
             .groups(96)
             .geometry([1, 96, 8, 8])

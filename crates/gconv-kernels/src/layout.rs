@@ -365,11 +365,17 @@ impl Layout {
         &self.segments[start as usize..end as usize]
     }
 
-    /// The first output row of each band: `0, R, 2R, …`, the last one moved back to end at
-    /// `H_out` (recomputing a few rows of the band before, identically).
-    pub fn band_starts(&self) -> impl Iterator<Item = usize> + use<> {
-        let (rows, band) = (self.out_rows, self.band_rows);
-        (0..rows.div_ceil(band)).map(move |index| (index * band).min(rows - band))
+    /// The first output row of each band of `rows` (a block of at least `band_rows` output
+    /// rows): `first, first + R, first + 2R, …`, the last one moved back to end with the block
+    /// (recomputing a few rows of the band before, identically).
+    pub fn band_starts(&self, rows: Range<usize>) -> impl Iterator<Item = usize> + use<> {
+        let band = self.band_rows;
+        assert!(
+            rows.len() >= band && rows.end <= self.out_rows,
+            "a block of rows {rows:?} shorter than a band of {band} or past the plane"
+        );
+        let last = rows.end - band;
+        (0..rows.len().div_ceil(band)).map(move |index| (rows.start + index * band).min(last))
     }
 
     /// Copies the rows of a group's input channels (`channels`: each `height × width`,
@@ -902,7 +908,7 @@ mod tests {
             let input: Vec<f32> = (0..2 * 9 * 11).map(|v| v as f32 + 1.0).collect();
             let [out_rows, out_cols] = geometry.output_size();
             let mut covered = vec![false; out_rows * out_cols];
-            for first_row in layout.band_starts() {
+            for first_row in layout.band_starts(0..out_rows) {
                 let mut packed = vec![f32::NAN; layout.packed_len];
                 layout.pack_channels(
                     crate::simd::portable::Portable,

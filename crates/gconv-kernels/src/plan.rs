@@ -823,6 +823,116 @@ mod tests {
         )
     }
 
+    /// Problems whose tasks (one group or three of at most 16 output channels, one sample)
+    /// leave two threads unevenly loaded, on planes whose halves hold 256 outputs: split
+    /// into blocks of rows on two threads. Windows 1x1 to 3x3 (1x1 read in place), strides
+    /// and dilations 1 and 2, per-group output channels of one and two vectors of 8 too.
+    fn row_block_problems() -> impl Strategy<Value = Problem> {
+        let out_per_group = prop_oneof![1usize..17, Just(8), Just(16)];
+        let shape = (
+            prop_oneof![Just(1usize), Just(3)],
+            2usize..7,
+            out_per_group,
+            1usize..4,
+        );
+        let window = (1usize..3, 1usize..3, 0usize..3, any::<bool>());
+        (shape, window, (16usize..48, 44usize..80))
+            .prop_filter_map(
+                "output too small to split",
+                |(
+                    (groups, in_per_group, out_per_group, kernel),
+                    (stride, dilation, pad, bias),
+                    (h, w),
+                )| {
+                    let geometry =
+                        Conv2dParams::new(groups * in_per_group, groups * out_per_group, kernel)
+                            .groups(groups)
+                            .stride(stride)
+                            .dilation(dilation)
+                            .padding(Padding::uniform(pad))
+                            .bias(bias)
+                            .geometry([1, groups * in_per_group, h, w])
+                            .ok()?;
+                    let [out_h, out_w] = geometry.output_size();
+                    (out_h / 2 * out_w >= 256).then_some(geometry)
+                },
+            )
+            .prop_flat_map(|geometry| strategy::with_data(geometry, -1.0f32..1.0))
+    }
+
+    /// Each forced body over [`row_block_problems`]: on every tier, one thread matches the
+    /// reference, two split the plane into blocks of rows, and two and three threads give
+    /// the same bits as one.
+    fn check_row_blocks(problem: &Problem) -> Result<(), TestCaseError> {
+        let geometry = &problem.geometry;
+        let pointwise = geometry.kernel_size() == [1, 1] && geometry.stride() == [1, 1];
+        let mut bodies = vec![
+            Body::Positions(Packing::PhaseSplit),
+            Body::Positions(Packing::Im2col),
+            Body::Channels(Packing::PhaseSplit),
+            Body::Channels(Packing::KernelColumns),
+        ];
+        if pointwise && geometry.padding() == Default::default() {
+            bodies.extend([
+                Body::Positions(Packing::InPlace),
+                Body::Channels(Packing::InPlace),
+            ]);
+        }
+        for isa in Isa::available() {
+            for &body in &bodies {
+                let per_group = geometry.out_channels_per_group();
+                if matches!(body, Body::Channels(_)) && !per_group.is_multiple_of(isa.lanes()) {
+                    continue;
+                }
+                let plan = |threads: usize| {
+                    let options = PlanOptions {
+                        isa: Some(isa),
+                        threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
+                    };
+                    let mut plan = KernelPlan::with_path(
+                        geometry,
+                        &problem.weight,
+                        problem.bias.as_deref(),
+                        options,
+                        Path::Body(body),
+                    )
+                    .unwrap();
+                    plan.parallel_min_flops = 0;
+                    plan
+                };
+                let run = |plan: &KernelPlan| {
+                    let mut output = vec![f32::NAN; geometry.output_len()];
+                    plan.run(&problem.input, &mut output).unwrap();
+                    output
+                };
+                let single = plan(1);
+                let expected = run(&single);
+                let id = single.kernel_id();
+                check_against_reference(problem, &expected)
+                    .map_err(|diff| TestCaseError::fail(format!("{id}: {diff}")))?;
+                for threads in [2, 3] {
+                    let parallel = plan(threads);
+                    // An odd number of chunks (always so up to 8 channels per group; 1x1
+                    // groups of 16 come in two chunks of 8) is split into blocks of rows.
+                    if let (2, Kernel::Grouped(engine)) = (threads, &parallel.kernel) {
+                        let chunks = geometry.out_channels() / engine.chunk_channels;
+                        let split = engine.row_blocks > 1;
+                        prop_assert!(
+                            split || chunks.is_multiple_of(2),
+                            "{id}: {chunks} chunks, one block"
+                        );
+                    }
+                    let same = run(&parallel)
+                        .iter()
+                        .zip(&expected)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    prop_assert!(same, "{id}: {threads} threads differ from one");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Padding far beyond the input, with a stride that keeps the output small: a valid
     /// geometry whose packed planes would be astronomically large. A clear error, never a
     /// panic, a wrapped size or a huge allocation, on every tier and kernel path.
@@ -875,6 +985,11 @@ mod tests {
         #[test]
         fn channel_vectors_in_place_match_the_reference(problem in channel_pointwise_problems()) {
             check_channel_path(&problem, Packing::InPlace)?;
+        }
+
+        #[test]
+        fn blocks_of_rows_give_the_bits_of_one_thread(problem in row_block_problems()) {
+            check_row_blocks(&problem)?;
         }
 
         #[test]
