@@ -1134,6 +1134,29 @@ mod tests {
         }
     }
 
+    /// Hand-counted: the band height that computes the fewest rows, of equals the one
+    /// nearest the evened-out aim.
+    #[test]
+    fn bands_compute_the_fewest_rows() {
+        assert_eq!(
+            fewest_rows(31, 1, 7, 13),
+            8,
+            "4 bands: 32 rows, not 5 of 7: 35"
+        );
+        assert_eq!(fewest_rows(28, 1, 7, 13), 7, "evened already (4 of 7 = 28)");
+        assert_eq!(
+            fewest_rows(31, 2, 15, 15),
+            8,
+            "blocks of 15 and 16: 32, not 45"
+        );
+        assert_eq!(
+            fewest_rows(15, 2, 12, 23),
+            4,
+            "blocks of 7 and 8: 16, not 21 in 7s"
+        );
+        assert_eq!(fewest_rows(1, 1, 9, 17), 1);
+    }
+
     /// Pieces of several runs each (blocks of rows of a few planes): every float of the
     /// output lent to exactly one piece, run by run, on every thread count.
     #[test]
