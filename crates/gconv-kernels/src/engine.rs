@@ -119,7 +119,7 @@ pub struct Workspace {
     team: Option<Arc<Team>>,
 }
 
-/// Runs of chunks per member of a team, at least: enough that members finishing at
+/// Batches of pieces per member of a team, at least: enough that members finishing at
 /// different times still share the work evenly.
 const MIN_CLAIMS_PER_MEMBER: usize = 8;
 
@@ -190,7 +190,7 @@ impl Piece<'_> {
 }
 
 // SAFETY: members write through the pointer only to the pieces they claimed, each claimed
-// once (see `Workspace::for_each_chunk`), and `Team::run` returns only after every piece is
+// once and disjoint from the others (see `Workspace::for_each_piece`), and `Team::run` returns only after every piece is
 // done, while the `&mut [f32]` it came from is still borrowed.
 unsafe impl Send for SharedOutput {}
 // SAFETY: as above; no two members ever touch the same element.
@@ -288,8 +288,8 @@ impl Workspace {
         match &self.team {
             Some(team) if parallel => {
                 // Many small pieces (a depthwise channel block of a 7x7 plane: a quarter of a
-                // microsecond) are claimed in runs, about eight runs per member: one claim
-                // and one scratch lock per run, and fewer piece boundaries for the members
+                // microsecond) are claimed in batches, about eight per member: one claim and
+                // one scratch lock per batch, and fewer piece boundaries for the members
                 // to share cache lines across (960 channels of 7x7 ran slower on two threads
                 // than on one).
                 let claim_len = (pieces / (MIN_CLAIMS_PER_MEMBER * team.members())).max(1);
