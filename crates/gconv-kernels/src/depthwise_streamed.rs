@@ -50,10 +50,23 @@ const SIDE: usize = 3;
 /// The largest window side with stride 1: 3x3, 5x5 (EfficientNet) and 7x7 (ConvNeXt).
 const MAX_SIDE: usize = 7;
 
-/// Vectors of output columns a band walks down the plane together: 128 input columns per
-/// row on AVX-512 (MobileNetV2's 112x112 plane in one band), their carried taps twelve
-/// registers.
-const BAND_VECTORS: usize = 4;
+/// Vectors of output columns a band walks down the plane together: four (128 input columns
+/// per row on AVX-512, MobileNetV2's 112x112 plane in one band; with stride 2, their carried
+/// taps twelve registers), but two for 7x7 windows, whose taps and sums then fit AVX-512's
+/// registers (see [`StreamedPlane::band_stride_one`]). Measured against four, one thread,
+/// median of three: 7x7 on ConvNeXt's 56x56 +15 %, 28x28 +11 %, 14x14 +6 %; 5x5 in three
+/// (all in registers too) 4 % slower on 56x56 and even on 28x28, so it stays at four.
+const fn band_vectors(stride: usize, side: usize) -> usize {
+    if stride == 1 && side == 7 { 2 } else { 4 }
+}
+
+/// Vector registers of a tier: 32 on AVX-512, 16 below it.
+const fn vector_registers(isa: Isa) -> usize {
+    match isa {
+        Isa::X86_64V4 => 32,
+        Isa::X86_64V3 | Isa::Portable => 16,
+    }
+}
 
 /// A depthwise convolution (one input channel per group, any channel multiplier) without
 /// dilation, 3x3 or 5x5 with stride 2 or 3x3, 5x5 or 7x7 with stride 1, prepared for the
@@ -204,12 +217,13 @@ impl StreamedEngine {
     pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {
         let [out_h, out_w] = self.geometry.output_size();
         let chunk = self.planes_per_task * out_h * out_w;
-        // Bands of BAND_VECTORS vectors, the last one 1..=BAND_VECTORS of them; each layout
+        // Bands of `band_vectors` vectors, the last one 1..=band_vectors of them; each layout
         // its own dispatched function (one function for every layout measured 8 % slower on
         // the one-vector planes: the other layouts' loops took their registers).
         let vectors = self.columns.len();
-        let full = vectors > BAND_VECTORS;
-        let last = vectors - (vectors - 1) / BAND_VECTORS * BAND_VECTORS;
+        let width = band_vectors(self.geometry.stride()[0], self.geometry.kernel_size()[0]);
+        let full = vectors > width;
+        let last = vectors - (vectors - 1) / width * width;
         let edge = self.columns.iter().any(|columns| !columns.whole);
         workspace.for_each_chunk(parallel, output, chunk, |_, index, planes| {
             let task = Planes {
@@ -220,25 +234,29 @@ impl StreamedEngine {
             };
             let isa = self.isa;
             let window = [self.geometry.stride()[0], self.geometry.kernel_size()[0]];
+            // Per window, the last bands 1..=band_vectors it can have; with more than one
+            // band, bands of `band_vectors` before it.
             macro_rules! layouts {
-                ($([$stride:literal, $side:literal]),*) => {
+                ($([$stride:literal, $side:literal: $($last:literal),*]),*) => {
                     match (window, full, last, edge) {
                         $(
-                            ([$stride, $side], false, 1, false) => dispatch(isa, task.in_bands::<$stride, $side, false, 1, false>()),
-                            ([$stride, $side], false, 1, true) => dispatch(isa, task.in_bands::<$stride, $side, false, 1, true>()),
-                            ([$stride, $side], false, 2, _) => dispatch(isa, task.in_bands::<$stride, $side, false, 2, true>()),
-                            ([$stride, $side], false, 3, _) => dispatch(isa, task.in_bands::<$stride, $side, false, 3, true>()),
-                            ([$stride, $side], false, _, _) => dispatch(isa, task.in_bands::<$stride, $side, false, BAND_VECTORS, true>()),
-                            ([$stride, $side], true, 1, _) => dispatch(isa, task.in_bands::<$stride, $side, true, 1, true>()),
-                            ([$stride, $side], true, 2, _) => dispatch(isa, task.in_bands::<$stride, $side, true, 2, true>()),
-                            ([$stride, $side], true, 3, _) => dispatch(isa, task.in_bands::<$stride, $side, true, 3, true>()),
-                            ([$stride, $side], true, _, _) => dispatch(isa, task.in_bands::<$stride, $side, true, BAND_VECTORS, true>()),
+                            ([$stride, $side], false, 1, false) => dispatch(isa, task.in_bands::<$stride, $side, 0, 1, false>()),
+                            $(
+                                ([$stride, $side], false, $last, _) => dispatch(isa, task.in_bands::<$stride, $side, 0, $last, true>()),
+                                ([$stride, $side], true, $last, _) => dispatch(isa, task.in_bands::<$stride, $side, { band_vectors($stride, $side) }, $last, true>()),
+                            )*
                         )*
-                        _ => unreachable!("the streamed kernel's windows (`suits`)"),
+                        _ => unreachable!("the streamed kernel's windows (`suits`) and bands"),
                     }
                 };
             }
-            layouts!([1, 3], [1, 5], [1, 7], [2, 3], [2, 5]);
+            layouts!(
+                [1, 3: 1, 2, 3, 4],
+                [1, 5: 1, 2, 3, 4],
+                [1, 7: 1, 2],
+                [2, 3: 1, 2, 3, 4],
+                [2, 5: 1, 2, 3, 4]
+            );
         });
     }
 }
@@ -253,36 +271,36 @@ struct Planes<'a> {
 
 impl<'a> Planes<'a> {
     /// This task with stride `STRIDE` and a `K`x`K` window, its planes' vectors in bands of
-    /// [`BAND_VECTORS`] (if `FULL`) and a last band of `LAST`, which loads through masks if
-    /// `EDGE` (see [`StreamedPlane::masked`]).
+    /// `WIDTH` (none if 0) and a last band of `LAST`, which loads through masks if `EDGE`
+    /// (see [`StreamedPlane::masked`]).
     fn in_bands<
         const STRIDE: usize,
         const K: usize,
-        const FULL: bool,
+        const WIDTH: usize,
         const LAST: usize,
         const EDGE: bool,
     >(
         self,
-    ) -> PlanesInBands<'a, STRIDE, K, FULL, LAST, EDGE> {
+    ) -> PlanesInBands<'a, STRIDE, K, WIDTH, LAST, EDGE> {
         PlanesInBands { planes: self }
     }
 }
 
 /// A task of stride `STRIDE` and a `K`x`K` window whose planes' vectors of columns come in
-/// bands of [`BAND_VECTORS`] (if `FULL`) and a last band of `LAST`.
+/// bands of `WIDTH` (none if 0) and a last band of `LAST`.
 struct PlanesInBands<
     'a,
     const STRIDE: usize,
     const K: usize,
-    const FULL: bool,
+    const WIDTH: usize,
     const LAST: usize,
     const EDGE: bool,
 > {
     planes: Planes<'a>,
 }
 
-impl<const STRIDE: usize, const K: usize, const FULL: bool, const LAST: usize, const EDGE: bool>
-    Kernel for PlanesInBands<'_, STRIDE, K, FULL, LAST, EDGE>
+impl<const STRIDE: usize, const K: usize, const WIDTH: usize, const LAST: usize, const EDGE: bool>
+    Kernel for PlanesInBands<'_, STRIDE, K, WIDTH, LAST, EDGE>
 {
     #[inline(always)]
     fn run<S: Simd>(self, simd: S) {
@@ -317,7 +335,7 @@ impl<const STRIDE: usize, const K: usize, const FULL: bool, const LAST: usize, c
                 out_h,
                 out_w,
             };
-            streamed.convolve::<STRIDE, K, FULL, LAST, EDGE>(&engine.columns, output);
+            streamed.convolve::<STRIDE, K, WIDTH, LAST, EDGE>(&engine.columns, output);
         }
     }
 }
@@ -363,14 +381,14 @@ struct StreamedPlane<'a, S: Simd> {
 }
 
 impl<S: Simd> StreamedPlane<'_, S> {
-    /// Loop order: bands of [`BAND_VECTORS`] vectors of output columns (if `FULL`), then a
+    /// Loop order: bands of `WIDTH` vectors of output columns (none if 0), then a
     /// last band of `LAST`, each walked down the plane row by row (see
     /// [`StreamedPlane::band`]).
     #[inline(always)]
     fn convolve<
         const STRIDE: usize,
         const K: usize,
-        const FULL: bool,
+        const WIDTH: usize,
         const LAST: usize,
         const EDGE: bool,
     >(
@@ -379,10 +397,10 @@ impl<S: Simd> StreamedPlane<'_, S> {
         output: &mut [f32],
     ) {
         let mut first = 0;
-        if FULL {
-            while columns.len() - first > BAND_VECTORS {
-                self.band::<STRIDE, K, BAND_VECTORS, true>(first, &columns[first..], output);
-                first += BAND_VECTORS;
+        if WIDTH > 0 {
+            while columns.len() - first > WIDTH {
+                self.band::<STRIDE, K, WIDTH, true>(first, &columns[first..], output);
+                first += WIDTH;
             }
         }
         assert_eq!(columns.len() - first, LAST);
@@ -416,6 +434,11 @@ impl<S: Simd> StreamedPlane<'_, S> {
     /// `K`-th: per vector, that first sum is finished and stored, the next `K − 2` carried on,
     /// the last begun from the bias, so every input row is loaded once. Each output's chain:
     /// bias, then the taps in `(i, j)` order; rows of the padding add nothing.
+    ///
+    /// Where the band's taps and sums (`2·B·K` vectors) fit the registers, a row's taps are
+    /// loaded for all `B` vectors first, then each weight is broadcast once for all of them;
+    /// elsewhere vector by vector, each weight broadcast per vector (with four vectors of 7x7
+    /// sums that order kept the sums on the stack, loaded and stored per row).
     #[inline(always)]
     fn band_stride_one<const K: usize, const B: usize, const EDGE: bool>(
         &self,
@@ -437,6 +460,44 @@ impl<S: Simd> StreamedPlane<'_, S> {
                     *sum = add_row(*sum, padded - m, &taps);
                 }
             }
+        }
+        if const { 2 * B * K + 2 <= vector_registers(S::ISA) } {
+            // Every vector's taps and sums in registers (AVX-512): per input row, each
+            // weight is loaded once for the band's `B` vectors, window row by window row
+            // (output row `r + m` takes the row as its window row `K − 1 − m`).
+            for r in 0..band.out_h {
+                let row = self.input_row(r + K - 1);
+                let mut acc = [[self.bias; K]; B];
+                for (acc, sums) in acc.iter_mut().zip(&sums) {
+                    acc[..K - 1].copy_from_slice(&sums[..K - 1]);
+                }
+                if row.is_some() {
+                    let mut taps = [[self.bias; K]; B];
+                    for (taps, columns) in taps.iter_mut().zip(columns) {
+                        if let Some(row_taps) = self.row_taps::<1, K, B, EDGE>(row, columns) {
+                            *taps = row_taps;
+                        }
+                    }
+                    // Range loops over constants, fully unrolled: every index a constant,
+                    // so the arrays stay in registers (iterator chains here left the sums
+                    // on the stack, 10–20 % slower).
+                    #[allow(clippy::needless_range_loop)]
+                    for m in 0..K {
+                        let window_row = K - 1 - m;
+                        for j in 0..K {
+                            let weight = self.weights[K * window_row + j];
+                            for v in 0..B {
+                                acc[v][m] = self.simd.mul_add(weight, taps[v][j], acc[v][m]);
+                            }
+                        }
+                    }
+                }
+                for (vector, (acc, sums)) in acc.iter().zip(sums.iter_mut()).enumerate() {
+                    self.store(band, r, vector, acc[0]);
+                    sums[..K - 1].copy_from_slice(&acc[1..]);
+                }
+            }
+            return;
         }
         for r in 0..band.out_h {
             let row = self.input_row(r + K - 1);
