@@ -54,7 +54,7 @@ const MAX_SIDE: usize = 7;
 /// per row on AVX-512, MobileNetV2's 112x112 plane in one band; with stride 2, their carried
 /// taps twelve registers), but two for 7x7 windows, whose taps and sums then fit AVX-512's
 /// registers (see [`StreamedPlane::band_stride_one`]). Measured against four, one thread,
-/// median of three: 7x7 on ConvNeXt's 56x56 +15 %, 28x28 +11 %, 14x14 +6 %; 5x5 in three
+/// median of five: 7x7 on ConvNeXt's 56x56 +18 %, 28x28 +10 %, 14x14 +5 %; 5x5 in three
 /// (all in registers too) 4 % slower on 56x56 and even on 28x28, so it stays at four.
 const fn band_vectors(stride: usize, side: usize) -> usize {
     if stride == 1 && side == 7 { 2 } else { 4 }
@@ -462,8 +462,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
             }
         }
         if const { 2 * B * K + 2 <= vector_registers(S::ISA) } {
-            // Every vector's taps and sums in registers (AVX-512): per input row, each
-            // weight is loaded once for the band's `B` vectors, window row by window row
+            // Every vector's taps and sums in registers (AVX-512; below it, bands of one or
+            // two 3x3 vectors): per input row, each weight is loaded once for the band's `B`
+            // vectors, window row by window row
             // (output row `r + m` takes the row as its window row `K − 1 − m`).
             for r in 0..band.out_h {
                 let row = self.input_row(r + K - 1);
