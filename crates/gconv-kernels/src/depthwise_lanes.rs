@@ -10,9 +10,9 @@
 
 use gconv_shape::Geometry;
 
-use crate::engine::Workspace;
 use crate::layout::copy;
 use crate::simd::{Kernel, Simd, dispatch};
+use crate::workspace::Workspace;
 use crate::{Isa, KernelError};
 
 /// Output positions computed together: independent accumulators that keep both FMA units busy

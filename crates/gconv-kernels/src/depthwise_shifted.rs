@@ -15,8 +15,8 @@
 use gconv_shape::Geometry;
 
 use crate::depthwise_planes::PlaneChannels;
-use crate::engine::Workspace;
 use crate::simd::{Kernel, Simd, dispatch};
+use crate::workspace::Workspace;
 use crate::{Isa, KernelError};
 
 /// Vectors of output positions computed together: independent accumulators that keep both

@@ -29,8 +29,8 @@
 use gconv_shape::Geometry;
 
 use crate::depthwise_planes::PlaneChannels;
-use crate::engine::Workspace;
 use crate::simd::{Kernel, Simd, dispatch, lanes_between};
+use crate::workspace::Workspace;
 use crate::{Isa, KernelError};
 
 /// Output floats a task takes at least, several small planes each: a task is claimed,

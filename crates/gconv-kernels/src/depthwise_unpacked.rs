@@ -23,8 +23,8 @@ use std::ops::Range;
 
 use gconv_shape::Geometry;
 
-use crate::engine::Workspace;
 use crate::simd::{Kernel, Simd, dispatch, lanes_between};
+use crate::workspace::Workspace;
 use crate::{Isa, KernelError};
 
 /// Output rows computed together, one vector of columns each: independent accumulators that

@@ -10,8 +10,9 @@ use crate::depthwise_lanes::{LanesEngine, POSITIONS};
 use crate::depthwise_shifted::{ShiftedEngine, TILE_VECTORS};
 use crate::depthwise_streamed::StreamedEngine;
 use crate::depthwise_unpacked::{TILE_ROWS, UnpackedEngine};
-use crate::engine::{Body, Engine, Workspace};
+use crate::engine::{Body, Engine};
 use crate::layout::{Packing, VectorOrder};
+use crate::workspace::Workspace;
 use crate::{Family, Isa, KernelError};
 
 /// How many threads a plan runs on.
