@@ -60,14 +60,6 @@ const fn band_vectors(stride: usize, side: usize) -> usize {
     if stride == 1 && side == 7 { 2 } else { 4 }
 }
 
-/// Vector registers of a tier: 32 on AVX-512, 16 below it.
-const fn vector_registers(isa: Isa) -> usize {
-    match isa {
-        Isa::X86_64V4 => 32,
-        Isa::X86_64V3 | Isa::Portable => 16,
-    }
-}
-
 /// A depthwise convolution (one input channel per group, any channel multiplier) without
 /// dilation, 3x3 or 5x5 with stride 2 or 3x3, 5x5 or 7x7 with stride 1, prepared for the
 /// streamed kernel.
@@ -461,11 +453,11 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 }
             }
         }
-        if const { 2 * B * K + 2 <= vector_registers(S::ISA) } {
+        if const { 2 * B * K + 2 <= S::ISA.registers() } {
             // Every vector's taps and sums in registers (AVX-512; below it, bands of one or
             // two 3x3 vectors): per input row, each weight is loaded once for the band's `B`
-            // vectors, window row by window row
-            // (output row `r + m` takes the row as its window row `K − 1 − m`).
+            // vectors, window row by window row (output row `r + m` takes the row as its
+            // window row `K − 1 − m`).
             for r in 0..band.out_h {
                 let row = self.input_row(r + K - 1);
                 let mut acc = [[self.bias; K]; B];
@@ -473,7 +465,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
                     acc[..K - 1].copy_from_slice(&sums[..K - 1]);
                 }
                 if row.is_some() {
-                    let mut taps = [[self.bias; K]; B];
+                    let mut taps = [[self.simd.splat(0.0); K]; B];
                     for (taps, columns) in taps.iter_mut().zip(columns) {
                         if let Some(row_taps) = self.row_taps::<1, K, B, EDGE>(row, columns) {
                             *taps = row_taps;

@@ -251,11 +251,13 @@ impl Engine {
         self.chunk_channels * rows * self.layout.out_cols
     }
 
-    /// The output rows of block `block` of [`Engine::row_blocks`]: near-equal parts of
-    /// the plane, in order.
-    fn block_rows(&self, block: usize) -> Range<usize> {
+    /// Task `index`'s chunk (counted over the whole output, sample by sample) and output
+    /// rows: block `index % row_blocks` of near-equal parts of the plane, in order.
+    fn task_of(&self, index: usize) -> (usize, Range<usize>) {
+        let (chunk, block) = (index / self.row_blocks, index % self.row_blocks);
         let rows = self.layout.out_rows;
-        block * rows / self.row_blocks..(block + 1) * rows / self.row_blocks
+        let block_rows = block * rows / self.row_blocks..(block + 1) * rows / self.row_blocks;
+        (chunk, block_rows)
     }
 
     /// Floats of running sums the channel-vector body keeps between chunks of taps: up to
@@ -278,10 +280,8 @@ impl Engine {
         let chunk_len = self.chunk_channels * out_plane;
         let chunks_per_sample = self.geometry.out_channels() / self.chunk_channels;
         let tasks = self.geometry.batch() * chunks_per_sample * self.row_blocks;
-        // Task `index`: chunk `index / row_blocks` of the whole output (sample by sample),
-        // its rows `block_rows(index % row_blocks)`.
         let runs_of = |index: usize| {
-            let (chunk, block) = (index / self.row_blocks, index % self.row_blocks);
+            let (chunk, rows) = self.task_of(index);
             if self.row_blocks == 1 {
                 return Runs {
                     start: chunk * chunk_len,
@@ -290,7 +290,6 @@ impl Engine {
                     pitch: 0,
                 };
             }
-            let rows = self.block_rows(block);
             Runs {
                 start: chunk * chunk_len + rows.start * out_cols,
                 count: self.chunk_channels,
@@ -299,17 +298,15 @@ impl Engine {
             }
         };
         let task = |scratch: &mut [f32], index: usize, mut piece: Piece<'_>| {
-            let (chunk, block) = (index / self.row_blocks, index % self.row_blocks);
+            let (chunk, rows) = self.task_of(index);
             let (sample, chunk_index) = (chunk / chunks_per_sample, chunk % chunks_per_sample);
             let (scratch, staging) = scratch.split_at_mut(self.task_scratch_len());
             if self.row_blocks == 1 {
-                let rows = 0..self.layout.out_rows;
                 self.run_task(input, sample, chunk_index, rows, piece.run(0), scratch);
                 return;
             }
             // A block's rows are a run of each of its channels' planes: computed into
             // scratch, then copied (a float per `K` multiply-adds).
-            let rows = self.block_rows(block);
             let block_plane = rows.len() * out_cols;
             let staging = &mut staging[..self.chunk_channels * block_plane];
             self.run_task(input, sample, chunk_index, rows, staging, scratch);
@@ -318,7 +315,7 @@ impl Engine {
             }
         };
         // SAFETY: tasks of distinct chunks write distinct planes; tasks of one chunk write
-        // distinct blocks of rows of its planes (`block_rows` splits the plane).
+        // distinct blocks of rows of its planes (`task_of` splits the plane).
         unsafe { workspace.for_each_piece(parallel, output, tasks, runs_of, task) };
     }
 

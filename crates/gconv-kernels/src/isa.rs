@@ -51,6 +51,15 @@ impl Isa {
         }
     }
 
+    /// Vector registers a kernel may tile into: 32 on AVX-512, 16 on AVX2 and on the
+    /// portable tier (SSE on x86-64).
+    pub(crate) const fn registers(self) -> usize {
+        match self {
+            Isa::X86_64V4 => 32,
+            Isa::X86_64V3 | Isa::Portable => 16,
+        }
+    }
+
     /// Whether this CPU can run the tier.
     pub fn is_supported(self) -> bool {
         match self {

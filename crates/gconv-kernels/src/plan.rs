@@ -523,14 +523,48 @@ mod tests {
         check_path_on(problem, path, Isa::available())
     }
 
-    /// [`check_path`] on the channel-vector body, on the tiers whose vectors divide the
-    /// groups' output channels (its blocks are whole vectors of them).
+    /// [`check_path`] on the channel-vector body, on the tiers it fits.
     fn check_channel_path(problem: &Problem, packing: Packing) -> Result<(), TestCaseError> {
-        let per_group = problem.geometry.out_channels_per_group();
+        let body = Body::Channels(packing);
         let isas = Isa::available()
             .into_iter()
-            .filter(|isa| per_group.is_multiple_of(isa.lanes()));
-        check_path_on(problem, Path::Body(Body::Channels(packing)), isas)
+            .filter(|&isa| body_fits(body, &problem.geometry, isa));
+        check_path_on(problem, Path::Body(body), isas)
+    }
+
+    /// Whether a forced `body` can run `geometry` on `isa`: the channel-vector body's blocks
+    /// are whole vectors of a group's output channels.
+    fn body_fits(body: Body, geometry: &Geometry, isa: Isa) -> bool {
+        !matches!(body, Body::Channels(_))
+            || geometry
+                .out_channels_per_group()
+                .is_multiple_of(isa.lanes())
+    }
+
+    /// A plan of `problem` forced onto `path` and `isa` with `threads`, split across them
+    /// however small the problem.
+    fn forced_plan(problem: &Problem, path: Path, isa: Isa, threads: usize) -> KernelPlan {
+        let options = PlanOptions {
+            isa: Some(isa),
+            threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
+        };
+        let mut plan = KernelPlan::with_path(
+            &problem.geometry,
+            &problem.weight,
+            problem.bias.as_deref(),
+            options,
+            path,
+        )
+        .unwrap();
+        plan.parallel_min_flops = 0;
+        plan
+    }
+
+    /// `plan` run on `problem`'s input, into an output that starts as NaN.
+    fn forced_output(plan: &KernelPlan, problem: &Problem) -> Vec<f32> {
+        let mut output = vec![f32::NAN; problem.geometry.output_len()];
+        plan.run(&problem.input, &mut output).unwrap();
+        output
     }
 
     fn check_path_on(
@@ -540,22 +574,8 @@ mod tests {
     ) -> Result<(), TestCaseError> {
         for isa in isas {
             for threads in [1, 2] {
-                let options = PlanOptions {
-                    isa: Some(isa),
-                    threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
-                };
-                let mut plan = KernelPlan::with_path(
-                    &problem.geometry,
-                    &problem.weight,
-                    problem.bias.as_deref(),
-                    options,
-                    path,
-                )
-                .unwrap();
-                // Split even these small problems across the threads.
-                plan.parallel_min_flops = 0;
-                let mut output = vec![f32::NAN; problem.geometry.output_len()];
-                plan.run(&problem.input, &mut output).unwrap();
+                let plan = forced_plan(problem, path, isa, threads);
+                let output = forced_output(&plan, problem);
                 check_against_reference(problem, &output).map_err(|diff| {
                     TestCaseError::fail(format!("{} ({threads} threads): {diff}", plan.kernel_id()))
                 })?;
@@ -880,39 +900,18 @@ mod tests {
             ]);
         }
         for isa in Isa::available() {
-            for &body in &bodies {
-                let per_group = geometry.out_channels_per_group();
-                if matches!(body, Body::Channels(_)) && !per_group.is_multiple_of(isa.lanes()) {
-                    continue;
-                }
-                let plan = |threads: usize| {
-                    let options = PlanOptions {
-                        isa: Some(isa),
-                        threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
-                    };
-                    let mut plan = KernelPlan::with_path(
-                        geometry,
-                        &problem.weight,
-                        problem.bias.as_deref(),
-                        options,
-                        Path::Body(body),
-                    )
-                    .unwrap();
-                    plan.parallel_min_flops = 0;
-                    plan
-                };
-                let run = |plan: &KernelPlan| {
-                    let mut output = vec![f32::NAN; geometry.output_len()];
-                    plan.run(&problem.input, &mut output).unwrap();
-                    output
-                };
-                let single = plan(1);
-                let expected = run(&single);
+            for &body in bodies
+                .iter()
+                .filter(|&&body| body_fits(body, geometry, isa))
+            {
+                let path = Path::Body(body);
+                let single = forced_plan(problem, path, isa, 1);
+                let expected = forced_output(&single, problem);
                 let id = single.kernel_id();
                 check_against_reference(problem, &expected)
                     .map_err(|diff| TestCaseError::fail(format!("{id}: {diff}")))?;
                 for threads in [2, 3] {
-                    let parallel = plan(threads);
+                    let parallel = forced_plan(problem, path, isa, threads);
                     // An odd number of chunks (always so up to 8 channels per group; 1x1
                     // groups of 16 come in two chunks of 8) is split into blocks of rows.
                     if let (2, Kernel::Grouped(engine)) = (threads, &parallel.kernel) {
@@ -923,7 +922,7 @@ mod tests {
                             "{id}: {chunks} chunks, one block"
                         );
                     }
-                    let same = run(&parallel)
+                    let same = forced_output(&parallel, problem)
                         .iter()
                         .zip(&expected)
                         .all(|(a, b)| a.to_bits() == b.to_bits());
