@@ -44,10 +44,15 @@ impl Isa {
     }
 
     /// f32 lanes per vector.
-    pub fn lanes(self) -> usize {
+    pub const fn lanes(self) -> usize {
+        self.vector_bytes() / 4
+    }
+
+    /// Bytes per vector: 32 on the portable tier (`wide`'s vectors) and AVX2, 64 on AVX-512.
+    pub const fn vector_bytes(self) -> usize {
         match self {
-            Isa::Portable | Isa::X86_64V3 => 8,
-            Isa::X86_64V4 => 16,
+            Isa::Portable | Isa::X86_64V3 => 32,
+            Isa::X86_64V4 => 64,
         }
     }
 
@@ -60,7 +65,8 @@ impl Isa {
         }
     }
 
-    /// Whether this CPU can run the tier.
+    /// Whether this CPU can run the tier. Like the psABI level it is named after,
+    /// `x86_64_v4` includes `x86_64_v3`: an AVX-512 plan may run parts on AVX2.
     pub fn is_supported(self) -> bool {
         match self {
             Isa::Portable => true,
@@ -70,7 +76,9 @@ impl Isa {
                     && std::arch::is_x86_feature_detected!("fma")
             }
             #[cfg(target_arch = "x86_64")]
-            Isa::X86_64V4 => std::arch::is_x86_feature_detected!("avx512f"),
+            Isa::X86_64V4 => {
+                std::arch::is_x86_feature_detected!("avx512f") && Isa::X86_64V3.is_supported()
+            }
             #[cfg(not(target_arch = "x86_64"))]
             Isa::X86_64V3 | Isa::X86_64V4 => false,
         }

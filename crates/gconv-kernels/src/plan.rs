@@ -6,13 +6,10 @@ use std::num::NonZeroUsize;
 
 use gconv_shape::Geometry;
 
-use crate::depthwise_lanes::{LanesEngine, POSITIONS};
-use crate::depthwise_shifted::{ShiftedEngine, TILE_VECTORS};
-use crate::depthwise_streamed::StreamedEngine;
-use crate::depthwise_unpacked::{TILE_ROWS, UnpackedEngine};
-use crate::engine::{Body, Engine};
-use crate::layout::{Packing, VectorOrder};
-use crate::workspace::Workspace;
+use crate::epilogue::Identity;
+use crate::exec::workspace::{Output, Workspace};
+use crate::kernels::{ForwardKernel, build_forward};
+use crate::select::{self, Problem, Rule, Selection};
 use crate::{Family, Isa, KernelError};
 
 /// How many threads a plan runs on.
@@ -40,85 +37,57 @@ pub struct PlanOptions {
     pub threads: Threads,
 }
 
-/// Scratch a plan may always allocate per thread, in floats (64 MiB), whatever the data size.
-const SCRATCH_FLOATS: usize = 16 << 20;
+/// Scratch a plan may always allocate per thread, in elements (64 MiB of `f32`), whatever the
+/// data size.
+const SCRATCH_ELEMENTS: usize = 16 << 20;
 
 /// Below this many FLOPs a plan runs on the calling thread whatever its thread count: the
 /// seed layer (2.3 kFLOP) took 23 µs on two threads against 0.4 µs on one.
 const PARALLEL_MIN_FLOPS: u64 = 200_000;
 
-/// Which kernel a plan runs: the one the cost rules choose, or (in tests) a forced one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
-    Chosen,
-    #[cfg_attr(not(test), allow(dead_code))]
-    Body(Body),
-    #[cfg_attr(not(test), allow(dead_code))]
-    Lanes,
-    #[cfg_attr(not(test), allow(dead_code))]
-    Unpacked,
-    #[cfg_attr(not(test), allow(dead_code))]
-    Shifted,
-    #[cfg_attr(not(test), allow(dead_code))]
-    Streamed,
-    /// Phase-split packing with its vectors in this order.
-    #[cfg_attr(not(test), allow(dead_code))]
-    PhaseSplit(VectorOrder),
-}
-
-/// The kernel a plan runs. (One per plan: the variants' sizes do not matter.)
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
-enum Kernel {
-    /// The flat kernels of every family (see `crate::engine`).
-    Grouped(Engine),
-    /// Depthwise on small planes, channels in lanes (see `crate::depthwise_lanes`).
-    DepthwiseLanes(LanesEngine),
-    /// Depthwise with stride 1 on larger planes, read from the input rows (see
-    /// `crate::depthwise_unpacked`).
-    DepthwiseUnpacked(UnpackedEngine),
-    /// Depthwise with stride 1 on small planes of the input's size, every tap a shifted
-    /// read of the input plane (see `crate::depthwise_shifted`).
-    DepthwiseShifted(ShiftedEngine),
-    /// Depthwise 3x3 with stride 2, each vector of output columns streamed down its plane
-    /// (see `crate::depthwise_streamed`).
-    DepthwiseStreamed(StreamedEngine),
-}
-
-/// A grouped convolution ready to run: geometry, packed weights, kernel, tier and threads.
+/// A grouped convolution ready to run: geometry, tier, threads, and each pass's kernel with
+/// its weights packed (today the forward pass).
 pub struct KernelPlan {
-    kernel: Kernel,
-    /// The tier the plan was made for (a kernel may use a subset of it: see `lanes_isa`).
+    geometry: Geometry,
     isa: Isa,
     threads: usize,
     /// Problems below this many FLOPs run on the calling thread ([`PARALLEL_MIN_FLOPS`];
     /// the tests lower it to split even tiny problems).
     parallel_min_flops: u64,
+    forward: Pass<f32>,
     /// Scratch, and the team of threads the plan runs on.
-    workspace: Workspace,
+    workspace: Workspace<f32>,
+}
+
+/// One pass of a plan: the kernel chosen, the rule that chose it, and the kernel built.
+struct Pass<T> {
+    selection: Selection,
+    kernel: Box<dyn ForwardKernel<T>>,
 }
 
 impl KernelPlan {
     /// Validates `weight` (`[C_out, C_in/g, kH, kW]`, flat) and `bias` (`[C_out]` exactly when
-    /// the geometry has a bias) against `geometry`, picks the tier and packs the weights.
+    /// the geometry has a bias) against `geometry`, picks the tier and the kernel, and packs
+    /// the weights.
     pub fn new(
         geometry: &Geometry,
         weight: &[f32],
         bias: Option<&[f32]>,
         options: PlanOptions,
     ) -> Result<KernelPlan, KernelError> {
-        Self::with_path(geometry, weight, bias, options, Path::Chosen)
+        Self::with_selection(geometry, weight, bias, options, select::forward::select)
     }
 
-    /// [`KernelPlan::new`] with the kernel path forced, for the tests of each path.
-    fn with_path(
+    /// [`KernelPlan::new`] with the forward kernel chosen by `select` (the tests force one
+    /// through it).
+    fn with_selection(
         geometry: &Geometry,
         weight: &[f32],
         bias: Option<&[f32]>,
         options: PlanOptions,
-        path: Path,
+        select: impl FnOnce(Problem<'_>) -> Result<Selection, KernelError>,
     ) -> Result<KernelPlan, KernelError> {
-        // The engines below take the weights and bias as checked here.
+        // The kernels below take the weights and bias as checked here.
         geometry.check_buffer_lengths(
             geometry.input_len(),
             weight.len(),
@@ -133,76 +102,35 @@ impl KernelPlan {
             Threads::All => rayon::current_num_threads(),
             Threads::Count(count) => count.get(),
         };
-        let lanes_isa = lanes_isa(isa);
-        let streamed = match path {
-            Path::Chosen => prefers_streamed(geometry, isa),
-            Path::Streamed => true,
-            _ => false,
+        let problem = Problem {
+            geometry,
+            isa,
+            threads,
         };
-        let shifted = match path {
-            Path::Chosen => !streamed && prefers_shifted(geometry, isa),
-            Path::Shifted => true,
-            _ => false,
-        };
-        let chosen_elsewhere = shifted || streamed;
-        let unpacked = match path {
-            Path::Chosen => !chosen_elsewhere && prefers_unpacked(geometry, isa, lanes_isa),
-            Path::Unpacked => true,
-            _ => false,
-        };
-        let lanes = match path {
-            Path::Chosen => {
-                !chosen_elsewhere && !unpacked && prefers_lanes(geometry, isa, lanes_isa)
-            }
-            Path::Lanes => LanesEngine::suits(geometry, lanes_isa),
-            _ => false,
-        };
-        let (body, order) = match path {
-            Path::Body(body) => (Some(body), None),
-            Path::PhaseSplit(order) => (Some(Body::Positions(Packing::PhaseSplit)), Some(order)),
-            _ => (None, None),
-        };
-        let kernel = if streamed {
-            Kernel::DepthwiseStreamed(StreamedEngine::new(geometry, weight, bias, isa)?)
-        } else if shifted {
-            Kernel::DepthwiseShifted(ShiftedEngine::new(geometry, weight, bias, isa)?)
-        } else if lanes {
-            Kernel::DepthwiseLanes(LanesEngine::new(geometry, weight, bias, lanes_isa)?)
-        } else if unpacked {
-            Kernel::DepthwiseUnpacked(UnpackedEngine::new(geometry, weight, bias, isa)?)
-        } else {
-            Kernel::Grouped(Engine::new(
-                geometry, weight, bias, isa, threads, body, order,
-            )?)
-        };
-        let scratch = match &kernel {
-            Kernel::Grouped(engine) => engine.scratch_len(),
-            Kernel::DepthwiseLanes(engine) => engine.scratch_len(),
-            Kernel::DepthwiseUnpacked(engine) => engine.scratch_len(),
-            Kernel::DepthwiseShifted(engine) => engine.scratch_len(),
-            Kernel::DepthwiseStreamed(engine) => engine.scratch_len(),
-        };
+        let selection = select(problem)?;
+        let kernel = build_forward(&selection.choice, problem, weight, bias, Identity)?;
+        let scratch = kernel.scratch_len();
         // Scratch beyond the data itself only comes from absurd padding or dilation (a
         // packed band is normally a few kilobytes): refuse it rather than allocate it.
         let data = geometry.input_len().saturating_add(geometry.output_len());
-        if scratch > SCRATCH_FLOATS.max(data.saturating_mul(2)) {
+        if scratch > SCRATCH_ELEMENTS.max(data.saturating_mul(2)) {
             return Err(KernelError::TooLarge {
                 what: "the packed input scratch (padding or dilation far beyond the input)",
             });
         }
-        let workspace = Workspace::new(threads, scratch)?;
         Ok(KernelPlan {
-            kernel,
+            geometry: *geometry,
             isa,
             threads,
             parallel_min_flops: PARALLEL_MIN_FLOPS,
-            workspace,
+            forward: Pass { selection, kernel },
+            workspace: Workspace::new(threads, scratch)?,
         })
     }
 
     /// Convolves NCHW `input` into NCHW `output`; both lengths are checked.
     pub fn run(&self, input: &[f32], output: &mut [f32]) -> Result<(), KernelError> {
-        let geometry = self.geometry();
+        let geometry = &self.geometry;
         let bias_len = geometry.has_bias().then(|| geometry.out_channels());
         geometry.check_buffer_lengths(
             input.len(),
@@ -212,31 +140,19 @@ impl KernelPlan {
         )?;
         // Sharing the work costs a few microseconds: not worth it for a few hundred kFLOP.
         let parallel = self.threads > 1 && geometry.flops() >= self.parallel_min_flops;
-        match &self.kernel {
-            Kernel::Grouped(engine) => engine.run(input, output, &self.workspace, parallel),
-            Kernel::DepthwiseLanes(engine) => engine.run(input, output, &self.workspace, parallel),
-            Kernel::DepthwiseUnpacked(engine) => {
-                engine.run(input, output, &self.workspace, parallel)
-            }
-            Kernel::DepthwiseShifted(engine) => {
-                engine.run(input, output, &self.workspace, parallel)
-            }
-            Kernel::DepthwiseStreamed(engine) => {
-                engine.run(input, output, &self.workspace, parallel)
-            }
-        }
+        let output = Output {
+            values: output,
+            residual: None,
+        };
+        self.forward
+            .kernel
+            .run(input, output, &self.workspace, parallel);
         Ok(())
     }
 
     /// The validated geometry.
     pub fn geometry(&self) -> &Geometry {
-        match &self.kernel {
-            Kernel::Grouped(engine) => &engine.geometry,
-            Kernel::DepthwiseLanes(engine) => &engine.geometry,
-            Kernel::DepthwiseUnpacked(engine) => &engine.geometry,
-            Kernel::DepthwiseShifted(engine) => &engine.geometry,
-            Kernel::DepthwiseStreamed(engine) => &engine.geometry,
-        }
+        &self.geometry
     }
 
     /// The instruction-set tier the plan runs on.
@@ -246,7 +162,7 @@ impl KernelPlan {
 
     /// The kernel family.
     pub fn family(&self) -> Family {
-        Family::of(self.geometry())
+        Family::of(&self.geometry)
     }
 
     /// Threads the plan runs on.
@@ -254,241 +170,33 @@ impl KernelPlan {
         self.threads
     }
 
-    /// What runs and how it is tiled, e.g. `dwconv-3x3s2d1-direct-1c128w-x86_64_v4`: family,
+    /// What runs and how it is tiled, e.g. `dwconv-3x3s2d1-streamed-1c16w-x86_64_v4`: family,
     /// kernel size, stride, dilation, input packing (`direct`: padded stride phases, every tap
-    /// a shifted view; `columns`: one copy per kernel column, every tap a shifted view of one;
-    /// `im2col`: one copied window per tap), the largest register tile (output channels ×
-    /// output positions) and the tier.
+    /// a shifted view; `rows`: the same, vectors starting at every row; `columns`: one copy
+    /// per kernel column, every tap a shifted view of one; `im2col`: one copied window per
+    /// tap; `inplace`: the input read where it lies; or the depthwise kernel's name), the
+    /// largest register tile (output channels × output positions) and the tier.
     pub fn kernel_id(&self) -> String {
-        let geometry = self.geometry();
-        let axis = |[height, width]: [usize; 2]| {
-            if height == width {
-                height.to_string()
-            } else {
-                format!("{height}x{width}")
-            }
-        };
-        let [kernel_h, kernel_w] = geometry.kernel_size();
-        let (packing, channels, positions) = match &self.kernel {
-            Kernel::Grouped(engine) if matches!(engine.body, Body::Channels(_)) => {
-                let channels = 2 * engine.isa.lanes();
-                let packing = match engine.layout.packing {
-                    Packing::KernelColumns => "columns",
-                    Packing::InPlace => "inplace",
-                    _ => "direct",
-                };
-                (packing, channels, engine.tile.channel_tile_positions)
-            }
-            Kernel::Grouped(engine) => {
-                let channels = engine.blocks.first().map_or(1, |block| block.channels);
-                let positions = engine.tile.vectors_for(channels) * engine.isa.lanes();
-                let packing = match (engine.layout.packing, engine.layout.order) {
-                    (Packing::PhaseSplit, VectorOrder::Flat) => "direct",
-                    (Packing::PhaseSplit, VectorOrder::Rows) => "rows",
-                    (Packing::Im2col, _) => "im2col",
-                    (Packing::KernelColumns, _) => "columns",
-                    (Packing::InPlace, _) => "inplace",
-                };
-                (packing, channels, positions)
-            }
-            Kernel::DepthwiseLanes(engine) => ("lanes", engine.isa.lanes(), POSITIONS),
-            Kernel::DepthwiseUnpacked(engine) => ("unpacked", 1, TILE_ROWS * engine.isa.lanes()),
-            Kernel::DepthwiseShifted(engine) => ("shifted", 1, TILE_VECTORS * engine.isa.lanes()),
-            Kernel::DepthwiseStreamed(engine) => ("streamed", 1, engine.isa.lanes()),
-        };
-        format!(
-            "{}-{kernel_h}x{kernel_w}s{}d{}-{packing}-{channels}c{positions}w-{}",
-            self.family(),
-            axis(geometry.stride()),
-            axis(geometry.dilation()),
-            self.isa().level()
-        )
-    }
-}
-
-/// The instructions the channels-in-lanes kernel uses on tier `isa`: on AVX-512, its AVX2
-/// subset. Its 16x16 transposes cost 64 shuffles on the one 512-bit shuffle port, twice an
-/// 8x8's per float: 256-bit lanes measured faster on every layer it runs (MobileNetV2's
-/// 56x56 stride 2 +36 %, DeepLab's dilated 32x32 +19 %).
-fn lanes_isa(isa: Isa) -> Isa {
-    if isa == Isa::X86_64V4 && Isa::X86_64V3.is_supported() {
-        Isa::X86_64V3
-    } else {
-        isa
-    }
-}
-
-/// Whether the unpacked depthwise kernel should run `geometry`: stride 1, at most 9 taps or
-/// a 5xN or 7xN window whose input rows it shares (past that the flat kernel's packing is
-/// small against its arithmetic), or stride 2 with a 3xN window (5xN too on AVX-512), on
-/// planes whose padded block of channels in lanes (on `lanes_isa`) would not fit
-/// [`UNPACKED_MIN_BLOCK`] (stride 2 on tiers below AVX-512 and with 5xN windows: four times
-/// that). 3x3, 5x5 and 7x7 windows without dilation go to the streamed kernel first, where it
-/// takes them.
-///
-/// Measured (AVX-512 tier, one thread, GFLOP/s): 3x3 on 28x28 31 against 28 (lanes), 30x30
-/// 34 against 28 (lanes), DeepLab's dilated 32x32 32 against 24 (lanes), 40x40 32 against 31
-/// (flat), 56x56 34–40 against 30–33 (flat), 112x112 43 against 38 (rows); 24x24 24–28
-/// against 32 (lanes); 5x5 and 7x7 with shared rows, median of three alternating runs: 5x5
-/// on 28x28 50–52 against 39–40 (lanes), on 56x56 68 against 48 (flat), 7x7 on 56x56 71–72
-/// against 54–55 (flat), but 7x7 on 28x28 44 against 47 (rows), its six padding rows a fifth
-/// of the plane.
-fn prefers_unpacked(geometry: &Geometry, isa: Isa, lanes_isa: Isa) -> bool {
-    let [height, width] = geometry.input_size();
-    let padding = geometry.padding();
-    let padded = (height + padding.top + padding.bottom) as u128
-        * (width + padding.left + padding.right) as u128;
-    // 5xN and 7xN windows without vertical dilation share their input rows too; they pay
-    // where the padding rows, done one at a time, are at most a sixth of the plane.
-    let [kernel_h, _] = geometry.kernel_size();
-    let [out_h, _] = geometry.output_size();
-    let tall_shared =
-        matches!(kernel_h, 5 | 7) && geometry.dilation()[0] == 1 && 6 * (kernel_h - 1) <= out_h;
-    if geometry.stride() == [2, 2] {
-        // Stride 2 shares input rows for 3xN windows without vertical dilation, and on
-        // AVX-512 for 5xN too. Its deinterleaves cost AVX2 more (8-lane vectors, two shuffles
-        // each): there 3xN starts at 56x56 (28x28: 10 against 13 GFLOP/s for the
-        // channels-in-lanes kernel) and 5xN stays with the other kernels (EfficientNet's 5x5
-        // on 56x56: 19 against 28). Measured, AVX-512, one thread: MobileNetV2's 112x112,
-        // 56x56 and 28x28 stride-2 layers +20 to +30 % against the flat and channels-in-lanes
-        // kernels; 5x5 on 56x56 35 against 28 (lanes), 112x112 36 against 32 (flat), 5x3 on
-        // 56x56 30 against 21, but 32x32 31 against 33 and 28x28 even: 5xN from the AVX2
-        // threshold on.
-        let dilated = geometry.dilation()[0] != 1;
-        let shared = !dilated && (kernel_h == 3 || (kernel_h == 5 && isa == Isa::X86_64V4));
-        let min_block = match (isa, kernel_h) {
-            (Isa::X86_64V4, 3) => UNPACKED_MIN_BLOCK,
-            _ => 4 * UNPACKED_MIN_BLOCK,
-        };
-        return UnpackedEngine::suits(geometry)
-            && shared
-            && padded * lanes_isa.lanes() as u128 * 4 > min_block as u128;
-    }
-    UnpackedEngine::suits(geometry)
-        && (geometry.reduction_len() <= 9 || tall_shared)
-        && padded * lanes_isa.lanes() as u128 * 4 > UNPACKED_MIN_BLOCK as u128
-}
-
-/// Whether the shifted-plane depthwise kernel should run `geometry` on `isa`: stride 1,
-/// output the input's size, planes of at most [`SHIFTED_MAX_PLANE`] positions, AVX-512 only
-/// (3x3, 5x5 and 7x7 windows without dilation go to the streamed kernel first, faster on
-/// every one: see [`prefers_streamed`]; the shifted kernel keeps dilated and other windows).
-///
-/// Measured (AVX-512, one thread, median of three alternating runs, GFLOP/s, against the
-/// kernel chosen before it): 3x3 on 14x14 48–50 against 34 (lanes), 7x7 30 → 33 (lanes),
-/// 10x10 33 → 42, 20x20 34 → 55, 28x28 52 → 56 (unpacked), DeepLab's dilated 32x32 51 → 54
-/// and 45 → 56, 5x5 on 14x14 46 → 57, 7x7 on 14x14 55 → 62; 3x3 on 32x32 60 against 58 and
-/// 40x40 even, so larger planes stay on the unpacked kernel. On AVX2 every one of these ran
-/// slower than before (0.5–0.8x): without mask registers each masked multiply-add is a
-/// blend, and its mask is rebuilt from bits.
-fn prefers_shifted(geometry: &Geometry, isa: Isa) -> bool {
-    let [height, width] = geometry.input_size();
-    isa == Isa::X86_64V4
-        && ShiftedEngine::suits(geometry)
-        && (height as u128 * width as u128) <= SHIFTED_MAX_PLANE as u128
-}
-
-/// Whether the streamed depthwise kernel should run `geometry` on `isa`: 3x3 with stride 2
-/// on every tier; 5x5 with stride 2 on AVX-512 where the output rows are wider than half a
-/// vector; 3x3, 5x5 and 7x7 with stride 1 on AVX-512 and, below it, on rows that waste at
-/// most a fifth of their lanes and whose band's rolling sums, `(K − 1)` per vector, number
-/// at most twelve (sixteen registers hold them beside the taps).
-///
-/// Measured (one thread, median of three, GFLOP/s, against the kernel chosen before it).
-/// Stride 2, AVX-512: MobileNetV2's 112x112 21 → 27 (unpacked), 56x56 24 → 48, 28x28 20 →
-/// 48, 14x14 20 → 23 (lanes), MobileNet's 56x56 26 → 52 and 28x28 21 → 48, 57x57 28 → 60,
-/// 225x225 21 → 22, 33x33 with a multiplier of 2 15 → 36, a batch of four 56x56 planes 18
-/// → 26; AVX2: 112x112 17 → 19 (unpacked), 56x56 14 → 27, 28x28 15 → 26 (lanes), 14x14 20
-/// → 24 (lanes), 225x225 even. Stride 1, AVX-512, 3x3: 112x112 53 → 60 (unpacked), 56x56 51
-/// → 69, the batch of eight 56x56 planes 46 → 63, 57x57 61 → 106, 225x225 45 → 54, 28x28 55
-/// → 81 (shifted), 14x14 48 → 66, 32x32 52 → 90, 20x20 51 → 59, 10x10 45 → 51, 7x7 even;
-/// 5x5: 56x56 73 → 113 (unpacked), 28x28 57 → 101 (shifted), 14x14 56 → 103, 7x7 43 → 52,
-/// 33x33 without padding 87 → 105 (unpacked); 7x7: 56x56 79 → 102 (unpacked), 28x28 60 → 98,
-/// 14x14 57 → 98 (shifted), 7x7 even. AVX2, 3x3: 8 to 48 columns 1.15–1.6x (lanes,
-/// unpacked) where the rows fill their vectors, but 10 and 12 columns 0.84 and 1.0 (two
-/// vectors for 10 or 12 outputs), 56x56 0.89, 112x112 0.76 and 225x225 0.71 against the
-/// unpacked kernel's taller tiles; 5x5 and 7x7 on 7x7 and 14x14 planes 1.07–1.32x, but 5x5
-/// on a 33x33 plane 0.80 (four vectors of sums spilled). Stride 2, 5x5, AVX-512: 112x112
-/// 35 → 46 (unpacked), 56x56 34 → 40, 28x28 27 → 65 (lanes), 33x33 without padding 24 → 62,
-/// but 14x14 (seven output columns) 34 → 31; AVX2 0.14–1.0x.
-fn prefers_streamed(geometry: &Geometry, isa: Isa) -> bool {
-    let [_, out_w] = geometry.output_size();
-    let [side, _] = geometry.kernel_size();
-    let lanes = isa.lanes();
-    let vectors = out_w.div_ceil(lanes);
-    let narrow = 2 * out_w <= lanes;
-    StreamedEngine::suits(geometry)
-        && match (geometry.stride(), side) {
-            ([2, 2], 3) => true,
-            ([2, 2], _) => isa == Isa::X86_64V4 && !narrow,
-            _ => {
-                isa == Isa::X86_64V4
-                    || (vectors * (side - 1) <= 12 && 5 * out_w >= 4 * lanes * vectors)
-            }
-        }
-}
-
-/// Positions of the largest plane the shifted-plane kernel runs.
-const SHIFTED_MAX_PLANE: usize = 32 * 32;
-
-/// Bytes of a padded block of channels in lanes from which the unpacked kernel beats the
-/// channels-in-lanes one on 3x3 layers: between 26x26 and 30x30 padded pixels of 8 lanes.
-const UNPACKED_MIN_BLOCK: usize = 24 * 1024;
-
-/// Whether the channels-in-lanes depthwise kernel (on `lanes_isa`) should run `geometry`
-/// rather than the flat kernel (on `isa`): where its padded block of channels fits in L1,
-/// where the flat kernel would spend more than a tenth of its lanes on padding columns and
-/// tails (a quarter past 16 taps), or where its packing would be strided, as long as the
-/// block fits in L2.
-///
-/// Measured on 3x3, 5x5 and 7x7 depthwise layers of 7 to 112 pixels (AVX-512 tier, one
-/// thread, lanes against flat): planes up to 30x30 +5 to +120 % (7x7 +120 %, 14x14 and
-/// 20x20 +70 %, 24x24 +50 %, 28x28 and 30x30 +5 to +10 %, 5x5 on 28x28 −5 %), 56x56
-/// stride 2 +5 %, 14x14 stride 2 +100 %; 40x40 and larger stride-1 planes −10 to −30 %,
-/// which the rule leaves to the flat kernel.
-fn prefers_lanes(geometry: &Geometry, isa: Isa, lanes_isa: Isa) -> bool {
-    if !LanesEngine::suits(geometry, lanes_isa) {
-        return false;
+        self.forward
+            .selection
+            .choice
+            .kernel_id(&self.geometry, self.isa)
     }
 
-    let [out_h, out_w] = geometry.output_size();
-    let [height, width] = geometry.input_size();
-    let padding = geometry.padding();
-    let padded_h = height + padding.top + padding.bottom;
-    let padded_w = width + padding.left + padding.right;
-    // In u128: absurd padding can make these products exceed usize.
-    let block_bytes = padded_h as u128 * padded_w as u128 * lanes_isa.lanes() as u128 * 4;
-    let flat_lanes = isa.lanes() as u128;
-    let row_stride = padded_w.div_ceil(geometry.stride()[1]) as u128;
-    let flat_positions = (out_h as u128 * row_stride).div_ceil(flat_lanes) * flat_lanes;
-    let out_plane = out_h as u128 * out_w as u128;
-    // Past 16 taps the weights no longer stay in registers: a quarter of the lanes must be
-    // wasted before lanes pay on planes beyond L1.
-    let wasteful = if geometry.reduction_len() <= 16 {
-        10 * out_plane < 9 * flat_positions
-    } else {
-        4 * out_plane < 3 * flat_positions
-    };
-    // Strided flat packing costs a shuffle per input vector and leaves each tap fewer outputs
-    // per vector.
-    let strided = geometry.stride() != [1, 1];
-    let in_l1 = block_bytes <= LANES_L1_BUDGET as u128;
-    (in_l1 || wasteful || strided) && block_bytes <= LANES_BLOCK_BUDGET as u128
+    /// The rule of the selection table ([`select::forward::RULES`]) that chose the forward
+    /// kernel.
+    pub fn rule(&self) -> &'static Rule {
+        self.forward.selection.rule
+    }
 }
-
-/// Bytes of a padded input block below which the channels-in-lanes kernel wins whatever the
-/// flat kernel wastes: its block stays in L1 (32x32 padded pixels of 8 lanes).
-const LANES_L1_BUDGET: usize = 32 * 1024;
-
-/// Bytes the channels-in-lanes kernel's padded input block may take: what stays in L2.
-const LANES_BLOCK_BUDGET: usize = 256 * 1024;
 
 impl fmt::Debug for KernelPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KernelPlan")
             .field("kernel", &self.kernel_id())
+            .field("rule", &self.rule().name())
             .field("threads", &self.threads)
-            .field("output_shape", &self.geometry().output_shape())
+            .field("output_shape", &self.geometry.output_shape())
             .finish()
     }
 }
@@ -508,54 +216,125 @@ impl AsRef<Geometry> for KernelPlan {
 
 #[cfg(test)]
 mod tests {
-    //! Every kernel path forced on problems that suit it, on every tier this CPU has and on
-    //! one and two threads, against the reference. (The crate `gconv` tests what the plans
-    //! choose by themselves.)
+    //! Every kernel forced on problems that suit it, on every tier this CPU has and on one and
+    //! two threads, against the reference. (The crate `gconv` tests what the plans choose by
+    //! themselves, rule by rule.)
 
     use super::*;
+    use crate::pack::layout::{Packing, VectorOrder};
+    use crate::select::{Body, Choice, GroupedChoice};
     use gconv_shape::{Conv2dParams, Padding};
     use gconv_testkit::strategy::{self, Limits};
     use gconv_testkit::{Problem, check_against_reference};
     use proptest::prelude::*;
     use std::num::NonZeroUsize;
 
-    fn check_path(problem: &Problem, path: Path) -> Result<(), TestCaseError> {
-        check_path_on(problem, path, Isa::available())
+    /// A kernel forced whatever the rules would choose: a grouped body on a packing (in a
+    /// vector order, or the cheaper one), or a depthwise kernel.
+    #[derive(Debug, Clone, Copy)]
+    enum Force {
+        Grouped(Body, Packing, Option<VectorOrder>),
+        Depthwise(Choice),
+    }
+
+    /// The rule a forced selection names.
+    static FORCED: Rule = Rule::forced();
+
+    impl Force {
+        /// The forced selection for `problem`.
+        fn select(self, problem: select::Problem<'_>) -> Result<Selection, KernelError> {
+            let choice = match self {
+                Force::Grouped(body, packing, order) => {
+                    Choice::Grouped(GroupedChoice::forced(problem, body, packing, order)?)
+                }
+                Force::Depthwise(choice) => choice,
+            };
+            Ok(Selection {
+                choice,
+                rule: &FORCED,
+            })
+        }
+
+        /// What the kernel id of a plan running this names: the packing or the depthwise
+        /// kernel (and for the channel-vector body its tile of two vectors of channels).
+        fn id_names(self, plan: &KernelPlan) -> bool {
+            let id = plan.kernel_id();
+            let named = |part: &str| id.contains(&format!("-{part}-"));
+            match self {
+                Force::Grouped(body, packing, order) => {
+                    let packing_named = match (packing, order) {
+                        (Packing::PhaseSplit, Some(VectorOrder::Flat)) => named("direct"),
+                        (Packing::PhaseSplit, Some(VectorOrder::Rows)) => named("rows"),
+                        (Packing::PhaseSplit, None) => named("direct") || named("rows"),
+                        (Packing::Im2col, _) => named("im2col"),
+                        (Packing::KernelColumns, _) => named("columns"),
+                        (Packing::InPlace, _) => named("inplace"),
+                    };
+                    let tile = format!("-{}c", 2 * plan.isa.lanes());
+                    packing_named && (body == Body::Positions || id.contains(&tile))
+                }
+                Force::Depthwise(Choice::DepthwiseStreamed) => named("streamed"),
+                Force::Depthwise(Choice::DepthwiseShifted) => named("shifted"),
+                Force::Depthwise(Choice::DepthwiseUnpacked) => named("unpacked"),
+                Force::Depthwise(Choice::DepthwiseLanes) => named("lanes"),
+                Force::Depthwise(Choice::Grouped(_)) => false,
+            }
+        }
+    }
+
+    const LANES: Force = Force::Depthwise(Choice::DepthwiseLanes);
+    const UNPACKED: Force = Force::Depthwise(Choice::DepthwiseUnpacked);
+    const SHIFTED: Force = Force::Depthwise(Choice::DepthwiseShifted);
+    const STREAMED: Force = Force::Depthwise(Choice::DepthwiseStreamed);
+
+    /// The flat body on `packing`.
+    fn positions(packing: Packing) -> Force {
+        Force::Grouped(Body::Positions, packing, None)
+    }
+
+    /// The channel-vector body on `packing`.
+    fn channels(packing: Packing) -> Force {
+        Force::Grouped(Body::Channels, packing, None)
+    }
+
+    fn check_path(problem: &Problem, force: Force) -> Result<(), TestCaseError> {
+        check_path_on(problem, force, Isa::available())
     }
 
     /// [`check_path`] on the channel-vector body, on the tiers it fits.
     fn check_channel_path(problem: &Problem, packing: Packing) -> Result<(), TestCaseError> {
-        let body = Body::Channels(packing);
+        let force = channels(packing);
         let isas = Isa::available()
             .into_iter()
-            .filter(|&isa| body_fits(body, &problem.geometry, isa));
-        check_path_on(problem, Path::Body(body), isas)
+            .filter(|&isa| force_fits(force, &problem.geometry, isa));
+        check_path_on(problem, force, isas)
     }
 
-    /// Whether a forced `body` can run `geometry` on `isa`: the channel-vector body's blocks
+    /// Whether a forced kernel can run `geometry` on `isa`: the channel-vector body's blocks
     /// are whole vectors of a group's output channels.
-    fn body_fits(body: Body, geometry: &Geometry, isa: Isa) -> bool {
-        !matches!(body, Body::Channels(_))
+    fn force_fits(force: Force, geometry: &Geometry, isa: Isa) -> bool {
+        !matches!(force, Force::Grouped(Body::Channels, ..))
             || geometry
                 .out_channels_per_group()
                 .is_multiple_of(isa.lanes())
     }
 
-    /// A plan of `problem` forced onto `path` and `isa` with `threads`, split across them
-    /// however small the problem.
-    fn forced_plan(problem: &Problem, path: Path, isa: Isa, threads: usize) -> KernelPlan {
+    /// A plan of `problem` forced onto `force` and `isa` with `threads`, split across them
+    /// however small the problem; it runs the kernel forced.
+    fn forced_plan(problem: &Problem, force: Force, isa: Isa, threads: usize) -> KernelPlan {
         let options = PlanOptions {
             isa: Some(isa),
             threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
         };
-        let mut plan = KernelPlan::with_path(
+        let mut plan = KernelPlan::with_selection(
             &problem.geometry,
             &problem.weight,
             problem.bias.as_deref(),
             options,
-            path,
+            |selection_problem| force.select(selection_problem),
         )
         .unwrap();
+        assert!(force.id_names(&plan), "{force:?} runs {}", plan.kernel_id());
         plan.parallel_min_flops = 0;
         plan
     }
@@ -569,12 +348,12 @@ mod tests {
 
     fn check_path_on(
         problem: &Problem,
-        path: Path,
+        force: Force,
         isas: impl IntoIterator<Item = Isa>,
     ) -> Result<(), TestCaseError> {
         for isa in isas {
             for threads in [1, 2] {
-                let plan = forced_plan(problem, path, isa, threads);
+                let plan = forced_plan(problem, force, isa, threads);
                 let output = forced_output(&plan, problem);
                 check_against_reference(problem, &output).map_err(|diff| {
                     TestCaseError::fail(format!("{} ({threads} threads): {diff}", plan.kernel_id()))
@@ -887,36 +666,35 @@ mod tests {
     fn check_row_blocks(problem: &Problem) -> Result<(), TestCaseError> {
         let geometry = &problem.geometry;
         let pointwise = geometry.kernel_size() == [1, 1] && geometry.stride() == [1, 1];
-        let mut bodies = vec![
-            Body::Positions(Packing::PhaseSplit),
-            Body::Positions(Packing::Im2col),
-            Body::Channels(Packing::PhaseSplit),
-            Body::Channels(Packing::KernelColumns),
+        let mut forces = vec![
+            positions(Packing::PhaseSplit),
+            positions(Packing::Im2col),
+            channels(Packing::PhaseSplit),
+            channels(Packing::KernelColumns),
         ];
         if pointwise && geometry.padding() == Default::default() {
-            bodies.extend([
-                Body::Positions(Packing::InPlace),
-                Body::Channels(Packing::InPlace),
-            ]);
+            forces.extend([positions(Packing::InPlace), channels(Packing::InPlace)]);
         }
         for isa in Isa::available() {
-            for &body in bodies
+            for &force in forces
                 .iter()
-                .filter(|&&body| body_fits(body, geometry, isa))
+                .filter(|&&force| force_fits(force, geometry, isa))
             {
-                let path = Path::Body(body);
-                let single = forced_plan(problem, path, isa, 1);
+                let single = forced_plan(problem, force, isa, 1);
                 let expected = forced_output(&single, problem);
                 let id = single.kernel_id();
                 check_against_reference(problem, &expected)
                     .map_err(|diff| TestCaseError::fail(format!("{id}: {diff}")))?;
                 for threads in [2, 3] {
-                    let parallel = forced_plan(problem, path, isa, threads);
+                    let parallel = forced_plan(problem, force, isa, threads);
                     // An odd number of chunks (always so up to 8 channels per group; 1x1
                     // groups of 16 come in two chunks of 8) is split into blocks of rows.
-                    if let (2, Kernel::Grouped(engine)) = (threads, &parallel.kernel) {
-                        let chunks = geometry.out_channels() / engine.chunk_channels;
-                        let split = engine.row_blocks > 1;
+                    if let (2, Choice::Grouped(grouped)) =
+                        (threads, parallel.forward.selection.choice)
+                    {
+                        let partition = grouped.partition;
+                        let chunks = geometry.out_channels() / partition.chunk_channels;
+                        let split = partition.row_blocks > 1;
                         prop_assert!(
                             split || chunks.is_multiple_of(2),
                             "{id}: {chunks} chunks, one block"
@@ -953,19 +731,24 @@ mod tests {
                 .unwrap();
             let weight = vec![1.0; geometry.weight_count()];
             for isa in Isa::available() {
-                for path in [
-                    Path::Chosen,
-                    Path::Lanes,
-                    Path::Body(Body::Positions(Packing::PhaseSplit)),
-                ] {
+                for force in [None, Some(LANES), Some(positions(Packing::PhaseSplit))] {
                     let options = PlanOptions {
                         isa: Some(isa),
                         threads: Threads::Count(NonZeroUsize::new(1).unwrap()),
                     };
-                    let result = KernelPlan::with_path(&geometry, &weight, None, options, path);
+                    let result = match force {
+                        None => KernelPlan::new(&geometry, &weight, None, options),
+                        Some(force) => KernelPlan::with_selection(
+                            &geometry,
+                            &weight,
+                            None,
+                            options,
+                            |problem| force.select(problem),
+                        ),
+                    };
                     assert!(
                         matches!(result, Err(KernelError::TooLarge { .. })),
-                        "{isa} {path:?} padding {padding}: {:?}",
+                        "{isa} {force:?} padding {padding}: {:?}",
                         result.map(|plan| plan.kernel_id())
                     );
                 }
@@ -994,65 +777,65 @@ mod tests {
 
         #[test]
         fn phase_split_packing_matches_the_reference(problem in strategy::problems(Limits::default())) {
-            check_path(&problem, Path::Body(Body::Positions(Packing::PhaseSplit)))?;
+            check_path(&problem, positions(Packing::PhaseSplit))?;
         }
 
         #[test]
         fn flat_and_row_vector_orders_match_the_reference(problem in strategy::problems(Limits::default())) {
-            check_path(&problem, Path::PhaseSplit(VectorOrder::Flat))?;
-            check_path(&problem, Path::PhaseSplit(VectorOrder::Rows))?;
+            check_path(&problem, Force::Grouped(Body::Positions, Packing::PhaseSplit, Some(VectorOrder::Flat)))?;
+            check_path(&problem, Force::Grouped(Body::Positions, Packing::PhaseSplit, Some(VectorOrder::Rows)))?;
         }
 
         #[test]
         fn in_place_pointwise_matches_the_reference(problem in pointwise_problems()) {
-            check_path(&problem, Path::Body(Body::Positions(Packing::InPlace)))?;
+            check_path(&problem, positions(Packing::InPlace))?;
         }
 
         #[test]
         fn im2col_packing_matches_the_reference(problem in strategy::problems(Limits::default())) {
-            check_path(&problem, Path::Body(Body::Positions(Packing::Im2col)))?;
+            check_path(&problem, positions(Packing::Im2col))?;
         }
 
         #[test]
         fn channels_in_lanes_match_the_reference(problem in lane_problems()) {
-            check_path(&problem, Path::Lanes)?;
+            check_path(&problem, LANES)?;
         }
 
         #[test]
         fn unpacked_depthwise_matches_the_reference(problem in unpacked_problems()) {
-            check_path(&problem, Path::Unpacked)?;
+            check_path(&problem, UNPACKED)?;
         }
 
         #[test]
         fn unpacked_depthwise_with_stride_two_matches_the_reference(
             problem in stride_two_unpacked_problems()
         ) {
-            check_path(&problem, Path::Unpacked)?;
+            check_path(&problem, UNPACKED)?;
         }
 
         #[test]
         fn streamed_depthwise_matches_the_reference(problem in streamed_problems(1)) {
-            check_path(&problem, Path::Streamed)?;
+            check_path(&problem, STREAMED)?;
         }
 
         #[test]
         fn streamed_depthwise_with_stride_two_matches_the_reference(
             problem in streamed_problems(2)
         ) {
-            check_path(&problem, Path::Streamed)?;
+            check_path(&problem, STREAMED)?;
         }
 
         #[test]
         fn shifted_plane_depthwise_matches_the_reference(problem in same_size_problems()) {
             prop_assert_eq!(problem.geometry.output_size(), problem.geometry.input_size());
-            check_path(&problem, Path::Shifted)?;
+            check_path(&problem, SHIFTED)?;
         }
 
         #[test]
         fn unpacked_depthwise_with_tall_windows_matches_the_reference(
             problem in tall_window_problems()
         ) {
-            check_path(&problem, Path::Unpacked)?;
+            check_path(&problem, UNPACKED)?;
         }
     }
 }

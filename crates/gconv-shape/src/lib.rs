@@ -30,6 +30,7 @@ mod error;
 mod geometry;
 mod padding;
 mod params;
+pub mod workload;
 
 pub use error::ShapeError;
 pub use geometry::Geometry;

@@ -32,7 +32,9 @@ pub use gconv_shape::{Conv2dParams, Geometry, Padding, PaddingPerSide, ShapeErro
 use gconv_kernels::KernelPlan;
 
 mod conv2d;
-pub mod workload;
+
+/// Layer lists: the convolution layers of networks (see [`gconv_shape::workload`]).
+pub use gconv_shape::workload;
 
 pub use conv2d::Conv2d;
 

@@ -1,10 +1,17 @@
-//! The whole SIMD vocabulary a kernel may use, and one implementation per tier.
+//! The whole SIMD vocabulary a kernel may use, and one implementation per tier and element
+//! type.
 //!
-//! A kernel body is written once, generic over [`Simd`]. A value of a `Simd` type is a
-//! zero-sized token that can only be created after run-time detection has proved that the CPU
-//! has the instructions, so holding one is the proof that calling its methods is sound. The
-//! body is instantiated per tier by a thin generic `#[target_feature]` wrapper (`dispatch`),
-//! into which the body and every method here inline.
+//! A kernel body is written once, generic over [`Simd`], whose [`Simd::Elem`] is the element
+//! type it computes in. A value of a `Simd` type is a zero-sized token that can only be created
+//! after run-time detection has proved that the CPU has the instructions, so holding one is the
+//! proof that calling its methods is sound. An [`Element`] names its token for each tier, so
+//! that `dispatch` can instantiate a body for the tier a plan chose: another element type
+//! (`f64`) is new implementations of these two traits, not new kernel bodies.
+//!
+//! The body is instantiated per tier by a thin generic `#[target_feature]` wrapper, into which
+//! the body and every method here inline.
+
+use std::fmt;
 
 use crate::Isa;
 
@@ -14,29 +21,57 @@ pub mod x86_64_v3;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64_v4;
 
-/// A kernel body with its arguments, ready to be instantiated for a tier by [`dispatch`].
-pub(crate) trait Kernel {
-    /// Runs the body with `simd`'s instructions. Implementations are `#[inline(always)]`, so
-    /// that the whole body compiles inside the tier's `#[target_feature]` wrapper.
-    fn run<S: Simd>(self, simd: S);
+/// A type the kernels compute in, and the token of each tier's instructions for it.
+pub trait Element: Copy + Default + PartialEq + fmt::Debug + Send + Sync + 'static {
+    /// Zero: padding, and the lanes a masked load leaves out.
+    const ZERO: Self;
+    /// The portable tier (`wide`).
+    type Portable: Simd<Elem = Self>;
+    /// AVX2 + FMA.
+    #[cfg(target_arch = "x86_64")]
+    type X86_64V3: Simd<Elem = Self>;
+    /// AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    type X86_64V4: Simd<Elem = Self>;
 }
 
-/// Runs `kernel` on `isa`, which the caller has checked this CPU supports (a plan does so at
+impl Element for f32 {
+    const ZERO: f32 = 0.0;
+    type Portable = portable::F32;
+    #[cfg(target_arch = "x86_64")]
+    type X86_64V3 = x86_64_v3::F32;
+    #[cfg(target_arch = "x86_64")]
+    type X86_64V4 = x86_64_v4::F32;
+}
+
+/// Elements of type `T` in a vector of tier `isa`.
+pub(crate) const fn lanes_of<T>(isa: Isa) -> usize {
+    isa.vector_bytes() / size_of::<T>()
+}
+
+/// A kernel body with its arguments, ready to be instantiated for a tier by [`dispatch`].
+pub(crate) trait WithSimd<T: Element> {
+    /// Runs the body with `simd`'s instructions. Implementations are `#[inline(always)]`, so
+    /// that the whole body compiles inside the tier's `#[target_feature]` wrapper.
+    fn with_simd<S: Simd<Elem = T>>(self, simd: S);
+}
+
+/// Runs `body` on `isa`, which the caller has checked this CPU supports (a plan does so at
 /// creation): the one place where tokens are made and `#[target_feature]` code is entered.
-pub(crate) fn dispatch<K: Kernel>(isa: Isa, kernel: K) {
+pub(crate) fn dispatch<T: Element, K: WithSimd<T>>(isa: Isa, body: K) {
     match isa {
-        Isa::Portable => kernel.run(portable::Portable),
+        Isa::Portable => body.with_simd(T::Portable::detect().expect("always available")),
         #[cfg(target_arch = "x86_64")]
         Isa::X86_64V3 => {
-            let simd = x86_64_v3::X86_64V3::detect().expect("plans check AVX2 and FMA at creation");
+            let simd = T::X86_64V3::detect().expect("plans check AVX2 and FMA at creation");
             // SAFETY: the token proves AVX2 and FMA are present.
-            unsafe { run_x86_64_v3(simd, kernel) }
+            unsafe { run_x86_64_v3(simd, body) }
         }
         #[cfg(target_arch = "x86_64")]
         Isa::X86_64V4 => {
-            let simd = x86_64_v4::X86_64V4::detect().expect("plans check AVX-512F at creation");
+            let simd = T::X86_64V4::detect().expect("plans check AVX-512F at creation");
             // SAFETY: the token proves AVX-512F is present.
-            unsafe { run_x86_64_v4(simd, kernel) }
+            unsafe { run_x86_64_v4(simd, body) }
         }
         #[cfg(not(target_arch = "x86_64"))]
         Isa::X86_64V3 | Isa::X86_64V4 => {
@@ -45,27 +80,33 @@ pub(crate) fn dispatch<K: Kernel>(isa: Isa, kernel: K) {
     }
 }
 
-/// The AVX2+FMA instantiation of a kernel body.
+/// The AVX2+FMA instantiation of a kernel body (`simd` is an AVX2 token).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn run_x86_64_v3<K: Kernel>(simd: x86_64_v3::X86_64V3, kernel: K) {
-    kernel.run(simd)
+fn run_x86_64_v3<S: Simd, K: WithSimd<S::Elem>>(simd: S, body: K) {
+    body.with_simd(simd)
 }
 
-/// The AVX-512F instantiation of a kernel body.
+/// The AVX-512F instantiation of a kernel body (`simd` is an AVX-512 token).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn run_x86_64_v4<K: Kernel>(simd: x86_64_v4::X86_64V4, kernel: K) {
-    kernel.run(simd)
+fn run_x86_64_v4<S: Simd, K: WithSimd<S::Elem>>(simd: S, body: K) {
+    body.with_simd(simd)
 }
 
-/// A vector of `LANES` f32 and the operations kernels need on it.
+/// A vector of `LANES` elements and the operations kernels need on it.
+///
+/// The raw-pointer methods are for loops that walk precomputed offsets; where a slice is at
+/// hand, the safe slice methods ([`Simd::load_from`], [`Simd::store_into`],
+/// [`Simd::load_prefix`], [`Simd::store_prefix`]) check its length instead.
 ///
 /// # Safety
 ///
 /// Implementations may only be constructible where their instructions exist.
 pub unsafe trait Simd: Copy + Send + Sync + 'static {
-    /// f32 lanes in a vector.
+    /// The element type of the vectors.
+    type Elem: Element;
+    /// Elements in a vector.
     const LANES: usize;
     /// The tier these instructions make up: kernels take their register tiles from it when
     /// they are compiled, so that each tier's code holds only its own tiles.
@@ -73,8 +114,11 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// The vector type.
     type Vector: Copy;
 
+    /// The token, if this CPU has the instructions.
+    fn detect() -> Option<Self>;
+
     /// All lanes set to `value`.
-    fn splat(self, value: f32) -> Self::Vector;
+    fn splat(self, value: Self::Elem) -> Self::Vector;
 
     /// `a · b + c`, fused (one rounding) on the x86-64 tiers; on the portable tier, fused only
     /// if the build enables FMA (otherwise a multiply and an add).
@@ -95,14 +139,14 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// # Safety
     ///
     /// `source..source + LANES` must be readable.
-    unsafe fn load(self, source: *const f32) -> Self::Vector;
+    unsafe fn load(self, source: *const Self::Elem) -> Self::Vector;
 
     /// Stores `LANES` values at `target`, which need not be aligned.
     ///
     /// # Safety
     ///
     /// `target..target + LANES` must be writable.
-    unsafe fn store(self, target: *mut f32, vector: Self::Vector);
+    unsafe fn store(self, target: *mut Self::Elem, vector: Self::Vector);
 
     /// Stores lanes `first..end` of `vector` at `base + first .. base + end`, touching no
     /// other address (`base` itself may lie outside the allocation; it is never dereferenced).
@@ -110,7 +154,47 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// # Safety
     ///
     /// `first <= end <= LANES`, and `base + first .. base + end` must be writable.
-    unsafe fn store_lanes(self, base: *mut f32, vector: Self::Vector, first: usize, end: usize);
+    unsafe fn store_lanes(
+        self,
+        base: *mut Self::Elem,
+        vector: Self::Vector,
+        first: usize,
+        end: usize,
+    );
+
+    /// Loads lane `l` from `base + l` for every bit `l` set in `mask`, the others zero,
+    /// reading no other address: the lanes need not be consecutive (a vector of positions
+    /// that spans the end of a row and the start of the next).
+    ///
+    /// # Safety
+    ///
+    /// `mask < 2^LANES`, and `base + l` must be readable for every bit `l` set in it.
+    unsafe fn load_masked(self, base: *const Self::Elem, mask: u32) -> Self::Vector;
+
+    /// Transposes a `LANES × LANES` block: the `LANES` values at `source + r·source_stride`
+    /// (row `r`) become lane `r` of the `LANES` values at `target + c·target_stride`, for
+    /// every column `c`.
+    ///
+    /// # Safety
+    ///
+    /// Each of the `LANES` source rows must be readable and each target row writable, and the
+    /// two blocks must not overlap.
+    unsafe fn transpose_square(
+        self,
+        source: *const Self::Elem,
+        source_stride: usize,
+        target: *mut Self::Elem,
+        target_stride: usize,
+    );
+
+    /// The even and the odd lanes of the `2·LANES` values `low` then `high`:
+    /// `([low₀, low₂, …, high₀, high₂, …], [low₁, low₃, …, high₁, high₃, …])`.
+    fn deinterleave(self, low: Self::Vector, high: Self::Vector) -> (Self::Vector, Self::Vector);
+
+    /// The last lane of `before`, then the first `LANES − 1` lanes of `vector`: of the
+    /// `2·LANES` values `before` then `vector`, the `LANES` that end one lane before the end
+    /// (a row's inputs one column to the left, the column entering from `before`).
+    fn shift_in(self, before: Self::Vector, vector: Self::Vector) -> Self::Vector;
 
     /// Loads the first `count` lanes from `source`, the others zero; reads nothing past
     /// `source + count`.
@@ -119,7 +203,7 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     ///
     /// `count <= LANES`, and `source..source + count` must be readable.
     #[inline(always)]
-    unsafe fn load_first(self, source: *const f32, count: usize) -> Self::Vector {
+    unsafe fn load_first(self, source: *const Self::Elem, count: usize) -> Self::Vector {
         // SAFETY: lanes `0..count` read `source..source + count` (the caller's promise).
         unsafe { self.load_lanes(source, 0, count) }
     }
@@ -131,7 +215,7 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     ///
     /// `count <= LANES`, and `target..target + count` must be writable.
     #[inline(always)]
-    unsafe fn store_first(self, target: *mut f32, vector: Self::Vector, count: usize) {
+    unsafe fn store_first(self, target: *mut Self::Elem, vector: Self::Vector, count: usize) {
         // SAFETY: lanes `0..count` write `target..target + count` (the caller's promise).
         unsafe {
             if count == Self::LANES {
@@ -149,44 +233,88 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     ///
     /// `first <= end <= LANES`, and `base + first .. base + end` must be readable.
     #[inline(always)]
-    unsafe fn load_lanes(self, base: *const f32, first: usize, end: usize) -> Self::Vector {
+    unsafe fn load_lanes(self, base: *const Self::Elem, first: usize, end: usize) -> Self::Vector {
         // SAFETY: the set lanes are `first..end`, readable (the caller's promise).
         unsafe { self.load_masked(base, lanes_between(first, end)) }
     }
 
-    /// Loads lane `l` from `base + l` for every bit `l` set in `mask`, the others zero,
-    /// reading no other address: the lanes need not be consecutive (a vector of positions
-    /// that spans the end of a row and the start of the next).
+    /// The even and the odd elements of the `2·LANES` from `low`, each vector through its mask
+    /// if `MASKED` (lanes outside it zero), whole if not: the inputs of a stride-2 tap and of
+    /// the tap after it.
     ///
     /// # Safety
     ///
-    /// `mask < 2^LANES`, and `base + l` must be readable for every bit `l` set in it.
-    unsafe fn load_masked(self, base: *const f32, mask: u32) -> Self::Vector;
-
-    /// Transposes a `LANES × LANES` block: the `LANES` floats at `source + r·source_stride`
-    /// (row `r`) become lane `r` of the `LANES` floats at `target + c·target_stride`, for
-    /// every column `c`.
-    ///
-    /// # Safety
-    ///
-    /// Each of the `LANES` source rows must be readable and each target row writable, and the
-    /// two blocks must not overlap.
-    unsafe fn transpose_square(
+    /// With `MASKED`, `low + lane` must be readable for every lane set in the first mask and
+    /// `low + LANES + lane` for every lane set in the second; without, all `2·LANES` elements
+    /// from `low`.
+    #[inline(always)]
+    unsafe fn load_deinterleaved<const MASKED: bool>(
         self,
-        source: *const f32,
-        source_stride: usize,
-        target: *mut f32,
-        target_stride: usize,
-    );
+        low: *const Self::Elem,
+        [low_mask, high_mask]: [u32; 2],
+    ) -> (Self::Vector, Self::Vector) {
+        let high = low.wrapping_add(Self::LANES);
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            if MASKED {
+                self.deinterleave(
+                    self.load_masked(low, low_mask),
+                    self.load_masked(high, high_mask),
+                )
+            } else {
+                self.deinterleave(self.load(low), self.load(high))
+            }
+        }
+    }
 
-    /// The even and the odd lanes of the `2·LANES` values `low` then `high`:
-    /// `([low₀, low₂, …, high₀, high₂, …], [low₁, low₃, …, high₁, high₃, …])`.
-    fn deinterleave(self, low: Self::Vector, high: Self::Vector) -> (Self::Vector, Self::Vector);
+    /// The first `LANES` elements of `source`.
+    ///
+    /// # Panics
+    ///
+    /// If `source` holds fewer.
+    #[inline(always)]
+    fn load_from(self, source: &[Self::Elem]) -> Self::Vector {
+        let source = &source[..Self::LANES];
+        // SAFETY: `source` holds exactly LANES elements.
+        unsafe { self.load(source.as_ptr()) }
+    }
 
-    /// The last lane of `before`, then the first `LANES − 1` lanes of `vector`: of the
-    /// `2·LANES` values `before` then `vector`, the `LANES` that end one lane before the end
-    /// (a row's inputs one column to the left, the column entering from `before`).
-    fn shift_in(self, before: Self::Vector, vector: Self::Vector) -> Self::Vector;
+    /// Stores `vector` as the first `LANES` elements of `target`.
+    ///
+    /// # Panics
+    ///
+    /// If `target` holds fewer.
+    #[inline(always)]
+    fn store_into(self, target: &mut [Self::Elem], vector: Self::Vector) {
+        let target = &mut target[..Self::LANES];
+        // SAFETY: `target` holds exactly LANES elements.
+        unsafe { self.store(target.as_mut_ptr(), vector) }
+    }
+
+    /// All of `source` (at most `LANES` elements) in the first lanes, the others zero.
+    ///
+    /// # Panics
+    ///
+    /// If `source` holds more than `LANES`.
+    #[inline(always)]
+    fn load_prefix(self, source: &[Self::Elem]) -> Self::Vector {
+        assert!(source.len() <= Self::LANES);
+        // SAFETY: lanes `0..len` read `source`, no more.
+        unsafe { self.load_first(source.as_ptr(), source.len()) }
+    }
+
+    /// The first `target.len()` lanes of `vector` (at most `LANES`) into `target`, a whole
+    /// store when it holds `LANES`.
+    ///
+    /// # Panics
+    ///
+    /// If `target` holds more than `LANES`.
+    #[inline(always)]
+    fn store_prefix(self, target: &mut [Self::Elem], vector: Self::Vector) {
+        assert!(target.len() <= Self::LANES);
+        // SAFETY: lanes `0..len` write `target`, no more.
+        unsafe { self.store_first(target.as_mut_ptr(), vector, target.len()) }
+    }
 }
 
 /// The mask of lanes `first..end`, as [`Simd::load_masked`] takes it (`first <= end <= 32`).
@@ -195,6 +323,9 @@ pub(crate) fn lanes_between(first: usize, end: usize) -> u32 {
     debug_assert!(first <= end && end <= 32);
     (((1u64 << end) - 1) & !((1u64 << first) - 1)) as u32
 }
+
+/// Elements of the largest vector of any tier and element type (16 `f32`).
+pub(crate) const MAX_LANES: usize = 16;
 
 /// [`Simd::load_masked`] through a zeroed buffer on the stack, for tiers without masked
 /// loads.
@@ -205,10 +336,10 @@ pub(crate) fn lanes_between(first: usize, end: usize) -> u32 {
 #[inline(always)]
 pub(crate) unsafe fn load_masked_by_copying<S: Simd>(
     simd: S,
-    base: *const f32,
+    base: *const S::Elem,
     mask: u32,
 ) -> S::Vector {
-    let mut lanes = [0.0f32; 16];
+    let mut lanes = [<S::Elem as Element>::ZERO; MAX_LANES];
     debug_assert!(S::LANES <= lanes.len() && u64::from(mask) < 1u64 << S::LANES);
     for (lane, slot) in lanes.iter_mut().enumerate().take(S::LANES) {
         if mask & (1 << lane) != 0 {
@@ -216,21 +347,20 @@ pub(crate) unsafe fn load_masked_by_copying<S: Simd>(
             *slot = unsafe { base.wrapping_add(lane).read_unaligned() };
         }
     }
-    // SAFETY: `lanes` holds 16 >= LANES floats.
-    unsafe { simd.load(lanes.as_ptr()) }
+    simd.load_from(&lanes)
 }
 
-/// [`Simd::transpose_square`] one float at a time, for tiers without shuffles.
+/// [`Simd::transpose_square`] one element at a time, for tiers without shuffles.
 ///
 /// # Safety
 ///
 /// As [`Simd::transpose_square`].
 #[inline(always)]
-pub(crate) unsafe fn transpose_one_by_one(
+pub(crate) unsafe fn transpose_one_by_one<T: Copy>(
     lanes: usize,
-    source: *const f32,
+    source: *const T,
     source_stride: usize,
-    target: *mut f32,
+    target: *mut T,
     target_stride: usize,
 ) {
     for row in 0..lanes {
@@ -251,15 +381,14 @@ pub(crate) unsafe fn transpose_one_by_one(
 #[inline(always)]
 pub(crate) unsafe fn store_lanes_by_spilling<S: Simd>(
     simd: S,
-    base: *mut f32,
+    base: *mut S::Elem,
     vector: S::Vector,
     first: usize,
     end: usize,
 ) {
-    let mut lanes = [0.0f32; 16];
+    let mut lanes = [<S::Elem as Element>::ZERO; MAX_LANES];
     debug_assert!(S::LANES <= lanes.len() && first <= end && end <= S::LANES);
-    // SAFETY: `lanes` holds 16 >= LANES floats.
-    unsafe { simd.store(lanes.as_mut_ptr(), vector) };
+    simd.store_into(&mut lanes, vector);
     for (lane, &value) in lanes.iter().enumerate().take(end).skip(first) {
         // SAFETY: the caller guarantees `base + first .. base + end` is writable.
         unsafe { base.wrapping_add(lane).write_unaligned(value) };
@@ -271,7 +400,7 @@ mod tests {
     use super::*;
 
     /// Every tier's transpose and deinterleave against the plain definition.
-    fn check<S: Simd>(simd: S) {
+    fn check<S: Simd<Elem = f32>>(simd: S) {
         let lanes = S::LANES;
         let (source_stride, target_stride) = (lanes + 3, lanes + 5);
         let source: Vec<f32> = (0..lanes * source_stride).map(|v| v as f32).collect();
@@ -425,17 +554,57 @@ mod tests {
             })
             .collect();
         assert_eq!(stored, expected);
+
+        // The slice methods: whole vectors, and prefixes that touch nothing past their slice.
+        let mut whole = vec![-1.0f32; lanes + 1];
+        simd.store_into(&mut whole, simd.load_from(&values[1..]));
+        assert_eq!(&whole[..lanes], &values[1..=lanes]);
+        assert_eq!(whole[lanes], -1.0);
+        let mut prefix = vec![-1.0f32; lanes];
+        simd.store_prefix(&mut prefix[..2], simd.load_prefix(&values[5..8]));
+        assert_eq!(&prefix[..3], &[5.0, 6.0, -1.0]);
+        let mut loaded = vec![-1.0f32; lanes];
+        simd.store_into(&mut loaded, simd.load_prefix(&values[5..8]));
+        assert_eq!(&loaded[..3], &[5.0, 6.0, 7.0]);
+        assert!(loaded[3..].iter().all(|&v| v == 0.0));
+
+        // A deinterleaved pair, whole and through masks (lane 0 of the low vector and the
+        // last lane of the high one left out).
+        let low_mask = lanes_between(1, lanes);
+        let high_mask = lanes_between(0, lanes - 1);
+        // SAFETY: `values` holds 2·LANES floats from its start.
+        let ((even, odd), (masked_even, masked_odd)) = unsafe {
+            (
+                simd.load_deinterleaved::<false>(values.as_ptr(), [0, 0]),
+                simd.load_deinterleaved::<true>(values.as_ptr(), [low_mask, high_mask]),
+            )
+        };
+        let lanes_of = |vector| {
+            let mut out = vec![0.0f32; lanes];
+            simd.store_into(&mut out, vector);
+            out
+        };
+        let (even, odd) = (lanes_of(even), lanes_of(odd));
+        let (masked_even, masked_odd) = (lanes_of(masked_even), lanes_of(masked_odd));
+        for k in 0..lanes {
+            assert_eq!(even[k], (2 * k) as f32);
+            assert_eq!(odd[k], (2 * k + 1) as f32);
+            let masked_out = |index: usize| index == 0 || index == 2 * lanes - 1;
+            let expect = |index: usize| if masked_out(index) { 0.0 } else { index as f32 };
+            assert_eq!(masked_even[k], expect(2 * k), "even lane {k} under masks");
+            assert_eq!(masked_odd[k], expect(2 * k + 1), "odd lane {k} under masks");
+        }
     }
 
     #[test]
     fn every_tier_this_cpu_has_shuffles_and_stores_as_defined() {
-        check(portable::Portable);
+        check(portable::F32);
         #[cfg(target_arch = "x86_64")]
         {
-            if let Some(simd) = x86_64_v3::X86_64V3::detect() {
+            if let Some(simd) = x86_64_v3::F32::detect() {
                 check(simd);
             }
-            if let Some(simd) = x86_64_v4::X86_64V4::detect() {
+            if let Some(simd) = x86_64_v4::F32::detect() {
                 check(simd);
             }
         }

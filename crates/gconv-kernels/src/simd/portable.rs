@@ -6,15 +6,21 @@ use crate::Isa;
 
 use super::{Simd, load_masked_by_copying, store_lanes_by_spilling, transpose_one_by_one};
 
-/// Token for `wide`'s 8-lane vectors; available on every CPU.
+/// Token for `wide`'s 8-lane `f32` vectors; available on every CPU.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Portable;
+pub struct F32;
 
 // SAFETY: `wide` only uses instructions the build's target features guarantee.
-unsafe impl Simd for Portable {
+unsafe impl Simd for F32 {
+    type Elem = f32;
     const LANES: usize = 8;
     const ISA: Isa = Isa::Portable;
     type Vector = f32x8;
+
+    #[inline(always)]
+    fn detect() -> Option<Self> {
+        Some(F32)
+    }
 
     #[inline(always)]
     fn splat(self, value: f32) -> f32x8 {

@@ -12,23 +12,22 @@ use std::arch::x86_64::{
 use super::Simd;
 use crate::Isa;
 
-/// Proof that the CPU has AVX2 and FMA.
+/// Proof that the CPU has AVX2 and FMA, for `f32` vectors.
 #[derive(Debug, Clone, Copy)]
-pub struct X86_64V3(());
-
-impl X86_64V3 {
-    /// The token, if the CPU has AVX2 and FMA.
-    pub fn detect() -> Option<Self> {
-        (std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
-            .then_some(Self(()))
-    }
-}
+pub struct F32(());
 
 // SAFETY: a token exists only after `detect` saw AVX2 and FMA.
-unsafe impl Simd for X86_64V3 {
+unsafe impl Simd for F32 {
+    type Elem = f32;
     const LANES: usize = 8;
     const ISA: Isa = Isa::X86_64V3;
     type Vector = __m256;
+
+    #[inline(always)]
+    fn detect() -> Option<Self> {
+        (std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+            .then_some(Self(()))
+    }
 
     #[inline(always)]
     fn splat(self, value: f32) -> __m256 {

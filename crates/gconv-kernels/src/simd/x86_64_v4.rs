@@ -11,22 +11,21 @@ use std::arch::x86_64::{
 use super::{Simd, lanes_between};
 use crate::Isa;
 
-/// Proof that the CPU has AVX-512F.
+/// Proof that the CPU has AVX-512F, for `f32` vectors.
 #[derive(Debug, Clone, Copy)]
-pub struct X86_64V4(());
-
-impl X86_64V4 {
-    /// The token, if the CPU has AVX-512F.
-    pub fn detect() -> Option<Self> {
-        std::arch::is_x86_feature_detected!("avx512f").then_some(Self(()))
-    }
-}
+pub struct F32(());
 
 // SAFETY: a token exists only after `detect` saw AVX-512F.
-unsafe impl Simd for X86_64V4 {
+unsafe impl Simd for F32 {
+    type Elem = f32;
     const LANES: usize = 16;
     const ISA: Isa = Isa::X86_64V4;
     type Vector = __m512;
+
+    #[inline(always)]
+    fn detect() -> Option<Self> {
+        std::arch::is_x86_feature_detected!("avx512f").then_some(Self(()))
+    }
 
     #[inline(always)]
     fn splat(self, value: f32) -> __m512 {

@@ -23,8 +23,11 @@ use std::ops::Range;
 
 use gconv_shape::Geometry;
 
-use crate::simd::{Kernel, Simd, dispatch, lanes_between};
-use crate::workspace::Workspace;
+use super::super::ForwardKernel;
+use super::Filters;
+use crate::epilogue::{Epilogue, Sink};
+use crate::exec::workspace::{Output, Workspace};
+use crate::simd::{Element, Simd, WithSimd, dispatch, lanes_between, lanes_of};
 use crate::{Isa, KernelError};
 
 /// Output rows computed together, one vector of columns each: independent accumulators that
@@ -32,16 +35,18 @@ use crate::{Isa, KernelError};
 /// mask worked out once for all of them.
 pub(crate) const TILE_ROWS: usize = 8;
 
-/// A stride-1 depthwise convolution (one input channel per group, any channel multiplier)
-/// prepared for the unpacked kernel.
+/// Whether `geometry` suits this kernel: depthwise, stride 1 or 2 on both axes.
+pub(crate) fn suits(geometry: &Geometry) -> bool {
+    geometry.in_channels_per_group() == 1 && matches!(geometry.stride(), [1, 1] | [2, 2])
+}
+
+/// A depthwise convolution (one input channel per group, any channel multiplier) with stride
+/// 1 or 2, prepared for the unpacked kernel.
 #[derive(Debug)]
-pub(crate) struct UnpackedEngine {
-    pub geometry: Geometry,
-    pub isa: Isa,
-    /// `[C_out][kH·kW]`, the caller's layout.
-    weights: Vec<f32>,
-    /// Per output channel (zeros without a bias).
-    bias: Vec<f32>,
+pub(crate) struct UnpackedEngine<T, E> {
+    geometry: Geometry,
+    isa: Isa,
+    filters: Filters<T>,
     /// Vectors of `LANES` output columns per output row, the last one possibly partial.
     vectors: usize,
     /// The output rows in runs whose window rows, clipped to the input, are the same: the
@@ -50,25 +55,18 @@ pub(crate) struct UnpackedEngine {
     /// The vectors of columns whose every tap reads whole vectors inside the input row: no
     /// masks to work out.
     interior_vectors: Range<usize>,
+    epilogue: E,
 }
 
-impl UnpackedEngine {
-    /// Whether `geometry` suits this kernel: depthwise, stride 1 or 2 on both axes.
-    pub fn suits(geometry: &Geometry) -> bool {
-        geometry.in_channels_per_group() == 1 && matches!(geometry.stride(), [1, 1] | [2, 2])
-    }
-
+impl<T: Element, E: Epilogue<T>> UnpackedEngine<T, E> {
+    /// The engine for `geometry` (which [`suits`] it) on tier `isa`.
     pub fn new(
         geometry: &Geometry,
-        weight: &[f32],
-        bias: Option<&[f32]>,
+        weight: &[T],
+        bias: Option<&[T]>,
         isa: Isa,
-    ) -> Result<UnpackedEngine, KernelError> {
-        if !Self::suits(geometry) {
-            return Err(KernelError::TooLarge {
-                what: "the unpacked depthwise kernel (a forced kernel that does not fit the problem)",
-            });
-        }
+        epilogue: E,
+    ) -> Result<Self, KernelError> {
         let [height, _] = geometry.input_size();
         let [out_h, out_w] = geometry.output_size();
         let [kernel_h, _] = geometry.kernel_size();
@@ -97,7 +95,7 @@ impl UnpackedEngine {
         // Vector v covers output columns v·L .. v·L + L; tap column j reads input columns
         // s·v·L + j·dW − pad_left + 0..s·L (every s-th of them): inside the row for every j
         // when the first tap starts at or after column 0 and the last ends by column W.
-        let lanes = isa.lanes();
+        let lanes = lanes_of::<T>(isa);
         let [_, width] = geometry.input_size();
         let reach_w = (geometry.kernel_size()[1] - 1) * geometry.dilation()[1];
         let left = geometry.padding().left;
@@ -112,47 +110,12 @@ impl UnpackedEngine {
         Ok(UnpackedEngine {
             geometry: *geometry,
             isa,
-            weights: weight.to_vec(),
-            bias: bias.map_or_else(|| vec![0.0; geometry.out_channels()], <[f32]>::to_vec),
+            filters: Filters::new(geometry, weight, bias),
             vectors,
             row_runs,
             interior_vectors: first_inside..end_inside,
+            epilogue,
         })
-    }
-
-    /// Floats of scratch a worker needs: none, the input is read where it lies.
-    pub fn scratch_len(&self) -> usize {
-        0
-    }
-
-    pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {
-        let geometry = &self.geometry;
-        let [height, width] = geometry.input_size();
-        let image = height * width;
-        let [out_h, out_w] = geometry.output_size();
-        let out_plane = out_h * out_w;
-        let out_channels = geometry.out_channels();
-        let multiplier = geometry.out_channels_per_group();
-        let taps = geometry.reduction_len();
-        let [kernel_h, kernel_w] = geometry.kernel_size();
-        let padding = geometry.padding();
-        workspace.for_each_chunk(parallel, output, out_plane, |_, index, plane| {
-            let (sample, channel) = (index / out_channels, index % out_channels);
-            let input_channel = sample * geometry.in_channels() + channel / multiplier;
-            let data = PlaneData {
-                input: &input[input_channel * image..][..image],
-                weights: &self.weights[channel * taps..][..taps],
-                bias: self.bias[channel],
-                width,
-                kernel_h,
-                kernel_w,
-                dilation: geometry.dilation(),
-                pad_top: padding.top,
-                pad_left: padding.left,
-                out_w,
-            };
-            self.convolve_plane(data, plane);
-        });
     }
 
     /// Loop order: runs of output rows with the same clipped window rows (the interior one
@@ -166,7 +129,7 @@ impl UnpackedEngine {
     /// Each block runs as a dispatched function of its own, one per block height and tile
     /// family: compiled as one body, the families' hoisted addresses and weights outnumbered
     /// the registers, and adding a family slowed the others by 10–25 %.
-    fn convolve_plane(&self, data: PlaneData<'_>, output: &mut [f32]) {
+    fn convolve_plane(&self, data: PlaneData<'_, T>, output: &mut Sink<'_, T, E>) {
         let [out_h, out_w] = self.geometry.output_size();
         assert_eq!(data.input.len(), data.width * self.geometry.input_size()[0]);
         assert_eq!(output.len(), out_h * out_w);
@@ -178,23 +141,20 @@ impl UnpackedEngine {
             macro_rules! blocks {
                 ($($rows:literal),*) => {$(
                     while run.rows.end - first_row >= $rows {
-                        let block = RowBlock::<$rows> {
+                        let block = RowBlock::<$rows, T, E> {
                             data,
                             first_row,
                             window: run.window.clone(),
                             vectors: self.vectors,
                             interior: self.interior_vectors.clone(),
-                            output: &mut *output,
+                            output: output.reborrow(),
                         };
                         // Window rows share their input rows where the window is whole: 3x3
                         // with vertical dilation 1 or 2, 5x5 and 7x7 without, the width known
                         // to the compiler so the tap columns unroll; with stride 2, 3xN and
-                        // 5xN without. (Measured slower shared than loaded per tap:
-                        // dilations 3 and 4, DeepLab's d4 27 against 31 GFLOP/s. Stride-2 5xN
-                        // windows, their twenty window and weight registers beside the
-                        // accumulators, were slower too while every family shared one
-                        // function: EfficientNet's 5x5 stride-2 layer 21 against 25; in one
-                        // of their own, 35.)
+                        // 5xN without. (Dilations 3 and 4 and, while every family shared one
+                        // function, stride-2 5xN windows measured slower shared: see
+                        // TUNING.md, `depthwise-unpacked-stride-1`.)
                         let isa = self.isa;
                         let window = [data.kernel_h, data.kernel_w];
                         match (stride_two, whole, window, data.dilation[0]) {
@@ -216,6 +176,48 @@ impl UnpackedEngine {
     }
 }
 
+impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for UnpackedEngine<T, E> {
+    /// None: the input is read where it lies.
+    fn scratch_len(&self) -> usize {
+        0
+    }
+
+    fn run(&self, input: &[T], output: Output<'_, T>, workspace: &Workspace<T>, parallel: bool) {
+        let geometry = &self.geometry;
+        let [height, width] = geometry.input_size();
+        let image = height * width;
+        let [out_h, out_w] = geometry.output_size();
+        let out_plane = out_h * out_w;
+        let out_channels = geometry.out_channels();
+        let multiplier = geometry.out_channels_per_group();
+        let [kernel_h, kernel_w] = geometry.kernel_size();
+        let padding = geometry.padding();
+        workspace.for_each_chunk(
+            parallel,
+            output,
+            self.epilogue,
+            out_plane,
+            |_, index, mut sink| {
+                let (sample, channel) = (index / out_channels, index % out_channels);
+                let input_channel = sample * geometry.in_channels() + channel / multiplier;
+                let data = PlaneData {
+                    input: &input[input_channel * image..][..image],
+                    weights: self.filters.weights(channel),
+                    bias: self.filters.bias(channel),
+                    width,
+                    kernel_h,
+                    kernel_w,
+                    dilation: geometry.dilation(),
+                    pad_top: padding.top,
+                    pad_left: padding.left,
+                    out_w,
+                };
+                self.convolve_plane(data, &mut sink);
+            },
+        );
+    }
+}
+
 /// Output rows `rows` all read window rows `window` (clipped to the input).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RowRun {
@@ -224,12 +226,11 @@ struct RowRun {
 }
 
 /// One task's plane: the input plane it reads, its weights, the window geometry.
-#[derive(Clone, Copy)]
-struct PlaneData<'a> {
-    input: &'a [f32],
+struct PlaneData<'a, T> {
+    input: &'a [T],
     /// The channel's `kH·kW` weights.
-    weights: &'a [f32],
-    bias: f32,
+    weights: &'a [T],
+    bias: T,
     width: usize,
     kernel_h: usize,
     kernel_w: usize,
@@ -239,20 +240,29 @@ struct PlaneData<'a> {
     out_w: usize,
 }
 
+impl<T: Copy> Clone for PlaneData<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Copy> Copy for PlaneData<'_, T> {}
+
 /// A block of `R` output rows of one plane, over window rows `window` (clipped to the input).
-struct RowBlock<'a, const R: usize> {
-    data: PlaneData<'a>,
+struct RowBlock<'a, const R: usize, T, E> {
+    data: PlaneData<'a, T>,
     first_row: usize,
     window: Range<usize>,
     /// Vectors of columns per output row, and those whose taps all lie inside the row.
     vectors: usize,
     interior: Range<usize>,
-    output: &'a mut [f32],
+    /// The plane's output.
+    output: Sink<'a, T, E>,
 }
 
-impl<'a, const R: usize> RowBlock<'a, R> {
+impl<'a, const R: usize, T, E> RowBlock<'a, R, T, E> {
     /// This block, its tiles computed by family `F`.
-    fn of<F: TileFamily>(self) -> FamilyBlock<'a, R, F> {
+    fn of<F: TileFamily>(self) -> FamilyBlock<'a, R, T, E, F> {
         FamilyBlock {
             block: self,
             family: PhantomData,
@@ -262,31 +272,34 @@ impl<'a, const R: usize> RowBlock<'a, R> {
 
 /// A [`RowBlock`] whose tiles family `F` computes: every vector of columns, those in
 /// `interior` without masks, the others with.
-struct FamilyBlock<'a, const R: usize, F> {
-    block: RowBlock<'a, R>,
+struct FamilyBlock<'a, const R: usize, T, E, F> {
+    block: RowBlock<'a, R, T, E>,
     family: PhantomData<F>,
 }
 
-impl<const R: usize, F: TileFamily> Kernel for FamilyBlock<'_, R, F> {
+impl<const R: usize, T: Element, E: Epilogue<T>, F: TileFamily> WithSimd<T>
+    for FamilyBlock<'_, R, T, E, F>
+{
     #[inline(always)]
-    fn run<S: Simd>(self, simd: S) {
+    fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
         let RowBlock {
             data,
             first_row,
             window,
             vectors,
             interior,
-            output,
+            mut output,
         } = self.block;
         let plane = Plane { simd, data };
+        let output = &mut output;
         for vector in 0..interior.start {
-            F::tile::<S, R, true>(&plane, first_row, &window, vector, output);
+            F::tile::<S, E, R, true>(&plane, first_row, &window, vector, output);
         }
         for vector in interior.clone() {
-            F::tile::<S, R, false>(&plane, first_row, &window, vector, output);
+            F::tile::<S, E, R, false>(&plane, first_row, &window, vector, output);
         }
         for vector in interior.end..vectors {
-            F::tile::<S, R, true>(&plane, first_row, &window, vector, output);
+            F::tile::<S, E, R, true>(&plane, first_row, &window, vector, output);
         }
     }
 }
@@ -294,12 +307,12 @@ impl<const R: usize, F: TileFamily> Kernel for FamilyBlock<'_, R, F> {
 /// How a tile of `R` output rows by one vector of columns is computed: one of the tile
 /// functions of [`Plane`].
 trait TileFamily {
-    fn tile<S: Simd, const R: usize, const EDGE: bool>(
+    fn tile<S: Simd, E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
         plane: &Plane<'_, S>,
         first_row: usize,
         window: &Range<usize>,
         vector: usize,
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, E>,
     );
 }
 
@@ -319,60 +332,60 @@ struct StrideTwoSharedRows<const KH: usize>;
 
 impl TileFamily for TapByTap {
     #[inline(always)]
-    fn tile<S: Simd, const R: usize, const EDGE: bool>(
+    fn tile<S: Simd, E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
         plane: &Plane<'_, S>,
         first_row: usize,
         window: &Range<usize>,
         vector: usize,
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, E>,
     ) {
-        plane.tile::<R, EDGE>(first_row, window.clone(), vector, output)
+        plane.tile::<E, R, EDGE>(first_row, window.clone(), vector, output)
     }
 }
 
 impl<const KH: usize, const KW: usize, const DH: usize> TileFamily for SharedRows<KH, KW, DH> {
     #[inline(always)]
-    fn tile<S: Simd, const R: usize, const EDGE: bool>(
+    fn tile<S: Simd, E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
         plane: &Plane<'_, S>,
         first_row: usize,
         _: &Range<usize>,
         vector: usize,
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, E>,
     ) {
-        plane.tile_sharing_rows::<R, KH, KW, DH, EDGE>(first_row, vector, output)
+        plane.tile_sharing_rows::<E, R, KH, KW, DH, EDGE>(first_row, vector, output)
     }
 }
 
 impl TileFamily for StrideTwoTapByTap {
     #[inline(always)]
-    fn tile<S: Simd, const R: usize, const EDGE: bool>(
+    fn tile<S: Simd, E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
         plane: &Plane<'_, S>,
         first_row: usize,
         window: &Range<usize>,
         vector: usize,
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, E>,
     ) {
-        plane.tile_stride_two::<R, EDGE>(first_row, window.clone(), vector, output)
+        plane.tile_stride_two::<E, R, EDGE>(first_row, window.clone(), vector, output)
     }
 }
 
 impl<const KH: usize> TileFamily for StrideTwoSharedRows<KH> {
     #[inline(always)]
-    fn tile<S: Simd, const R: usize, const EDGE: bool>(
+    fn tile<S: Simd, E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
         plane: &Plane<'_, S>,
         first_row: usize,
         _: &Range<usize>,
         vector: usize,
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, E>,
     ) {
-        plane.tile_stride_two_sharing_rows::<R, KH, EDGE>(first_row, vector, output)
+        plane.tile_stride_two_sharing_rows::<E, R, KH, EDGE>(first_row, vector, output)
     }
 }
 
 /// What every tile of a plane reads, with the instructions to read it.
 struct Plane<'a, S: Simd> {
     simd: S,
-    data: PlaneData<'a>,
+    data: PlaneData<'a, S::Elem>,
 }
 
 /// What a stride-2 tap loads for a vector of outputs: the lanes of its pair of input vectors
@@ -386,6 +399,7 @@ impl<S: Simd> Plane<'_, S> {
     /// against one load each in `tile`).
     #[inline(always)]
     fn tile_sharing_rows<
+        E: Epilogue<S::Elem>,
         const R: usize,
         const KH: usize,
         const KW: usize,
@@ -395,7 +409,7 @@ impl<S: Simd> Plane<'_, S> {
         &self,
         first_row: usize,
         vector: usize,
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, E>,
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
         let mut acc = [simd.splat(self.data.bias); R];
@@ -408,7 +422,7 @@ impl<S: Simd> Plane<'_, S> {
             let Some(columns) = self.columns::<EDGE>(offset) else {
                 continue;
             };
-            let mut weights = [simd.splat(0.0); KH];
+            let mut weights = [simd.splat(S::Elem::ZERO); KH];
             for (i, weight) in weights.iter_mut().enumerate() {
                 *weight = simd.splat(self.data.weights[i * KW + j]);
             }
@@ -433,12 +447,12 @@ impl<S: Simd> Plane<'_, S> {
     /// rows `rows` (inside the input for every one of the `R` output rows); without `EDGE`,
     /// every tap's columns lie inside the input row.
     #[inline(always)]
-    fn tile<const R: usize, const EDGE: bool>(
+    fn tile<E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
         &self,
         first_row: usize,
         rows: Range<usize>,
         vector: usize,
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, E>,
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
         let mut acc = [simd.splat(self.data.bias); R];
@@ -468,11 +482,16 @@ impl<S: Simd> Plane<'_, S> {
     /// adjacent columns, whose inputs are the even and the odd lanes of the same two vectors —
     /// and most feed two output rows or more.
     #[inline(always)]
-    fn tile_stride_two_sharing_rows<const R: usize, const KH: usize, const EDGE: bool>(
+    fn tile_stride_two_sharing_rows<
+        E: Epilogue<S::Elem>,
+        const R: usize,
+        const KH: usize,
+        const EDGE: bool,
+    >(
         &self,
         first_row: usize,
         vector: usize,
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, E>,
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
         let mut acc = [simd.splat(self.data.bias); R];
@@ -489,7 +508,7 @@ impl<S: Simd> Plane<'_, S> {
             // (Not `[0, 1, 2].map(..)`: `array::map` is not inlined, and outside this
             // function's target features it spilled every accumulator around a call.)
             let weights = |j: usize| {
-                let mut column = [simd.splat(0.0); KH];
+                let mut column = [simd.splat(S::Elem::ZERO); KH];
                 for (i, weight) in column.iter_mut().enumerate() {
                     *weight = simd.splat(self.data.weights[i * self.data.kernel_w + j]);
                 }
@@ -545,7 +564,7 @@ impl<S: Simd> Plane<'_, S> {
         let simd = self.simd;
         // SAFETY: forwarded from the caller.
         let load = |k: usize| unsafe { self.load_pair::<EDGE>(top + k, offset, columns) };
-        let zero = simd.splat(0.0);
+        let zero = simd.splat(S::Elem::ZERO);
         let mut window = [(zero, zero); KH];
         for (k, rows) in window.iter_mut().enumerate() {
             *rows = load(k);
@@ -571,12 +590,12 @@ impl<S: Simd> Plane<'_, S> {
     /// first_row + R`, over window rows `rows` (inside the input for every one of them), each
     /// tap loading its pair per output row.
     #[inline(always)]
-    fn tile_stride_two<const R: usize, const EDGE: bool>(
+    fn tile_stride_two<E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
         &self,
         first_row: usize,
         rows: Range<usize>,
         vector: usize,
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, E>,
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
         let mut acc = [simd.splat(self.data.bias); R];
@@ -635,20 +654,9 @@ impl<S: Simd> Plane<'_, S> {
             .as_ptr()
             .wrapping_add(row * self.data.width + offset)
             .wrapping_sub(self.data.pad_left);
-        let high_base = base.wrapping_add(S::LANES);
         // SAFETY: the lanes set in `low` and `high` read the row's columns inside 0..W (the
         // caller's promise); without `EDGE` all 2·LANES of them are.
-        unsafe {
-            if EDGE {
-                self.simd.deinterleave(
-                    self.simd.load_masked(base, low),
-                    self.simd.load_masked(high_base, high),
-                )
-            } else {
-                self.simd
-                    .deinterleave(self.simd.load(base), self.simd.load(high_base))
-            }
-        }
+        unsafe { self.simd.load_deinterleaved::<EDGE>(base, [low, high]) }
     }
 
     /// The lanes of the vector of input columns from `offset − pad_left` that fall inside the
@@ -700,27 +708,17 @@ impl<S: Simd> Plane<'_, S> {
     /// Stores `R` vectors as vector `vector` of output rows `first_row ..`, the last vector
     /// of a row masked to its end.
     #[inline(always)]
-    fn store_rows<const R: usize>(
+    fn store_rows<E: Epilogue<S::Elem>, const R: usize>(
         &self,
         acc: &[S::Vector; R],
         first_row: usize,
         vector: usize,
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, E>,
     ) {
         let (lanes, out_w) = (S::LANES, self.data.out_w);
         let first_output = vector * lanes;
         let count = (out_w - first_output).min(lanes);
-        // One check for the block's rows, not one per row: the last row's vector is the
-        // furthest store.
-        assert!((first_row + R - 1) * out_w + first_output + count <= output.len());
-        let first = output
-            .as_mut_ptr()
-            .wrapping_add(first_row * out_w + first_output);
-        for (r, &sum) in acc.iter().enumerate() {
-            let target = first.wrapping_add(r * out_w);
-            // SAFETY: lanes `0..count` of row `first_row + r` land inside `output` (asserted
-            // for the last row, the others lie before it); whole vectors are LANES floats.
-            unsafe { self.simd.store_first(target, sum, count) };
-        }
+        let at = first_row * out_w + first_output;
+        output.store_rows(self.simd, at, out_w, acc, count);
     }
 }

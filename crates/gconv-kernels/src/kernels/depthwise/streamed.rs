@@ -28,19 +28,12 @@
 
 use gconv_shape::Geometry;
 
-use crate::depthwise_planes::PlaneChannels;
-use crate::simd::{Kernel, Simd, dispatch, lanes_between};
-use crate::workspace::Workspace;
+use super::super::ForwardKernel;
+use super::{Filters, PlaneChannels, planes_per_task};
+use crate::epilogue::{Epilogue, Sink};
+use crate::exec::workspace::{Output, Workspace};
+use crate::simd::{Element, Simd, WithSimd, dispatch, lanes_between, lanes_of};
 use crate::{Isa, KernelError};
-
-/// Output floats a task takes at least, several small planes each: a task is claimed,
-/// dispatched and set up once for all of them.
-#[cfg(not(test))]
-const MIN_TASK_FLOATS: usize = 1024;
-/// (The tests' planes are small: tasks of a few planes each, so that tasks start at planes
-/// of every channel and channel-multiplier copy.)
-#[cfg(test)]
-const MIN_TASK_FLOATS: usize = 24;
 
 /// The window's side with stride 2: 3x3, the stride-2 depthwise layer of MobileNet,
 /// EfficientNet and their kin, whose nine weights, three carried taps, six new ones and the
@@ -60,21 +53,31 @@ const fn band_vectors(stride: usize, side: usize) -> usize {
     if stride == 1 && side == 7 { 2 } else { 4 }
 }
 
+/// Whether `geometry` suits this kernel: depthwise without dilation, 3x3 or 5x5 with stride
+/// 2, 3x3, 5x5 or 7x7 with stride 1.
+pub(crate) fn suits(geometry: &Geometry) -> bool {
+    geometry.in_channels_per_group() == 1
+        && geometry.dilation() == [1, 1]
+        && match geometry.stride() {
+            [2, 2] => matches!(geometry.kernel_size(), [3, 3] | [5, 5]),
+            [1, 1] => matches!(geometry.kernel_size(), [3, 3] | [5, 5] | [7, 7]),
+            _ => false,
+        }
+}
+
 /// A depthwise convolution (one input channel per group, any channel multiplier) without
 /// dilation, 3x3 or 5x5 with stride 2 or 3x3, 5x5 or 7x7 with stride 1, prepared for the
 /// streamed kernel.
 #[derive(Debug)]
-pub(crate) struct StreamedEngine {
-    pub geometry: Geometry,
-    pub isa: Isa,
-    /// `[C_out][K·K]`, the caller's layout.
-    weights: Vec<f32>,
-    /// Per output channel (zeros without a bias).
-    bias: Vec<f32>,
+pub(crate) struct StreamedEngine<T, E> {
+    geometry: Geometry,
+    isa: Isa,
+    filters: Filters<T>,
     /// Per vector of output columns, the input columns its taps read from every row.
     columns: Vec<VectorColumns>,
     /// Planes per task.
     planes_per_task: usize,
+    epilogue: E,
 }
 
 /// The input columns a vector of output columns reads from an input row, from `start` on.
@@ -98,115 +101,98 @@ struct VectorColumns {
     whole: bool,
 }
 
-impl StreamedEngine {
-    /// Whether `geometry` suits this kernel: depthwise without dilation, 3x3 or 5x5 with
-    /// stride 2, 3x3, 5x5 or 7x7 with stride 1.
-    pub fn suits(geometry: &Geometry) -> bool {
-        geometry.in_channels_per_group() == 1
-            && geometry.dilation() == [1, 1]
-            && match geometry.stride() {
-                [2, 2] => matches!(geometry.kernel_size(), [3, 3] | [5, 5]),
-                [1, 1] => matches!(geometry.kernel_size(), [3, 3] | [5, 5] | [7, 7]),
-                _ => false,
-            }
-    }
-
+impl<T: Element, E: Epilogue<T>> StreamedEngine<T, E> {
+    /// The engine for `geometry` (which [`suits`] it) on tier `isa`.
     pub fn new(
         geometry: &Geometry,
-        weight: &[f32],
-        bias: Option<&[f32]>,
+        weight: &[T],
+        bias: Option<&[T]>,
         isa: Isa,
-    ) -> Result<StreamedEngine, KernelError> {
-        if !Self::suits(geometry) {
-            return Err(KernelError::TooLarge {
-                what: "the streamed depthwise kernel (a forced kernel that does not fit the problem)",
-            });
-        }
-        let too_large = KernelError::TooLarge {
-            what: "the streamed depthwise kernel's column offsets (a far-padded plane)",
-        };
-        let lanes = isa.lanes();
-        let [_, width] = geometry.input_size();
+        epilogue: E,
+    ) -> Result<Self, KernelError> {
         let [out_h, out_w] = geometry.output_size();
-        let signed = |value: usize| isize::try_from(value).map_err(|_| too_large.clone());
-        let (width, left) = (signed(width)?, signed(geometry.padding().left)?);
-        let vectors = out_w.div_ceil(lanes);
-        // Every column offset below lies within [−left − LANES, 2·out_w + 2·LANES], and out_w is at
-        // most the padded width, which Geometry checked fits in usize.
-        let lanes_inside = |first: isize| {
-            let first_inside = (-first).clamp(0, lanes as isize) as usize;
-            let end_inside = (width - first).clamp(0, lanes as isize) as usize;
-            if first_inside < end_inside {
-                lanes_between(first_inside, end_inside)
-            } else {
-                0
-            }
-        };
-        let all = lanes_between(0, lanes);
-        let step = lanes as isize;
-        let stride_two = geometry.stride() == [2, 2];
-        let side = geometry.kernel_size()[0];
-        let mut columns = Vec::with_capacity(vectors);
-        for vector in 0..vectors {
-            let (start, masks, whole) = if stride_two && side != SIDE {
-                // Tap j's inputs: the even (j even) or odd columns of the pair from
-                // `start + 2·(j / 2)`.
-                let start = signed(2 * vector * lanes)? - left;
-                let mut masks = [0; MAX_SIDE];
-                for (half, mask) in masks[..2 * side.div_ceil(2)].iter_mut().enumerate() {
-                    *mask =
-                        lanes_inside(start + 2 * (half / 2) as isize + step * (half % 2) as isize);
-                }
-                (
-                    start,
-                    masks,
-                    masks[..2 * side.div_ceil(2)]
-                        .iter()
-                        .all(|&mask| mask == all),
-                )
-            } else if stride_two {
-                let start = signed(2 * vector * lanes)? - left + 1;
-                let mut masks = [0; MAX_SIDE];
-                masks[..3].copy_from_slice(&[
-                    lanes_inside(start),
-                    lanes_inside(start + step),
-                    lanes_inside(start - step) & (1 << (lanes - 1)),
-                ]);
-                (start, masks, masks[..2] == [all; 2])
-            } else {
-                let start = signed(vector * lanes)? - left;
-                let mut masks = [0; MAX_SIDE];
-                for (tap, mask) in masks[..side].iter_mut().enumerate() {
-                    *mask = lanes_inside(start + tap as isize);
-                }
-                (start, masks, masks[..side].iter().all(|&mask| mask == all))
-            };
-            columns.push(VectorColumns {
-                start,
-                masks,
-                whole,
-            });
-        }
-        let output_planes = geometry.batch() * geometry.out_channels();
-        let out_plane = out_h * out_w;
+        let columns =
+            vector_columns(geometry, lanes_of::<T>(isa)).ok_or(KernelError::TooLarge {
+                what: "the streamed depthwise kernel's column offsets (a far-padded plane)",
+            })?;
         Ok(StreamedEngine {
             geometry: *geometry,
             isa,
-            weights: weight.to_vec(),
-            bias: bias.map_or_else(|| vec![0.0; geometry.out_channels()], <[f32]>::to_vec),
+            filters: Filters::new(geometry, weight, bias),
             columns,
-            planes_per_task: MIN_TASK_FLOATS
-                .div_ceil(out_plane.max(1))
-                .clamp(1, output_planes.max(1)),
+            planes_per_task: planes_per_task(geometry, out_h * out_w),
+            epilogue,
         })
     }
+}
 
-    /// Floats of scratch a worker needs: none, the input is read where it lies.
-    pub fn scratch_len(&self) -> usize {
+/// Per vector of `lanes` output columns of `geometry`, the input columns its taps read from
+/// every row (see [`VectorColumns`]); `None` past `isize`.
+fn vector_columns(geometry: &Geometry, lanes: usize) -> Option<Vec<VectorColumns>> {
+    let [_, width] = geometry.input_size();
+    let [_, out_w] = geometry.output_size();
+    let signed = |value: usize| isize::try_from(value).ok();
+    let (width, left) = (signed(width)?, signed(geometry.padding().left)?);
+    // Every column offset below lies within [−left − LANES, 2·out_w + 2·LANES], and out_w is
+    // at most the padded width, which Geometry checked fits in usize.
+    let lanes_inside = |first: isize| {
+        let first_inside = (-first).clamp(0, lanes as isize) as usize;
+        let end_inside = (width - first).clamp(0, lanes as isize) as usize;
+        if first_inside < end_inside {
+            lanes_between(first_inside, end_inside)
+        } else {
+            0
+        }
+    };
+    let all = lanes_between(0, lanes);
+    let step = lanes as isize;
+    let stride_two = geometry.stride() == [2, 2];
+    let side = geometry.kernel_size()[0];
+    let mut columns = Vec::with_capacity(out_w.div_ceil(lanes));
+    for vector in 0..out_w.div_ceil(lanes) {
+        let mut masks = [0; MAX_SIDE];
+        let (start, masked) = if stride_two && side != SIDE {
+            // Tap j's inputs: the even (j even) or odd columns of the pair from
+            // `start + 2·(j / 2)`.
+            let start = signed(2 * vector * lanes)? - left;
+            let halves = 2 * side.div_ceil(2);
+            for (half, mask) in masks[..halves].iter_mut().enumerate() {
+                *mask = lanes_inside(start + 2 * (half / 2) as isize + step * (half % 2) as isize);
+            }
+            (start, halves)
+        } else if stride_two {
+            let start = signed(2 * vector * lanes)? - left + 1;
+            masks[..3].copy_from_slice(&[
+                lanes_inside(start),
+                lanes_inside(start + step),
+                lanes_inside(start - step) & (1 << (lanes - 1)),
+            ]);
+            // (The column before the pair is loaded through its mask in any case.)
+            (start, 2)
+        } else {
+            let start = signed(vector * lanes)? - left;
+            for (tap, mask) in masks[..side].iter_mut().enumerate() {
+                *mask = lanes_inside(start + tap as isize);
+            }
+            (start, side)
+        };
+        let whole = masks[..masked].iter().all(|&mask| mask == all);
+        columns.push(VectorColumns {
+            start,
+            masks,
+            whole,
+        });
+    }
+    Some(columns)
+}
+
+impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for StreamedEngine<T, E> {
+    /// None: the input is read where it lies.
+    fn scratch_len(&self) -> usize {
         0
     }
 
-    pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {
+    fn run(&self, input: &[T], output: Output<'_, T>, workspace: &Workspace<T>, parallel: bool) {
         let [out_h, out_w] = self.geometry.output_size();
         let chunk = self.planes_per_task * out_h * out_w;
         // Bands of `band_vectors` vectors, the last one 1..=band_vectors of them; each layout
@@ -217,12 +203,12 @@ impl StreamedEngine {
         let full = vectors > width;
         let last = vectors - (vectors - 1) / width * width;
         let edge = self.columns.iter().any(|columns| !columns.whole);
-        workspace.for_each_chunk(parallel, output, chunk, |_, index, planes| {
+        workspace.for_each_chunk(parallel, output, self.epilogue, chunk, |_, index, sink| {
             let task = Planes {
                 engine: self,
                 input,
                 first_plane: index * self.planes_per_task,
-                output: planes,
+                sink,
             };
             let isa = self.isa;
             let window = [self.geometry.stride()[0], self.geometry.kernel_size()[0]];
@@ -254,14 +240,14 @@ impl StreamedEngine {
 }
 
 /// One task: whole output planes from `first_plane` on, and the whole input.
-struct Planes<'a> {
-    engine: &'a StreamedEngine,
-    input: &'a [f32],
+struct Planes<'a, 's, T, E> {
+    engine: &'a StreamedEngine<T, E>,
+    input: &'a [T],
     first_plane: usize,
-    output: &'a mut [f32],
+    sink: Sink<'s, T, E>,
 }
 
-impl<'a> Planes<'a> {
+impl<'a, 's, T, E> Planes<'a, 's, T, E> {
     /// This task with stride `STRIDE` and a `K`x`K` window, its planes' vectors in bands of
     /// `WIDTH` (none if 0) and a last band of `LAST`, which loads through masks if `EDGE`
     /// (see [`StreamedPlane::masked`]).
@@ -273,7 +259,7 @@ impl<'a> Planes<'a> {
         const EDGE: bool,
     >(
         self,
-    ) -> PlanesInBands<'a, STRIDE, K, WIDTH, LAST, EDGE> {
+    ) -> PlanesInBands<'a, 's, T, E, STRIDE, K, WIDTH, LAST, EDGE> {
         PlanesInBands { planes: self }
     }
 }
@@ -282,25 +268,35 @@ impl<'a> Planes<'a> {
 /// bands of `WIDTH` (none if 0) and a last band of `LAST`.
 struct PlanesInBands<
     'a,
+    's,
+    T,
+    E,
     const STRIDE: usize,
     const K: usize,
     const WIDTH: usize,
     const LAST: usize,
     const EDGE: bool,
 > {
-    planes: Planes<'a>,
+    planes: Planes<'a, 's, T, E>,
 }
 
-impl<const STRIDE: usize, const K: usize, const WIDTH: usize, const LAST: usize, const EDGE: bool>
-    Kernel for PlanesInBands<'_, STRIDE, K, WIDTH, LAST, EDGE>
+impl<
+    T: Element,
+    E: Epilogue<T>,
+    const STRIDE: usize,
+    const K: usize,
+    const WIDTH: usize,
+    const LAST: usize,
+    const EDGE: bool,
+> WithSimd<T> for PlanesInBands<'_, '_, T, E, STRIDE, K, WIDTH, LAST, EDGE>
 {
     #[inline(always)]
-    fn run<S: Simd>(self, simd: S) {
+    fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
         let Planes {
             engine,
             input,
             first_plane,
-            output,
+            mut sink,
         } = self.planes;
         let geometry = &engine.geometry;
         let [height, width] = geometry.input_size();
@@ -310,9 +306,9 @@ impl<const STRIDE: usize, const K: usize, const WIDTH: usize, const LAST: usize,
         let multiplier = geometry.out_channels_per_group();
         assert_eq!(engine.columns.len(), out_w.div_ceil(S::LANES));
         let channels = PlaneChannels::new(first_plane, out_channels, multiplier);
-        for (output, (channel, input_plane)) in output.chunks_exact_mut(out_plane).zip(channels) {
-            let weights = &engine.weights[channel * K * K..][..K * K];
-            let mut splat = [simd.splat(0.0); MAX_SIDE * MAX_SIDE];
+        for (mut output, (channel, input_plane)) in sink.split(out_plane).zip(channels) {
+            let weights = engine.filters.weights(channel);
+            let mut splat = [simd.splat(T::ZERO); MAX_SIDE * MAX_SIDE];
             for (vector, &weight) in splat.iter_mut().zip(weights) {
                 *vector = simd.splat(weight);
             }
@@ -320,30 +316,35 @@ impl<const STRIDE: usize, const K: usize, const WIDTH: usize, const LAST: usize,
                 simd,
                 input: &input[input_plane * plane..][..plane],
                 weights: splat,
-                bias: simd.splat(engine.bias[channel]),
+                bias: simd.splat(engine.filters.bias(channel)),
                 height,
                 width,
                 pad_top: geometry.padding().top,
                 out_h,
                 out_w,
             };
-            streamed.convolve::<STRIDE, K, WIDTH, LAST, EDGE>(&engine.columns, output);
+            streamed.convolve::<STRIDE, K, WIDTH, LAST, EDGE>(&engine.columns, &mut output);
         }
     }
 }
 
 /// Where a band of `B` vectors stores: its output plane (`out_h` rows), and per vector the
 /// first column and the number of columns it holds.
-struct Band<const B: usize> {
-    output: *mut f32,
+struct Band<'a, T, E, const B: usize> {
+    output: Sink<'a, T, E>,
     out_h: usize,
     vectors: [(usize, usize); B],
 }
 
-impl<const B: usize> Band<B> {
+impl<'a, T: Element, E: Epilogue<T>, const B: usize> Band<'a, T, E, B> {
     /// Vectors `first..first + B` of `output`, an output plane of `out_h` rows of `out_w`.
     #[inline(always)]
-    fn new(output: &mut [f32], [out_h, out_w]: [usize; 2], lanes: usize, first: usize) -> Band<B> {
+    fn new(
+        output: &'a mut Sink<'_, T, E>,
+        [out_h, out_w]: [usize; 2],
+        lanes: usize,
+        first: usize,
+    ) -> Band<'a, T, E, B> {
         assert_eq!(output.len(), out_h * out_w);
         let vectors = std::array::from_fn(|vector| {
             let start = (first + vector) * lanes;
@@ -351,7 +352,7 @@ impl<const B: usize> Band<B> {
             (start, (out_w - start).min(lanes))
         });
         Band {
-            output: output.as_mut_ptr(),
+            output: output.reborrow(),
             out_h,
             vectors,
         }
@@ -361,7 +362,7 @@ impl<const B: usize> Band<B> {
 /// One plane's input, weights and bias, and the geometry a column of it needs.
 struct StreamedPlane<'a, S: Simd> {
     simd: S,
-    input: &'a [f32],
+    input: &'a [S::Elem],
     /// Tap `(i, j)` at `K·i + j` (the first `K²`), each broadcast.
     weights: [S::Vector; MAX_SIDE * MAX_SIDE],
     bias: S::Vector,
@@ -386,7 +387,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
     >(
         &self,
         columns: &[VectorColumns],
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, impl Epilogue<S::Elem>>,
     ) {
         let mut first = 0;
         if WIDTH > 0 {
@@ -407,16 +408,16 @@ impl<S: Simd> StreamedPlane<'_, S> {
         &self,
         first: usize,
         columns: &[VectorColumns],
-        output: &mut [f32],
+        output: &mut Sink<'_, S::Elem, impl Epilogue<S::Elem>>,
     ) {
         let columns: &[VectorColumns; B] = columns[..B].try_into().unwrap();
-        let band = Band::<B>::new(output, [self.out_h, self.out_w], S::LANES, first);
+        let mut band = Band::<_, _, B>::new(output, [self.out_h, self.out_w], S::LANES, first);
         if STRIDE == 1 {
-            self.band_stride_one::<K, B, EDGE>(&band, columns);
+            self.band_stride_one::<_, K, B, EDGE>(&mut band, columns);
         } else if K == SIDE {
-            self.band_stride_two::<B, EDGE>(&band, columns);
+            self.band_stride_two::<_, B, EDGE>(&mut band, columns);
         } else {
-            self.band_stride_two_rolling::<K, B, EDGE>(&band, columns);
+            self.band_stride_two_rolling::<_, K, B, EDGE>(&mut band, columns);
         }
     }
 
@@ -432,9 +433,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
     /// elsewhere vector by vector, each weight broadcast per vector (with four vectors of 7x7
     /// sums that order kept the sums on the stack, loaded and stored per row).
     #[inline(always)]
-    fn band_stride_one<const K: usize, const B: usize, const EDGE: bool>(
+    fn band_stride_one<E: Epilogue<S::Elem>, const K: usize, const B: usize, const EDGE: bool>(
         &self,
-        band: &Band<B>,
+        band: &mut Band<'_, S::Elem, E, B>,
         columns: &[VectorColumns; B],
     ) {
         let add_row = |sum: S::Vector, i: usize, taps: &Option<[S::Vector; K]>| match taps {
@@ -465,7 +466,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
                     acc[..K - 1].copy_from_slice(&sums[..K - 1]);
                 }
                 if row.is_some() {
-                    let mut taps = [[self.simd.splat(0.0); K]; B];
+                    let mut taps = [[self.simd.splat(S::Elem::ZERO); K]; B];
                     for (taps, columns) in taps.iter_mut().zip(columns) {
                         if let Some(row_taps) = self.row_taps::<1, K, B, EDGE>(row, columns) {
                             *taps = row_taps;
@@ -513,9 +514,14 @@ impl<S: Simd> StreamedPlane<'_, S> {
     /// from the bias. Each output's chain: bias, then the taps in `(i, j)` order; rows of the
     /// padding add nothing.
     #[inline(always)]
-    fn band_stride_two_rolling<const K: usize, const B: usize, const EDGE: bool>(
+    fn band_stride_two_rolling<
+        E: Epilogue<S::Elem>,
+        const K: usize,
+        const B: usize,
+        const EDGE: bool,
+    >(
         &self,
-        band: &Band<B>,
+        band: &mut Band<'_, S::Elem, E, B>,
         columns: &[VectorColumns; B],
     ) {
         // Sums of output rows r .. r + ⌈K/2⌉ (at most MAX_SIDE).
@@ -569,7 +575,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
     ) -> [S::Vector; K] {
         let simd = self.simd;
         let base = self.column_start(row, columns);
-        let zero = simd.splat(0.0);
+        let zero = simd.splat(S::Elem::ZERO);
         let mut taps = [zero; K];
         for pair in 0..K.div_ceil(2) {
             let masks = [columns.masks[2 * pair], columns.masks[2 * pair + 1]];
@@ -578,7 +584,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
             // the plan for this geometry: from `start + 2·pair` and `+ LANES`), and without
             // `EDGE` all of them are.
             let (even, odd) =
-                unsafe { self.deinterleaved_pair::<EDGE>(base.wrapping_add(2 * pair), masks) };
+                unsafe { simd.load_deinterleaved::<EDGE>(base.wrapping_add(2 * pair), masks) };
             taps[2 * pair] = even;
             if 2 * pair + 1 < K {
                 taps[2 * pair + 1] = odd;
@@ -596,9 +602,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
     /// checking which rows exist; the few whose windows reach into the padding check each
     /// row. Each output's chain: bias, then the taps in `(i, j)` order.
     #[inline(always)]
-    fn band_stride_two<const B: usize, const EDGE: bool>(
+    fn band_stride_two<E: Epilogue<S::Elem>, const B: usize, const EDGE: bool>(
         &self,
-        band: &Band<B>,
+        band: &mut Band<'_, S::Elem, E, B>,
         columns: &[VectorColumns; B],
     ) {
         let out_h = band.out_h;
@@ -609,12 +615,12 @@ impl<S: Simd> StreamedPlane<'_, S> {
             .checked_sub(SIDE)
             .map_or(0, |reach| reach / 2 + 1)
             .clamp(first_inside, out_h);
-        let mut carried = [[self.simd.splat(0.0); SIDE]; B];
+        let mut carried = [[self.simd.splat(S::Elem::ZERO); SIDE]; B];
         for (taps, columns) in carried.iter_mut().zip(columns) {
             *taps = self.pair_row::<B, EDGE>(self.input_row(0), columns);
         }
         for r in 0..first_inside {
-            self.row_checking_rows::<B, EDGE>(band, r, columns, &mut carried);
+            self.row_checking_rows::<_, B, EDGE>(band, r, columns, &mut carried);
         }
         let mut r = first_inside;
         while r + 2 <= end_inside {
@@ -631,15 +637,15 @@ impl<S: Simd> StreamedPlane<'_, S> {
             r += 2;
         }
         for r in r..out_h {
-            self.row_checking_rows::<B, EDGE>(band, r, columns, &mut carried);
+            self.row_checking_rows::<_, B, EDGE>(band, r, columns, &mut carried);
         }
     }
 
     /// Output row `r` of a band, its window rows each checked to lie inside the plane.
     #[inline(always)]
-    fn row_checking_rows<const B: usize, const EDGE: bool>(
+    fn row_checking_rows<E: Epilogue<S::Elem>, const B: usize, const EDGE: bool>(
         &self,
-        band: &Band<B>,
+        band: &mut Band<'_, S::Elem, E, B>,
         r: usize,
         columns: &[VectorColumns; B],
         carried: &mut [[S::Vector; SIDE]; B],
@@ -688,14 +694,17 @@ impl<S: Simd> StreamedPlane<'_, S> {
 
     /// Stores `sum` as vector `vector` of the band in output row `r`.
     #[inline(always)]
-    fn store<const B: usize>(&self, band: &Band<B>, r: usize, vector: usize, sum: S::Vector) {
+    fn store<E: Epilogue<S::Elem>, const B: usize>(
+        &self,
+        band: &mut Band<'_, S::Elem, E, B>,
+        r: usize,
+        vector: usize,
+        sum: S::Vector,
+    ) {
         let (start, count) = band.vectors[vector];
         assert!(r < band.out_h);
-        let target = band.output.wrapping_add(r * self.out_w + start);
-        // SAFETY: lanes `0..count` of output row `r < out_h` are its columns `start ..
-        // start + count`, inside the row (`Band::new`), and the rows lie inside the band's
-        // output plane of out_h · out_w floats.
-        unsafe { self.simd.store_first(target, sum, count) };
+        band.output
+            .store_prefix(self.simd, r * self.out_w + start, sum, count);
     }
 
     /// Stride 2: the three taps input row `row` gives a vector of a band of `B`
@@ -708,7 +717,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         columns: &VectorColumns,
     ) -> [S::Vector; SIDE] {
         let Some(row) = row else {
-            return [self.simd.splat(0.0); SIDE];
+            return [self.simd.splat(S::Elem::ZERO); SIDE];
         };
         assert!(row < self.height && self.input.len() == self.height * self.width);
         if Self::masked::<B, EDGE>(columns) {
@@ -749,7 +758,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
     /// Where column `columns.start` of input row `row` would lie (outside the row in the
     /// padding: never dereferenced there, the masks leave those lanes out).
     #[inline(always)]
-    fn column_start(&self, row: usize, columns: &VectorColumns) -> *const f32 {
+    fn column_start(&self, row: usize, columns: &VectorColumns) -> *const S::Elem {
         self.input
             .as_ptr()
             .wrapping_add(row * self.width)
@@ -800,7 +809,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         // high one, `start − LANES` for the column before), and without `EDGE` the pair's
         // all are.
         let (even, odd, previous) = unsafe {
-            let (even, odd) = self.deinterleaved_pair::<EDGE>(base, [low, high]);
+            let (even, odd) = simd.load_deinterleaved::<EDGE>(base, [low, high]);
             (
                 even,
                 odd,
@@ -808,34 +817,5 @@ impl<S: Simd> StreamedPlane<'_, S> {
             )
         };
         [simd.shift_in(previous, odd), even, odd]
-    }
-
-    /// The even and the odd columns of the pair of vectors from `low`, each through its mask
-    /// with `EDGE` (lanes outside it zero), whole without.
-    ///
-    /// # Safety
-    ///
-    /// With `EDGE`, `low + lane` must be readable for every lane set in the first mask and
-    /// `low + LANES + lane` for every lane set in the second; without, all `2·LANES` floats
-    /// from `low`.
-    #[inline(always)]
-    unsafe fn deinterleaved_pair<const EDGE: bool>(
-        &self,
-        low: *const f32,
-        [low_mask, high_mask]: [u32; 2],
-    ) -> (S::Vector, S::Vector) {
-        let simd = self.simd;
-        let high = low.wrapping_add(S::LANES);
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            if EDGE {
-                simd.deinterleave(
-                    simd.load_masked(low, low_mask),
-                    simd.load_masked(high, high_mask),
-                )
-            } else {
-                simd.deinterleave(simd.load(low), simd.load(high))
-            }
-        }
     }
 }

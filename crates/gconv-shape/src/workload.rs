@@ -1,4 +1,5 @@
-//! Layer lists: the convolution layers of networks, as benchmarks and regression jobs read them.
+//! Layer lists: the convolution layers of networks, as benchmarks, regression jobs and the
+//! kernels' selection tests read them.
 //!
 //! One layer per line, `name,batch,in_channels,out_channels,height,width,kernel_h,kernel_w,
 //! stride,padding,dilation,groups`, with symmetric zero padding and the stride and dilation on

@@ -1,5 +1,5 @@
 //! Depthwise convolution on small planes whose output is the input's size (stride 1, "same"
-//! padding): every tap reads the input plane shifted by a constant number of floats.
+//! padding): every tap reads the input plane shifted by a constant number of elements.
 //!
 //! On a 7x7 or 14x14 plane a vector of output positions spans several rows. Where the output
 //! is as tall and as wide as the input, tap `(i, j)` of flat output position `q` reads flat
@@ -14,35 +14,32 @@
 
 use gconv_shape::Geometry;
 
-use crate::depthwise_planes::PlaneChannels;
-use crate::simd::{Kernel, Simd, dispatch};
-use crate::workspace::Workspace;
+use super::super::ForwardKernel;
+use super::{Filters, PlaneChannels, planes_per_task};
+use crate::epilogue::{Epilogue, Sink};
+use crate::exec::workspace::{Output, Workspace};
+use crate::simd::{Element, Simd, WithSimd, dispatch, lanes_of};
 use crate::{Isa, KernelError};
 
 /// Vectors of output positions computed together: independent accumulators that keep both
 /// FMA units busy through their latency, each tap's weight broadcast once for all of them.
 pub(crate) const TILE_VECTORS: usize = 8;
 
-/// Output floats a task takes at least, several small planes each: a task is claimed,
-/// dispatched and set up once for all of them.
-#[cfg(not(test))]
-const MIN_TASK_FLOATS: usize = 1024;
-/// (The tests' planes are small: tasks of a few planes each, so that tasks start at planes
-/// of every channel and channel-multiplier copy.)
-#[cfg(test)]
-const MIN_TASK_FLOATS: usize = 48;
+/// Whether `geometry` suits this kernel: depthwise, stride 1, output as large as the input.
+pub(crate) fn suits(geometry: &Geometry) -> bool {
+    geometry.in_channels_per_group() == 1
+        && geometry.stride() == [1, 1]
+        && geometry.output_size() == geometry.input_size()
+}
 
 /// A stride-1 depthwise convolution (one input channel per group, any channel multiplier)
 /// whose output is the input's size, prepared for the shifted-plane kernel.
 #[derive(Debug)]
-pub(crate) struct ShiftedEngine {
-    pub geometry: Geometry,
-    pub isa: Isa,
-    /// `[C_out][kH·kW]`, the caller's layout.
-    weights: Vec<f32>,
-    /// Per output channel (zeros without a bias).
-    bias: Vec<f32>,
-    /// Per tap, where its input lies relative to the output position, in floats.
+pub(crate) struct ShiftedEngine<T, E> {
+    geometry: Geometry,
+    isa: Isa,
+    filters: Filters<T>,
+    /// Per tap, where its input lies relative to the output position, in elements.
     shifts: Vec<isize>,
     /// `[tap][vector]`: the lanes of each vector of output positions whose input for the tap
     /// lies inside the plane.
@@ -54,82 +51,34 @@ pub(crate) struct ShiftedEngine {
     vectors: usize,
     /// Planes per task.
     planes_per_task: usize,
+    epilogue: E,
 }
 
-impl ShiftedEngine {
-    /// Whether `geometry` suits this kernel: depthwise, stride 1, output as large as the input.
-    pub fn suits(geometry: &Geometry) -> bool {
-        geometry.in_channels_per_group() == 1
-            && geometry.stride() == [1, 1]
-            && geometry.output_size() == geometry.input_size()
-    }
-
+impl<T: Element, E: Epilogue<T>> ShiftedEngine<T, E> {
+    /// The engine for `geometry` (which [`suits`] it) on tier `isa`; an error where its masks
+    /// would be too many (a large or far-padded plane).
     pub fn new(
         geometry: &Geometry,
-        weight: &[f32],
-        bias: Option<&[f32]>,
+        weight: &[T],
+        bias: Option<&[T]>,
         isa: Isa,
-    ) -> Result<ShiftedEngine, KernelError> {
+        epilogue: E,
+    ) -> Result<Self, KernelError> {
         let too_large = KernelError::TooLarge {
             what: "the shifted-plane depthwise kernel's masks and shifts (a forced kernel on a large or far-padded plane)",
         };
-        if !Self::suits(geometry) {
-            return Err(KernelError::TooLarge {
-                what: "the shifted-plane depthwise kernel (a forced kernel that does not fit the problem)",
-            });
-        }
         let [height, width] = geometry.input_size();
-        let [kernel_h, kernel_w] = geometry.kernel_size();
-        let [dilation_h, dilation_w] = geometry.dilation();
-        let padding = geometry.padding();
         let plane = height * width;
-        let lanes = isa.lanes();
+        let lanes = lanes_of::<T>(isa);
         let vectors = plane.div_ceil(lanes);
-        let taps = kernel_h * kernel_w;
+        let taps = geometry.reduction_len();
         if vectors
             .checked_mul(taps)
             .is_none_or(|masks| masks > MAX_MASKS)
         {
             return Err(too_large);
         }
-        // Window offsets, rows and columns, relative to the output position: `(i·dH − top)`
-        // and `(j·dW − left)`, each within the window's reach, which Geometry computed.
-        let signed = |value: usize| isize::try_from(value).map_err(|_| too_large.clone());
-        let mut row_offsets = Vec::with_capacity(kernel_h);
-        for i in 0..kernel_h {
-            row_offsets.push(signed(i * dilation_h)? - signed(padding.top)?);
-        }
-        let mut column_offsets = Vec::with_capacity(kernel_w);
-        for j in 0..kernel_w {
-            column_offsets.push(signed(j * dilation_w)? - signed(padding.left)?);
-        }
-        let (height, width) = (signed(height)?, signed(width)?);
-        let mut shifts = Vec::with_capacity(taps);
-        let mut masks = Vec::with_capacity(taps * vectors);
-        for &row in &row_offsets {
-            for &column in &column_offsets {
-                let shift = row
-                    .checked_mul(width)
-                    .and_then(|shift| shift.checked_add(column));
-                shifts.push(shift.ok_or(too_large.clone())?);
-                for vector in 0..vectors {
-                    let mut mask = 0u32;
-                    for lane in 0..lanes {
-                        let position = vector * lanes + lane;
-                        if position >= plane {
-                            break;
-                        }
-                        let (out_row, out_column) =
-                            (signed(position)? / width, signed(position)? % width);
-                        let inside = (0..height).contains(&(out_row + row))
-                            && (0..width).contains(&(out_column + column));
-                        mask |= u32::from(inside) << lane;
-                    }
-                    masks.push(mask);
-                }
-            }
-        }
-        let output_planes = geometry.batch() * geometry.out_channels();
+        let (shifts, masks) = shifts_and_masks(geometry, lanes, vectors).ok_or(too_large)?;
         let reach = [
             shifts.iter().copied().min().unwrap_or(0),
             shifts.iter().copied().max().unwrap_or(0),
@@ -137,33 +86,82 @@ impl ShiftedEngine {
         Ok(ShiftedEngine {
             geometry: *geometry,
             isa,
-            weights: weight.to_vec(),
-            bias: bias.map_or_else(|| vec![0.0; geometry.out_channels()], <[f32]>::to_vec),
+            filters: Filters::new(geometry, weight, bias),
             shifts,
             masks,
             reach,
             vectors,
-            planes_per_task: MIN_TASK_FLOATS
-                .div_ceil(plane)
-                .clamp(1, output_planes.max(1)),
+            planes_per_task: planes_per_task(geometry, plane),
+            epilogue,
         })
     }
+}
 
-    /// Floats of scratch a worker needs: none, the input is read where it lies.
-    pub fn scratch_len(&self) -> usize {
+/// Per tap of `geometry` (stride 1, output the input's size), where its input lies relative
+/// to the output position (`(i·dH − top)·W + (j·dW − left)`), and per tap and vector of
+/// `lanes` positions the lanes whose input lies inside the plane; `None` past `isize`.
+fn shifts_and_masks(
+    geometry: &Geometry,
+    lanes: usize,
+    vectors: usize,
+) -> Option<(Vec<isize>, Vec<u32>)> {
+    let [height, width] = geometry.input_size();
+    let [kernel_h, kernel_w] = geometry.kernel_size();
+    let [dilation_h, dilation_w] = geometry.dilation();
+    let padding = geometry.padding();
+    let plane = height * width;
+    // Window offsets, rows and columns, relative to the output position: `(i·dH − top)` and
+    // `(j·dW − left)`, each within the window's reach, which Geometry computed.
+    let signed = |value: usize| isize::try_from(value).ok();
+    let mut row_offsets = Vec::with_capacity(kernel_h);
+    for i in 0..kernel_h {
+        row_offsets.push(signed(i * dilation_h)? - signed(padding.top)?);
+    }
+    let mut column_offsets = Vec::with_capacity(kernel_w);
+    for j in 0..kernel_w {
+        column_offsets.push(signed(j * dilation_w)? - signed(padding.left)?);
+    }
+    let (height, width) = (signed(height)?, signed(width)?);
+    let mut shifts = Vec::with_capacity(kernel_h * kernel_w);
+    let mut masks = Vec::with_capacity(kernel_h * kernel_w * vectors);
+    for &row in &row_offsets {
+        for &column in &column_offsets {
+            shifts.push(row.checked_mul(width)?.checked_add(column)?);
+            for vector in 0..vectors {
+                let mut mask = 0u32;
+                for lane in 0..lanes {
+                    let position = vector * lanes + lane;
+                    if position >= plane {
+                        break;
+                    }
+                    let (out_row, out_column) =
+                        (signed(position)? / width, signed(position)? % width);
+                    let inside = (0..height).contains(&(out_row + row))
+                        && (0..width).contains(&(out_column + column));
+                    mask |= u32::from(inside) << lane;
+                }
+                masks.push(mask);
+            }
+        }
+    }
+    Some((shifts, masks))
+}
+
+impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for ShiftedEngine<T, E> {
+    /// None: the input is read where it lies.
+    fn scratch_len(&self) -> usize {
         0
     }
 
-    pub fn run(&self, input: &[f32], output: &mut [f32], workspace: &Workspace, parallel: bool) {
+    fn run(&self, input: &[T], output: Output<'_, T>, workspace: &Workspace<T>, parallel: bool) {
         let [height, width] = self.geometry.input_size();
-        let plane = height * width;
-        let chunk = self.planes_per_task * plane;
-        workspace.for_each_chunk(parallel, output, chunk, |_, index, planes| {
+        let chunk = self.planes_per_task * height * width;
+        workspace.for_each_chunk(parallel, output, self.epilogue, chunk, |_, index, sink| {
             let task = Planes {
                 engine: self,
                 input,
                 first_plane: index * self.planes_per_task,
-                output: planes,
+                sink,
             };
             dispatch(self.isa, task);
         });
@@ -175,21 +173,21 @@ impl ShiftedEngine {
 const MAX_MASKS: usize = 1 << 18;
 
 /// One task: whole output planes from `first_plane` on, and the whole input.
-struct Planes<'a> {
-    engine: &'a ShiftedEngine,
-    input: &'a [f32],
+struct Planes<'a, 's, T, E> {
+    engine: &'a ShiftedEngine<T, E>,
+    input: &'a [T],
     first_plane: usize,
-    output: &'a mut [f32],
+    sink: Sink<'s, T, E>,
 }
 
-impl Kernel for Planes<'_> {
+impl<T: Element, E: Epilogue<T>> WithSimd<T> for Planes<'_, '_, T, E> {
     #[inline(always)]
-    fn run<S: Simd>(self, simd: S) {
+    fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
         let Planes {
             engine,
             input,
             first_plane,
-            output,
+            mut sink,
         } = self;
         let geometry = &engine.geometry;
         let [height, width] = geometry.input_size();
@@ -200,39 +198,39 @@ impl Kernel for Planes<'_> {
         assert!(S::LANES * engine.vectors >= plane);
         assert_eq!(engine.masks.len(), taps * engine.vectors);
         let channels = PlaneChannels::new(first_plane, out_channels, multiplier);
-        for (output, (channel, input_plane)) in output.chunks_exact_mut(plane).zip(channels) {
+        for (mut output, (channel, input_plane)) in sink.split(plane).zip(channels) {
             assert!((input_plane + 1) * plane <= input.len());
             let shifted = ShiftedPlane {
                 simd,
                 engine,
                 input,
                 plane_start: input_plane * plane,
-                weights: &engine.weights[channel * taps..][..taps],
-                bias: simd.splat(engine.bias[channel]),
+                weights: engine.filters.weights(channel),
+                bias: simd.splat(engine.filters.bias(channel)),
             };
-            shifted.convolve(output);
+            shifted.convolve(&mut output);
         }
     }
 }
 
 /// One plane's weights and where its input starts in the whole input, beside the plan's
 /// shifts and masks.
-struct ShiftedPlane<'a, S: Simd> {
+struct ShiftedPlane<'a, S: Simd, E> {
     simd: S,
-    engine: &'a ShiftedEngine,
+    engine: &'a ShiftedEngine<S::Elem, E>,
     /// All of the input: a vector's taps may read the planes either side, in lanes their
     /// mask leaves out.
-    input: &'a [f32],
+    input: &'a [S::Elem],
     plane_start: usize,
-    weights: &'a [f32],
+    weights: &'a [S::Elem],
     bias: S::Vector,
 }
 
-impl<S: Simd> ShiftedPlane<'_, S> {
+impl<S: Simd, E: Epilogue<S::Elem>> ShiftedPlane<'_, S, E> {
     /// Loop order: the plane's vectors of positions in tiles of [`TILE_VECTORS`] (the last
     /// tile the rest), then the taps, each one load and masked fused multiply-add per vector.
     #[inline(always)]
-    fn convolve(&self, output: &mut [f32]) {
+    fn convolve(&self, output: &mut Sink<'_, S::Elem, E>) {
         let mut first = 0;
         while self.engine.vectors - first >= TILE_VECTORS {
             self.tile::<TILE_VECTORS>(first, output);
@@ -254,7 +252,7 @@ impl<S: Simd> ShiftedPlane<'_, S> {
     /// masked loads only at the input's two ends (masked loads throughout measured a fifth
     /// slower).
     #[inline(always)]
-    fn tile<const V: usize>(&self, first: usize, output: &mut [f32]) {
+    fn tile<const V: usize>(&self, first: usize, output: &mut Sink<'_, S::Elem, E>) {
         // Positions inside the input, so these fit in isize (the input does); the reach may be
         // anything a far-padded plane gives.
         let start = (self.plane_start + first * S::LANES) as isize;
@@ -270,7 +268,11 @@ impl<S: Simd> ShiftedPlane<'_, S> {
 
     /// [`ShiftedPlane::tile`], loading through the tap's masks if `MASKED`.
     #[inline(always)]
-    fn tile_reading<const V: usize, const MASKED: bool>(&self, first: usize, output: &mut [f32]) {
+    fn tile_reading<const V: usize, const MASKED: bool>(
+        &self,
+        first: usize,
+        output: &mut Sink<'_, S::Elem, E>,
+    ) {
         let (simd, lanes) = (self.simd, S::LANES);
         let mut acc = [self.bias; V];
         for (tap, (&shift, &weight)) in self.engine.shifts.iter().zip(self.weights).enumerate() {
@@ -283,7 +285,7 @@ impl<S: Simd> ShiftedPlane<'_, S> {
             let masks = &self.engine.masks[tap * self.engine.vectors + first..][..V];
             for (vector, (sum, &mask)) in acc.iter_mut().zip(masks).enumerate() {
                 let source = base.wrapping_add(vector * lanes);
-                // SAFETY: without `MASKED`, all LANES floats from `source` lie inside the
+                // SAFETY: without `MASKED`, all LANES elements from `source` lie inside the
                 // input (`tile` checked the taps' reach); with it, the lanes set in `mask`
                 // are positions whose input for this tap lies inside the plane (worked out by
                 // the plan for this geometry), and `source + lane` is that input.
@@ -300,11 +302,7 @@ impl<S: Simd> ShiftedPlane<'_, S> {
         let plane = output.len();
         for (vector, &sum) in acc.iter().enumerate() {
             let start = (first + vector) * lanes;
-            let count = (plane - start).min(lanes);
-            let target = &mut output[start..start + count];
-            // SAFETY: lanes `0..count` land on `target`, a slice of `count` floats; whole
-            // vectors are LANES floats.
-            unsafe { simd.store_first(target.as_mut_ptr(), sum, count) };
+            output.store_prefix(simd, start, sum, (plane - start).min(lanes));
         }
     }
 }

@@ -18,17 +18,26 @@
 //!   finds them awake.
 //!
 //! The helpers are threads of a rayon pool owned by the team, each running the team's serve
-//! loop. Plans that ask for the same number of threads share one team ([`Team::shared`]), so
-//! a network of fifty layers has one set of helpers, not fifty; their runs take turns. Which member computes a piece never changes its result:
-//! every piece is a fixed computation on its own part of the output.
+//! loop. Plans that ask for the same number of threads share one team (`exec::shared_team`),
+//! so a network of fifty layers has one set of helpers, not fifty; their runs take turns.
+//! Which member computes a piece never changes its result: every piece is a fixed computation
+//! on its own part of the output.
+//!
+//! Every atomic, lock, thread and clock comes from `super::sync`, nothing from the rest of the
+//! crate: `tests/team_model.rs` compiles this file against loom's primitives and checks the
+//! handshake below (every piece run once, the job never touched after [`Team::run`] returns,
+//! no helper left asleep through a run or the team's end) under every interleaving.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::Duration;
 
-use crate::KernelError;
+use super::sync::{
+    Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Helpers, Mutex, Patience, spin_loop,
+    yield_now,
+};
 
 /// How long a helper keeps polling for the next loop before it sleeps: enough to bridge the
 /// gap between consecutive layers of a network, short enough not to hold a core for long.
@@ -43,7 +52,6 @@ const CLAIMS_PER_MEMBER: usize = 8;
 type Job = dyn Fn(usize, usize) + Sync;
 
 /// A counter alone on its cache line (two, for the adjacent-line prefetcher).
-#[derive(Default)]
 #[repr(align(128))]
 struct Counter(AtomicUsize);
 
@@ -52,8 +60,8 @@ pub(crate) struct Team {
     shared: Arc<Shared>,
     /// Held for a whole run: callers sharing a plan take turns.
     running: Mutex<()>,
-    // Owns the helpers' threads; dropped after `shared.shutdown` ends their serve loops.
-    _pool: rayon::ThreadPool,
+    // The helpers' threads; dropped after `shared.shutdown` ends their serve loops.
+    _helpers: Helpers,
 }
 
 /// A job pointer with its lifetime erased, valid while its loop is open (see [`Team::run`]).
@@ -89,36 +97,19 @@ struct Shared {
 }
 
 impl Team {
-    /// The process's team of `members` threads, made on first use and shared by every plan
-    /// that asks for as many.
-    pub fn shared(members: usize) -> Result<Arc<Team>, KernelError> {
-        static TEAMS: Mutex<Vec<Arc<Team>>> = Mutex::new(Vec::new());
-        let mut teams = TEAMS.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(team) = teams.iter().find(|team| team.members() == members.max(2)) {
-            return Ok(Arc::clone(team));
-        }
-        let team = Arc::new(Team::new(members)?);
-        teams.push(Arc::clone(&team));
-        Ok(team)
-    }
-
-    /// A team of `members` threads, the caller included (so `members − 1` helpers).
-    fn new(members: usize) -> Result<Team, KernelError> {
+    /// A team of `members` threads, the caller included (so `members − 1` helpers, at least
+    /// one); an error if the threads cannot be started.
+    pub fn new(members: usize) -> Result<Team, String> {
         let helpers = members.max(2) - 1;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(helpers)
-            .thread_name(|index| format!("gconv-{}", index + 1))
-            .build()
-            .map_err(|error| KernelError::Threads {
-                reason: error.to_string(),
-            })?;
         let shared = Arc::new(Shared {
             members: helpers + 1,
             generation: AtomicU64::new(0),
             job: Mutex::new(None),
             open: AtomicBool::new(false),
             active: AtomicUsize::new(0),
-            next: (0..=helpers).map(|_| Counter::default()).collect(),
+            next: (0..=helpers)
+                .map(|_| Counter(AtomicUsize::new(0)))
+                .collect(),
             pieces: AtomicUsize::new(0),
             panic: Mutex::new(None),
             sleeping: AtomicUsize::new(0),
@@ -126,14 +117,12 @@ impl Team {
             lock: Mutex::new(()),
             wake: Condvar::new(),
         });
-        for member in 1..=helpers {
-            let shared = Arc::clone(&shared);
-            pool.spawn(move || shared.serve(member));
-        }
+        let serving = Arc::clone(&shared);
+        let helpers = Helpers::spawn(helpers, move |member| serving.serve(member))?;
         Ok(Team {
             shared,
             running: Mutex::new(()),
-            _pool: pool,
+            _helpers: helpers,
         })
     }
 
@@ -186,9 +175,9 @@ impl Team {
         while shared.active.load(SeqCst) > 0 {
             if spins < 4096 {
                 spins += 1;
-                std::hint::spin_loop();
+                spin_loop();
             } else {
-                std::thread::yield_now();
+                yield_now();
             }
         }
         *shared.job.lock().unwrap_or_else(PoisonError::into_inner) = None;
@@ -225,12 +214,9 @@ impl Shared {
         }
     }
 
-    /// Member `member`'s home share of `pieces`: the `member`-th of `members` near-equal
-    /// contiguous ranges.
+    /// Member `member`'s home share of `pieces` (see [`home_share`]).
     fn share(&self, member: usize, pieces: usize) -> std::ops::Range<usize> {
-        let boundary =
-            |member: usize| (member as u128 * pieces as u128 / self.members as u128) as usize;
-        boundary(member)..boundary(member + 1)
+        home_share(member, self.members, pieces)
     }
 
     /// Hands out no more pieces (after a panic): every share's counter past its end.
@@ -272,7 +258,7 @@ impl Shared {
     /// Waits until the generation moves past `seen` (spinning for [`SPIN`], then asleep),
     /// returning it, or `None` once the team is dropped.
     fn next_generation(&self, seen: u64) -> Option<u64> {
-        let spin_until = Instant::now() + SPIN;
+        let patience = Patience::new(SPIN);
         loop {
             if self.shutdown.load(SeqCst) {
                 return None;
@@ -281,11 +267,11 @@ impl Shared {
             if generation != seen {
                 return Some(generation);
             }
-            if Instant::now() >= spin_until {
+            if patience.is_spent() {
                 break;
             }
             for _ in 0..64 {
-                std::hint::spin_loop();
+                spin_loop();
             }
         }
         let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -328,77 +314,9 @@ impl std::fmt::Debug for Team {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_piece_runs_exactly_once_on_some_member() {
-        let team = Team::new(3).unwrap();
-        for pieces in [0, 1, 2, 7, 100] {
-            let counts: Vec<AtomicUsize> = (0..pieces).map(|_| AtomicUsize::new(0)).collect();
-            let members: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
-            team.run(pieces, &|member, piece| {
-                counts[piece].fetch_add(1, SeqCst);
-                members[member].fetch_add(1, SeqCst);
-            });
-            assert!(counts.iter().all(|count| count.load(SeqCst) == 1));
-            let total: usize = members.iter().map(|count| count.load(SeqCst)).sum();
-            assert_eq!(total, pieces);
-        }
-    }
-
-    #[test]
-    fn home_shares_split_the_pieces_into_near_equal_ranges_in_member_order() {
-        let team = Team::new(3).unwrap();
-        for pieces in [0, 1, 2, 3, 7, 100] {
-            let shares: Vec<_> = (0..3)
-                .map(|member| team.shared.share(member, pieces))
-                .collect();
-            assert_eq!(shares[0].start, 0);
-            assert_eq!(shares[2].end, pieces);
-            for pair in shares.windows(2) {
-                assert_eq!(pair[0].end, pair[1].start, "{pieces} pieces: {shares:?}");
-            }
-            let sizes: Vec<usize> = shares.iter().map(ExactSizeIterator::len).collect();
-            let (smallest, largest) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
-            assert!(largest - smallest <= 1, "{pieces} pieces: {shares:?}");
-        }
-    }
-
-    #[test]
-    fn helpers_take_part_and_runs_follow_each_other() {
-        let team = Team::new(2).unwrap();
-        let helped = AtomicUsize::new(0);
-        for _ in 0..200 {
-            team.run(64, &|member, _| {
-                if member > 0 {
-                    helped.fetch_add(1, SeqCst);
-                }
-                // Long enough per piece that a helper arrives before the caller is done.
-                std::thread::sleep(Duration::from_micros(20));
-            });
-        }
-        assert!(helped.load(SeqCst) > 0, "the helper never took a piece");
-    }
-
-    #[test]
-    fn a_helpers_panic_reaches_the_caller() {
-        let team = Team::new(2).unwrap();
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            team.run(1000, &|member, _| {
-                if member > 0 {
-                    panic!("piece failed");
-                }
-                std::thread::sleep(Duration::from_micros(50));
-            })
-        }));
-        assert!(outcome.is_err());
-        // The team still works afterwards.
-        let done = AtomicUsize::new(0);
-        team.run(10, &|_, _| {
-            done.fetch_add(1, SeqCst);
-        });
-        assert_eq!(done.load(SeqCst), 10);
-    }
+/// Member `member`'s home share of `pieces` in a team of `members`: the `member`-th of
+/// `members` near-equal contiguous ranges, in member order.
+pub(super) fn home_share(member: usize, members: usize, pieces: usize) -> std::ops::Range<usize> {
+    let boundary = |member: usize| (member as u128 * pieces as u128 / members as u128) as usize;
+    boundary(member)..boundary(member + 1)
 }

@@ -1,0 +1,394 @@
+//! What happens to a finished sum on its way to the output, and the one path every store of
+//! an output takes.
+//!
+//! Every kernel computes an output element as one chain of fused multiply-adds that starts
+//! from its channel's bias. What is applied to the finished chain before it is stored is an
+//! [`Epilogue`]: today nothing ([`Identity`]); a residual add or an activation is another
+//! type implementing it, not an edit of the kernels. Kernels never store an output
+//! themselves: they hand each finished vector to a [`Sink`] (their piece of the output, with
+//! the matching piece of the residual when the epilogue reads one), which applies the
+//! epilogue and stores it.
+
+use std::fmt;
+
+use crate::simd::{Element, MAX_LANES, Simd};
+
+/// What is applied to each finished sum before it is stored, lane by lane.
+pub(crate) trait Epilogue<T: Element>: Copy + fmt::Debug + Send + Sync + 'static {
+    /// Whether [`Epilogue::apply`] reads the residual: a tensor of the output's shape, the
+    /// lanes being stored loaded beside the sum.
+    const READS_RESIDUAL: bool;
+
+    /// Whether [`Epilogue::apply`] returns the sum unchanged: then a [`Sink`] stores
+    /// straight from where the sums lie (a transposed square directly into the output).
+    const IS_IDENTITY: bool = false;
+
+    /// The value stored for `sum`, `residual` holding the residual's elements at the same
+    /// positions (zeros unless [`Epilogue::READS_RESIDUAL`]).
+    fn apply<S: Simd<Elem = T>>(self, simd: S, sum: S::Vector, residual: S::Vector) -> S::Vector;
+}
+
+/// Nothing after the chain: the output is bias plus the taps' products.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Identity;
+
+impl<T: Element> Epilogue<T> for Identity {
+    const READS_RESIDUAL: bool = false;
+    const IS_IDENTITY: bool = true;
+
+    #[inline(always)]
+    fn apply<S: Simd<Elem = T>>(self, _simd: S, sum: S::Vector, _residual: S::Vector) -> S::Vector {
+        sum
+    }
+}
+
+/// A kernel's piece of the output, with the same piece of the residual when the epilogue
+/// reads one: every store of an output goes through here, and the epilogue with it.
+///
+/// Offsets are within the piece. Every method checks that what it writes lies inside it.
+pub(crate) struct Sink<'a, T, E> {
+    output: &'a mut [T],
+    residual: Option<&'a [T]>,
+    epilogue: E,
+}
+
+impl<'a, T: Element, E: Epilogue<T>> Sink<'a, T, E> {
+    /// The piece `output`, and `residual`, the residual's elements at the same positions
+    /// (required exactly when the epilogue reads it).
+    pub fn new(output: &'a mut [T], residual: Option<&'a [T]>, epilogue: E) -> Sink<'a, T, E> {
+        if let Some(residual) = residual {
+            assert_eq!(
+                residual.len(),
+                output.len(),
+                "a residual piece of another size"
+            );
+        }
+        assert!(
+            residual.is_some() || !E::READS_RESIDUAL,
+            "the epilogue reads a residual and none was given"
+        );
+        Sink {
+            output,
+            residual,
+            epilogue,
+        }
+    }
+
+    /// Elements in the piece.
+    pub fn len(&self) -> usize {
+        self.output.len()
+    }
+
+    /// The same piece, borrowed again: to hand to a function while keeping this one.
+    #[inline(always)]
+    pub fn reborrow(&mut self) -> Sink<'_, T, E> {
+        Sink {
+            output: &mut *self.output,
+            residual: self.residual,
+            epilogue: self.epilogue,
+        }
+    }
+
+    /// The piece cut into consecutive pieces of `len` elements (whole planes of a task of
+    /// several), the last one shorter if `len` does not divide it.
+    pub fn split(&mut self, len: usize) -> impl Iterator<Item = Sink<'_, T, E>> {
+        let epilogue = self.epilogue;
+        let residuals = self
+            .residual
+            .map(|residual| residual.chunks(len.max(1)))
+            .into_iter()
+            .flatten()
+            .map(Some)
+            .chain(std::iter::repeat(None));
+        self.output
+            .chunks_mut(len.max(1))
+            .zip(residuals)
+            .map(move |(output, residual)| Sink::new(output, residual, epilogue))
+    }
+
+    /// Stores `sum`, through the epilogue, as the `LANES` elements from `at`.
+    #[inline(always)]
+    pub fn store<S: Simd<Elem = T>>(&mut self, simd: S, at: usize, sum: S::Vector) {
+        let value = self.finish(simd, sum, at, 0, S::LANES);
+        simd.store_into(&mut self.output[at..], value);
+    }
+
+    /// Stores the first `count` lanes of `sum` (at most `LANES`), through the epilogue, as
+    /// the elements `at .. at + count`.
+    #[inline(always)]
+    pub fn store_prefix<S: Simd<Elem = T>>(
+        &mut self,
+        simd: S,
+        at: usize,
+        sum: S::Vector,
+        count: usize,
+    ) {
+        let value = self.finish(simd, sum, at, 0, count);
+        simd.store_prefix(&mut self.output[at..at + count], value);
+    }
+
+    /// Stores lanes `first..end` of `sum`, through the epilogue, as the elements from `at`
+    /// (lane `first` at `at`).
+    #[inline(always)]
+    pub fn store_lanes<S: Simd<Elem = T>>(
+        &mut self,
+        simd: S,
+        at: usize,
+        sum: S::Vector,
+        first: usize,
+        end: usize,
+    ) {
+        assert!(first <= end && end <= S::LANES);
+        let value = self.finish(simd, sum, at, first, end);
+        let target = &mut self.output[at..at + (end - first)];
+        // SAFETY: lanes `first..end` land on `target`, a slice of `end − first` elements.
+        unsafe { simd.store_lanes(target.as_mut_ptr().wrapping_sub(first), value, first, end) }
+    }
+
+    /// Stores the first `count` lanes (at most `LANES`) of each of `sums`, through the
+    /// epilogue, sum `r` as the elements from `at + r·pitch`: a block of output rows, its
+    /// bounds checked once for all of them.
+    #[inline(always)]
+    pub fn store_rows<S: Simd<Elem = T>, const R: usize>(
+        &mut self,
+        simd: S,
+        at: usize,
+        pitch: usize,
+        sums: &[S::Vector; R],
+        count: usize,
+    ) {
+        assert!(count <= S::LANES && R > 0);
+        // The last row's vector is the furthest store.
+        let end = (R - 1) * pitch + at + count;
+        assert!(end <= self.output.len());
+        let first = self.output.as_mut_ptr().wrapping_add(at);
+        for (r, &sum) in sums.iter().enumerate() {
+            let value = self.finish(simd, sum, at + r * pitch, 0, count);
+            // SAFETY: lanes `0..count` of row `r` land on `at + r·pitch ..`, inside the piece
+            // (asserted for the last row, the others lie before it).
+            unsafe { simd.store_first(first.wrapping_add(r * pitch), value, count) };
+        }
+    }
+
+    /// Stores `values` (the piece's length), through the epilogue: a block of output computed
+    /// elsewhere (in scratch) reaching its place.
+    #[inline(always)]
+    pub fn store_all<S: Simd<Elem = T>>(&mut self, simd: S, values: &[T]) {
+        assert_eq!(values.len(), self.output.len());
+        if E::IS_IDENTITY {
+            self.output.copy_from_slice(values);
+            return;
+        }
+        let mut chunks = values.chunks_exact(S::LANES);
+        let mut at = 0;
+        for chunk in &mut chunks {
+            self.store(simd, at, simd.load_from(chunk));
+            at += S::LANES;
+        }
+        let rest = chunks.remainder();
+        self.store_prefix(simd, at, simd.load_prefix(rest), rest.len());
+    }
+
+    /// Stores a block of `[position][channel]` sums, `LANES` channels by `positions` (at most
+    /// `LANES`) from `source` (rows `LANES` apart), through the epilogue, as `LANES` runs of
+    /// `positions` elements: channel `c`'s from `at + c·pitch`.
+    #[inline(always)]
+    pub fn store_transposed<S: Simd<Elem = T>>(
+        &mut self,
+        simd: S,
+        source: &[T],
+        positions: usize,
+        at: usize,
+        pitch: usize,
+    ) {
+        let lanes = S::LANES;
+        assert!(positions <= lanes && source.len() >= positions * lanes);
+        if E::IS_IDENTITY && positions == lanes {
+            let last = at + (lanes - 1) * pitch + lanes;
+            assert!(last <= self.output.len());
+            // SAFETY: `source` holds LANES rows of LANES elements; target row `c` is
+            // `output[at + c·pitch..][..LANES]`, inside the piece (asserted for the last).
+            unsafe {
+                simd.transpose_square(
+                    source.as_ptr(),
+                    lanes,
+                    self.output[at..].as_mut_ptr(),
+                    pitch,
+                )
+            };
+            return;
+        }
+        let mut square = [T::ZERO; MAX_LANES * MAX_LANES];
+        let mut transposed = [T::ZERO; MAX_LANES * MAX_LANES];
+        let rows = source[..positions * lanes].chunks_exact(lanes);
+        for (row, values) in square.chunks_exact_mut(lanes).zip(rows) {
+            simd.store_into(row, simd.load_from(values));
+        }
+        // SAFETY: both squares hold LANES rows of LANES elements (LANES <= MAX_LANES).
+        unsafe { simd.transpose_square(square.as_ptr(), lanes, transposed.as_mut_ptr(), lanes) };
+        for (channel, sums) in transposed.chunks_exact(lanes).take(lanes).enumerate() {
+            self.store_prefix(simd, at + channel * pitch, simd.load_from(sums), positions);
+        }
+    }
+
+    /// `sum` through the epilogue, for the lanes `first..end` that go to `at..`.
+    #[inline(always)]
+    fn finish<S: Simd<Elem = T>>(
+        &self,
+        simd: S,
+        sum: S::Vector,
+        at: usize,
+        first: usize,
+        end: usize,
+    ) -> S::Vector {
+        if E::IS_IDENTITY {
+            return sum;
+        }
+        let residual = match self.residual {
+            Some(residual) if E::READS_RESIDUAL => {
+                let residual = &residual[at..at + (end - first)];
+                // SAFETY: lanes `first..end` read `residual`, a slice of `end − first`.
+                unsafe { simd.load_lanes(residual.as_ptr().wrapping_sub(first), first, end) }
+            }
+            _ => simd.splat(T::ZERO),
+        };
+        self.epilogue.apply(simd, sum, residual)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! An epilogue for tests of the seam.
+
+    use super::*;
+
+    /// `(sum + residual)²`, each operation rounded once: depends on where each output lies
+    /// (through the residual) and is not idempotent, so a store at the wrong place, a missed
+    /// or a doubled application changes the result, which [`ResidualSquared::expected`]
+    /// computes exactly from the plain output.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct ResidualSquared;
+
+    impl Epilogue<f32> for ResidualSquared {
+        const READS_RESIDUAL: bool = true;
+
+        #[inline(always)]
+        fn apply<S: Simd<Elem = f32>>(
+            self,
+            simd: S,
+            sum: S::Vector,
+            residual: S::Vector,
+        ) -> S::Vector {
+            // `1 · sum + residual` and `t · t + 0` round exactly as `sum + residual` and `t · t`.
+            let total = simd.mul_add(simd.splat(1.0), sum, residual);
+            simd.mul_add(total, total, simd.splat(0.0))
+        }
+    }
+
+    impl ResidualSquared {
+        /// What the epilogue makes of `plain` (the output without it) and `residual`.
+        pub(crate) fn expected(plain: &[f32], residual: &[f32]) -> Vec<f32> {
+            plain
+                .iter()
+                .zip(residual)
+                .map(|(&sum, &residual)| {
+                    let total = sum + residual;
+                    total * total
+                })
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::ResidualSquared;
+    use super::*;
+    use crate::simd::portable;
+
+    impl<T: Element, E: Epilogue<T>> Sink<'_, T, E> {
+        /// What the piece holds.
+        pub(crate) fn values(&self) -> &[T] {
+            self.output
+        }
+    }
+
+    /// Every store of a sink applies the epilogue once, to the lanes it stores, with the
+    /// residual of the same positions; nothing else of the piece is touched.
+    #[test]
+    fn every_store_applies_the_epilogue_to_its_own_lanes() {
+        let simd = portable::F32;
+        let lanes = 8;
+        let sums: Vec<f32> = (0..4 * lanes).map(|v| v as f32 * 0.5 - 3.0).collect();
+        let residual: Vec<f32> = (0..4 * lanes).map(|v| (v % 7) as f32 - 2.0).collect();
+        let expected = ResidualSquared::expected(&sums, &residual);
+        let mut output = vec![f32::NAN; 4 * lanes];
+        let mut sink = Sink::new(&mut output, Some(&residual), ResidualSquared);
+        sink.store(simd, 0, simd.load_from(&sums));
+        sink.store_prefix(simd, lanes, simd.load_from(&sums[lanes..]), 3);
+        // Lanes 2..5 of a vector whose lane 0 would be element 2·LANES − 2.
+        let vector = simd.load_from(&sums[2 * lanes - 2..]);
+        sink.store_lanes(simd, 2 * lanes, vector, 2, 5);
+        let values = sink.values().to_vec();
+        for (index, (&value, &wanted)) in values.iter().zip(&expected).enumerate() {
+            let stored = index < lanes + 3 || (2 * lanes..2 * lanes + 3).contains(&index);
+            if stored {
+                assert_eq!(value, wanted, "element {index}");
+            } else {
+                assert!(value.is_nan(), "element {index} touched");
+            }
+        }
+        let mut copied = vec![f32::NAN; 4 * lanes];
+        Sink::new(&mut copied, Some(&residual), ResidualSquared).store_all(simd, &sums[..]);
+        assert_eq!(copied, expected);
+    }
+
+    /// A transposed block stores each channel's positions, through the epilogue, whole
+    /// squares and partial ones alike.
+    #[test]
+    fn transposed_blocks_land_channel_by_channel() {
+        let simd = portable::F32;
+        let lanes = 8;
+        let pitch = 11;
+        for positions in [lanes, 3] {
+            // block[p][c] = 100·c + p.
+            let block: Vec<f32> = (0..lanes * lanes)
+                .map(|i| (100 * (i % lanes) + i / lanes) as f32)
+                .collect();
+            let len = (lanes - 1) * pitch + lanes + 2;
+            let residual: Vec<f32> = (0..len).map(|v| v as f32).collect();
+            for squared in [false, true] {
+                let mut output = vec![f32::NAN; len];
+                if squared {
+                    Sink::new(&mut output, Some(&residual), ResidualSquared)
+                        .store_transposed(simd, &block, positions, 2, pitch);
+                } else {
+                    Sink::new(&mut output, None, Identity)
+                        .store_transposed(simd, &block, positions, 2, pitch);
+                }
+                for channel in 0..lanes {
+                    for position in 0..lanes {
+                        let at = 2 + channel * pitch + position;
+                        let sum = (100 * channel + position) as f32;
+                        let wanted = if squared {
+                            ResidualSquared::expected(&[sum], &[residual[at]])[0]
+                        } else {
+                            sum
+                        };
+                        if position < positions {
+                            assert_eq!(
+                                output[at], wanted,
+                                "channel {channel}, position {position}"
+                            );
+                        } else {
+                            assert!(
+                                output[at].is_nan(),
+                                "channel {channel}, position {position}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The channel-vector body: output channels in vector lanes, for groups with many of them.
+//!
+//! The flat body (`super::positions`) vectorise along output positions, so a vector's
+//! worth of positions shares each weight. Here a tile is `C·LANES` output channels (`C` = 2,
+//! or 1 for a group's last `LANES` channels) × `P` consecutive flat positions (on the
+//! per-kernel-column packing and in place exactly the outputs; on the phase-split one a
+//! row's padding columns too, computed and dropped, as in the flat kernels): per tap, `C`
+//! weight vectors (the tap's weights for the block's channels) are loaded once and each
+//! position's input is broadcast against them, `C + P` loads per `C·P` fused multiply-adds.
+//! No lane is wasted whatever the number of positions (ShuffleNet's 7x7 planes: 49 positions
+//! fill 4 vectors of 16 to 77 % in the flat kernels). The `[position][channel]` tile is
+//! turned into the NCHW planes by [`Simd::transpose_square`] on its way out.
+
+use std::ops::Range;
+
+use crate::epilogue::{Epilogue, Sink};
+use crate::pack::layout::Layout;
+use crate::simd::{Element, MAX_LANES, Simd};
+
+/// One block of `C·LANES` output channels of a group over one band of output rows.
+pub(crate) struct ChannelBlock<'a, 's, T, E> {
+    pub layout: &'a Layout,
+    /// The group's packed input, at least `layout.packed_len` elements.
+    pub packed: &'a [T],
+    /// The block's weights, packed `[tap][channel]`, `C·LANES` channels.
+    pub weights: &'a [T],
+    /// The block's bias, `C·LANES` elements.
+    pub bias: &'a [T],
+    /// The task's output: the block's planes are `out_plane` elements apart from `first`.
+    pub sink: &'a mut Sink<'s, T, E>,
+    pub first: usize,
+    pub out_plane: usize,
+    /// Where the band's first output row starts within each plane.
+    pub band_offset: usize,
+    /// Taps per chunk: the band's tiles go through the taps a chunk at a time, keeping the
+    /// chunk's weights in L1.
+    pub tap_chunk: usize,
+    /// The tiles' sums between chunks, `[position][C·LANES]` (unused with one chunk).
+    pub running_sums: &'a mut [T],
+}
+
+/// Convolves one block over one band: the band's flat positions in tiles of `P`, the last
+/// few in tiles of 8, 4, 2 and 1 (those smaller than `P`).
+#[inline(always)]
+pub(crate) fn convolve_channel_block<
+    S: Simd,
+    E: Epilogue<S::Elem>,
+    const C: usize,
+    const P: usize,
+>(
+    simd: S,
+    mut block: ChannelBlock<'_, '_, S::Elem, E>,
+) {
+    let layout = block.layout;
+    let channels = C * S::LANES;
+    assert_eq!(layout.lanes, S::LANES);
+    assert!(block.packed.len() >= layout.packed_len);
+    assert_eq!(block.weights.len(), layout.tap_shifts.len() * channels);
+    assert_eq!(block.bias.len(), channels);
+    assert!(block.first + channels * block.out_plane <= block.sink.len());
+    assert!(
+        P <= S::LANES && P <= 12,
+        "tiles of at most LANES and 12 positions"
+    );
+    // The last row's padding columns are never stored: stop at its last output.
+    let positions = (layout.band_rows - 1) * layout.row_stride + layout.out_cols;
+    let taps = layout.tap_shifts.len();
+    let chunk = block.tap_chunk.max(1);
+    if taps > chunk {
+        assert!(block.running_sums.len() >= positions * channels);
+    }
+    // Chunks of taps outside, tiles of positions inside: each chunk's weights are read from
+    // L1 by every tile. Between chunks a tile's sums wait in `running_sums`, exactly as they
+    // were: every output is still the one chain bias, +w₀x₀, +w₁x₁, … .
+    for first_tap in (0..taps).step_by(chunk) {
+        let chunk = Chunk {
+            taps: first_tap..(first_tap + chunk).min(taps),
+            first: first_tap == 0,
+            last: first_tap + chunk >= taps,
+        };
+        let mut first = 0;
+        // At least a tile's worth: tiles of near-equal sizes between P/2 and P (49 positions:
+        // 10, 10, 10, 10, 9, not four of 12 and a tile of one, which runs at a quarter of
+        // the speed, its few sums waiting on each other's latency).
+        if positions >= P {
+            let tiles = positions.div_ceil(P);
+            let (size, larger) = (positions / tiles, positions % tiles);
+            for index in 0..tiles {
+                let size = size + usize::from(index < larger);
+                // Only the sizes a tile of `P` may take are compiled (`const` conditions are
+                // settled per instantiation).
+                macro_rules! sizes {
+                    ($($size:literal),*) => {
+                        $(
+                            if const { $size <= P && 2 * $size >= P } && size == $size {
+                                tile::<S, E, C, $size>(simd, &mut block, first, &chunk);
+                            } else
+                        )*
+                        {
+                            unreachable!("tiles of P/2 to P positions");
+                        }
+                    };
+                }
+                sizes!(12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1);
+                first += size;
+            }
+        }
+        macro_rules! tails {
+            ($($size:literal),*) => {$(
+                if const { $size < P } {
+                    while positions - first >= $size {
+                        tile::<S, E, C, $size>(simd, &mut block, first, &chunk);
+                        first += $size;
+                    }
+                }
+            )*};
+        }
+        tails!(8, 4, 2, 1);
+    }
+}
+
+/// The taps a pass over the band's tiles covers, and whether it starts from the bias (the
+/// first) or ends in the output (the last).
+struct Chunk {
+    taps: Range<usize>,
+    first: bool,
+    last: bool,
+}
+
+/// One tile: `C·LANES` channels × `P` flat positions starting at `first`, over the taps of
+/// `chunk`: its sums started (from the bias, or where the last chunk left them), the chunk's
+/// taps added, and the sums kept for the next chunk or stored.
+#[inline(always)]
+fn tile<S: Simd, E: Epilogue<S::Elem>, const C: usize, const P: usize>(
+    simd: S,
+    block: &mut ChannelBlock<'_, '_, S::Elem, E>,
+    first: usize,
+    chunk: &Chunk,
+) {
+    let mut acc = start_sums::<S, E, C, P>(simd, block, first, chunk.first);
+    add_taps(simd, block, first, chunk.taps.clone(), &mut acc);
+    if chunk.last {
+        store_tile(simd, block, first, &acc);
+    } else {
+        let channels = C * S::LANES;
+        let sums = &mut block.running_sums[first * channels..][..P * channels];
+        for (vectors, sums) in acc.iter().zip(sums.chunks_exact_mut(channels)) {
+            for (half, &vector) in vectors.iter().enumerate() {
+                simd.store_into(&mut sums[half * S::LANES..], vector);
+            }
+        }
+    }
+}
+
+/// A tile's sums before a chunk of taps: the bias for the first chunk, else what the chunk
+/// before left in `running_sums`.
+#[inline(always)]
+fn start_sums<S: Simd, E: Epilogue<S::Elem>, const C: usize, const P: usize>(
+    simd: S,
+    block: &ChannelBlock<'_, '_, S::Elem, E>,
+    first: usize,
+    from_bias: bool,
+) -> [[S::Vector; C]; P] {
+    let lanes = S::LANES;
+    let channels = C * lanes;
+    let mut acc = [[simd.splat(S::Elem::ZERO); C]; P];
+    // Plain loops over `C`, not `array::from_fn`: its closure may stay out of line, outside
+    // the tier's `target_feature` context.
+    if from_bias {
+        let mut bias = [simd.splat(S::Elem::ZERO); C];
+        for (half, vector) in bias.iter_mut().enumerate() {
+            *vector = simd.load_from(&block.bias[half * lanes..]);
+        }
+        acc = [bias; P];
+    } else {
+        let sums = &block.running_sums[first * channels..][..P * channels];
+        for (vectors, sums) in acc.iter_mut().zip(sums.chunks_exact(channels)) {
+            for (half, vector) in vectors.iter_mut().enumerate() {
+                *vector = simd.load_from(&sums[half * lanes..]);
+            }
+        }
+    }
+    acc
+}
+
+/// Adds the products of `taps` to a tile's sums: per tap, `C` weight vectors (the tap's
+/// weights for the block's channels) loaded once and each position's input broadcast against
+/// them, `C + P` loads per `C·P` fused multiply-adds.
+#[inline(always)]
+fn add_taps<S: Simd, E, const C: usize, const P: usize>(
+    simd: S,
+    block: &ChannelBlock<'_, '_, S::Elem, E>,
+    first: usize,
+    taps: Range<usize>,
+    acc: &mut [[S::Vector; C]; P],
+) {
+    let lanes = S::LANES;
+    let channels = C * lanes;
+    let packed = block.packed.as_ptr();
+    let weights = &block.weights[taps.start * channels..taps.end * channels];
+    for (&shift, weights) in block.layout.tap_shifts[taps]
+        .iter()
+        .zip(weights.chunks_exact(channels))
+    {
+        let mut w = [simd.splat(S::Elem::ZERO); C];
+        for (half, vector) in w.iter_mut().enumerate() {
+            *vector = simd.load_from(&weights[half * lanes..]);
+        }
+        // SAFETY: the inputs of positions `first..first + P` lie below `shift + band_rows ·
+        // row_stride <= shift + vectors · LANES <= packed_len` (see `Layout::new`; asserted in
+        // `convolve_channel_block`).
+        let inputs = unsafe { packed.add(shift + first) };
+        for (p, sums) in acc.iter_mut().enumerate() {
+            // SAFETY: as above, position `first + p` of the tap.
+            let x = simd.splat(unsafe { *inputs.add(p) });
+            for half in 0..C {
+                sums[half] = simd.mul_add(w[half], x, sums[half]);
+            }
+        }
+    }
+}
+
+/// Stores a finished tile: each vector of its channels, positions as rows of a square,
+/// transposed to channels as rows, each row's runs of output positions stored into its plane.
+#[inline(always)]
+fn store_tile<S: Simd, E: Epilogue<S::Elem>, const C: usize, const P: usize>(
+    simd: S,
+    block: &mut ChannelBlock<'_, '_, S::Elem, E>,
+    first: usize,
+    acc: &[[S::Vector; C]; P],
+) {
+    let lanes = S::LANES;
+    let (runs, run_count) = output_runs::<P>(block.layout, block.band_offset, first);
+    let mut positions = [S::Elem::ZERO; MAX_LANES * MAX_LANES];
+    let mut planes = [S::Elem::ZERO; MAX_LANES * MAX_LANES];
+    for half in 0..C {
+        for (p, sums) in acc.iter().enumerate() {
+            simd.store_into(&mut positions[p * lanes..], sums[half]);
+        }
+        // SAFETY: both squares hold LANES rows of LANES elements and do not overlap.
+        unsafe { simd.transpose_square(positions.as_ptr(), lanes, planes.as_mut_ptr(), lanes) };
+        for channel in 0..lanes {
+            let plane = block.first + (half * lanes + channel) * block.out_plane;
+            let values = simd.load_from(&planes[channel * lanes..]);
+            for &(from, to, target) in &runs[..run_count] {
+                block
+                    .sink
+                    .store_lanes(simd, plane + target, values, from, to);
+            }
+        }
+    }
+}
+
+/// The runs of a tile's `P` positions from `first` that are outputs: lanes `from..to` of
+/// every channel go to `target..` of its plane. At most one run per row the tile touches, so
+/// at most `P <= LANES <= 16` (rows of one position when the plane is one column wide).
+#[inline(always)]
+fn output_runs<const P: usize>(
+    layout: &Layout,
+    band_offset: usize,
+    first: usize,
+) -> ([(usize, usize, usize); MAX_LANES], usize) {
+    let mut runs = [(0usize, 0usize, 0usize); MAX_LANES];
+    let mut run_count = 0;
+    let mut position = first;
+    while position < first + P {
+        let (row, column) = (position / layout.row_stride, position % layout.row_stride);
+        let row_end = (row + 1) * layout.row_stride;
+        let next = row_end.min(first + P);
+        if column < layout.out_cols {
+            let stored = (layout.out_cols - column).min(next - position);
+            let target = band_offset + row * layout.out_cols + column;
+            runs[run_count] = (position - first, position - first + stored, target);
+            run_count += 1;
+        }
+        position = next;
+    }
+    (runs, run_count)
+}

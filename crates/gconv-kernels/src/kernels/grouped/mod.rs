@@ -1,0 +1,419 @@
+//! The grouped kernels, for every family: a task packs its group's input band by band (see
+//! `crate::pack`) and runs each register block of its chunk of output channels over each
+//! band, with one of two bodies:
+//!
+//! * [`positions`] — `M` output channels × `V` vectors of flat positions (ResNeXt's narrow
+//!   groups, ShuffleNet, depthwise layers no depthwise kernel takes);
+//! * [`channels`] — `2·LANES` output channels in lanes × `P` positions, the taps in L1-sized
+//!   chunks (long reductions: AlexNet, wide late layers, dense layers, 1×1 layers on small
+//!   planes).
+//!
+//! [`tiles`] is the table of both bodies' register tiles per tier.
+
+use std::ops::Range;
+
+use gconv_shape::Geometry;
+
+use super::{ForwardKernel, bias_or_zeros};
+use crate::epilogue::{Epilogue, Identity, Sink};
+use crate::exec::workspace::{Output, Piece, Runs, Workspace};
+use crate::pack::layout::{Layout, Packing};
+use crate::select::grouped::blocks;
+use crate::select::{Body, GroupedChoice, Problem, too_large};
+use crate::simd::{Element, Simd, WithSimd, dispatch};
+use crate::{Isa, KernelError};
+
+pub(crate) mod channels;
+pub(crate) mod positions;
+pub(crate) mod tiles;
+
+use tiles::{convolve_channels, convolve_positions, tiles_of};
+
+/// A register block of a chunk: its first output channel within the chunk, and its channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Block {
+    first: usize,
+    channels: usize,
+}
+
+/// The grouped kernels prepared for one problem: packed weights, the packed-input layout, the
+/// split of output channels into register blocks and tasks.
+#[derive(Debug)]
+pub(crate) struct GroupedEngine<T, E> {
+    geometry: Geometry,
+    isa: Isa,
+    body: Body,
+    layout: Layout,
+    /// Output channels per task: a divisor of `C_out/g`, so a task never spans two groups.
+    chunk_channels: usize,
+    /// Blocks of output rows each (sample, chunk) is split into, one task each.
+    row_blocks: usize,
+    /// The register blocks of every chunk (the same for all chunks).
+    blocks: Vec<Block>,
+    /// Weights in chunk order, each block packed `[tap][m]`.
+    weights: Vec<T>,
+    /// Bias per output channel (zeros without a bias).
+    bias: Vec<T>,
+    epilogue: E,
+}
+
+impl<T: Element, E: Epilogue<T>> GroupedEngine<T, E> {
+    /// The engine of `choice` for `problem`; an error if the choice cannot run it (a forced
+    /// body or packing that does not fit the problem).
+    pub fn new(
+        choice: &GroupedChoice,
+        problem: Problem<'_>,
+        weight: &[T],
+        bias: Option<&[T]>,
+        epilogue: E,
+    ) -> Result<Self, KernelError> {
+        let Problem { geometry, isa, .. } = problem;
+        let partition = choice.partition;
+        if choice.body == Body::Channels && !partition.suits_channels(geometry) {
+            return Err(KernelError::TooLarge {
+                what: "the channel-vector block (a forced kernel that does not fit the problem)",
+            });
+        }
+        let layout = partition
+            .bands(geometry, isa)
+            .layout(geometry, choice.packing, choice.order)
+            .ok_or(too_large())?;
+        let chunk_channels = partition.chunk_channels;
+        let blocks: Vec<Block> = match choice.body {
+            Body::Channels => {
+                let block = 2 * isa.lanes();
+                (0..chunk_channels)
+                    .step_by(block)
+                    .map(|first| Block {
+                        first,
+                        channels: block.min(chunk_channels - first),
+                    })
+                    .collect()
+            }
+            Body::Positions => blocks(chunk_channels, &tiles_of(isa))
+                .into_iter()
+                .scan(0, |first, channels| {
+                    let block = Block {
+                        first: *first,
+                        channels,
+                    };
+                    *first += channels;
+                    Some(block)
+                })
+                .collect(),
+        };
+        let weights = pack_weights(geometry, weight, chunk_channels, &blocks);
+        Ok(GroupedEngine {
+            geometry: *geometry,
+            isa,
+            body: choice.body,
+            layout,
+            chunk_channels,
+            row_blocks: partition.row_blocks,
+            blocks,
+            weights,
+            bias: bias_or_zeros(bias, geometry.out_channels()),
+            epilogue,
+        })
+    }
+
+    /// Elements of scratch a task's kernels use: the packed band and the running sums.
+    fn task_scratch_len(&self) -> usize {
+        self.layout.packed_len + self.running_sums_len()
+    }
+
+    /// Elements of a block of rows' output: the chunk's channels × the tallest block's rows.
+    fn staging_len(&self) -> usize {
+        if self.row_blocks == 1 {
+            return 0;
+        }
+        let rows = self.layout.out_rows.div_ceil(self.row_blocks);
+        self.chunk_channels * rows * self.layout.out_cols
+    }
+
+    /// Task `index`'s chunk (counted over the whole output, sample by sample) and output
+    /// rows: block `index % row_blocks` of near-equal parts of the plane, in order.
+    fn task_of(&self, index: usize) -> (usize, Range<usize>) {
+        let (chunk, block) = (index / self.row_blocks, index % self.row_blocks);
+        let rows = self.layout.out_rows;
+        let block_rows = block * rows / self.row_blocks..(block + 1) * rows / self.row_blocks;
+        (chunk, block_rows)
+    }
+
+    /// Elements of running sums the channel-vector body keeps between chunks of taps: up to
+    /// two vectors per position of a band (a block's channels), when the taps come in more
+    /// than one chunk.
+    fn running_sums_len(&self) -> usize {
+        let lanes = self.layout.lanes;
+        let chunked = self.geometry.reduction_len() > channel_tap_chunk::<T>(lanes);
+        if self.body == Body::Channels && chunked {
+            self.layout.band_rows * self.layout.row_stride * 2 * lanes
+        } else {
+            0
+        }
+    }
+}
+
+impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for GroupedEngine<T, E> {
+    /// One packed band of a group's input, then (for the channel-vector body on long
+    /// reductions) the running sums of a block's band, then (for blocks of rows) the block's
+    /// output, copied to its rows of each plane when done.
+    fn scratch_len(&self) -> usize {
+        self.task_scratch_len() + self.staging_len()
+    }
+
+    fn run(&self, input: &[T], output: Output<'_, T>, workspace: &Workspace<T>, parallel: bool) {
+        let out_cols = self.layout.out_cols;
+        let out_plane = self.layout.out_rows * out_cols;
+        let chunk_len = self.chunk_channels * out_plane;
+        let chunks_per_sample = self.geometry.out_channels() / self.chunk_channels;
+        let tasks = self.geometry.batch() * chunks_per_sample * self.row_blocks;
+        let runs_of = |index: usize| {
+            let (chunk, rows) = self.task_of(index);
+            if self.row_blocks == 1 {
+                return Runs {
+                    start: chunk * chunk_len,
+                    count: 1,
+                    len: chunk_len,
+                    pitch: 0,
+                };
+            }
+            Runs {
+                start: chunk * chunk_len + rows.start * out_cols,
+                count: self.chunk_channels,
+                len: rows.len() * out_cols,
+                pitch: out_plane,
+            }
+        };
+        let task = |scratch: &mut [T], index: usize, piece: Piece<'_, T, E>| {
+            let task = Task {
+                engine: self,
+                input,
+                index,
+                scratch,
+                piece,
+            };
+            dispatch(self.isa, task);
+        };
+        // SAFETY: tasks of distinct chunks write distinct planes; tasks of one chunk write
+        // distinct blocks of rows of its planes (`task_of` splits the plane).
+        unsafe { workspace.for_each_piece(parallel, output, self.epilogue, tasks, runs_of, task) };
+    }
+}
+
+/// One task's inputs to the per-tier entry points.
+struct Task<'a, 'p, T, E> {
+    engine: &'a GroupedEngine<T, E>,
+    input: &'a [T],
+    index: usize,
+    scratch: &'a mut [T],
+    piece: Piece<'p, T, E>,
+}
+
+impl<T: Element, E: Epilogue<T>> WithSimd<T> for Task<'_, '_, T, E> {
+    /// Packs each band of the task's group and runs every block of its chunk over it: into
+    /// the output where the task has whole planes; else into scratch, each channel's rows
+    /// then stored in its plane (an element per `K` multiply-adds).
+    #[inline(always)]
+    fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
+        let Task {
+            engine,
+            input,
+            index,
+            scratch,
+            mut piece,
+        } = self;
+        let (chunk, rows) = engine.task_of(index);
+        let chunks_per_sample = engine.geometry.out_channels() / engine.chunk_channels;
+        let (sample, chunk_index) = (chunk / chunks_per_sample, chunk % chunks_per_sample);
+        let (scratch, staging) = scratch.split_at_mut(engine.task_scratch_len());
+        let first_channel = chunk_index * engine.chunk_channels;
+        let source = engine.group_input(input, sample, first_channel);
+        if engine.row_blocks == 1 {
+            let mut sink = piece.run(0);
+            engine.convolve(simd, source, first_channel, rows, &mut sink, scratch);
+            return;
+        }
+        let block_plane = rows.len() * engine.layout.out_cols;
+        let staging = &mut staging[..engine.chunk_channels * block_plane];
+        // The block's rows first computed into scratch, without the epilogue...
+        engine.convolve(
+            simd,
+            source,
+            first_channel,
+            rows,
+            &mut Sink::new(&mut *staging, None, Identity),
+            scratch,
+        );
+        // ...then each channel's rows stored in its plane, through it.
+        for (channel, computed) in staging.chunks_exact(block_plane).enumerate() {
+            piece.run(channel).store_all(simd, computed);
+        }
+    }
+}
+
+/// A task's group input: its channels, and all of the input from its first channel on (what
+/// an in-place layout reads).
+#[derive(Clone, Copy)]
+struct GroupInput<'a, T> {
+    channels: &'a [T],
+    tail: &'a [T],
+}
+
+/// Where a band's outputs lie in a task's output: planes of `plane_len` elements (the task's
+/// rows of each channel), the band's first row `offset` elements into each.
+#[derive(Debug, Clone, Copy)]
+struct BandPlace {
+    plane_len: usize,
+    offset: usize,
+}
+
+impl<T: Element, E: Epilogue<T>> GroupedEngine<T, E> {
+    /// The input of the group of output channel `first_channel`, in `sample`.
+    fn group_input<'a>(
+        &self,
+        input: &'a [T],
+        sample: usize,
+        first_channel: usize,
+    ) -> GroupInput<'a, T> {
+        let group = first_channel / self.geometry.out_channels_per_group();
+        let image = self.layout.height * self.layout.width;
+        let in_channels = self.geometry.group_input_channels(group);
+        let sample_start = sample * self.geometry.in_channels() * image;
+        let tail = &input[sample_start + in_channels.start * image..];
+        GroupInput {
+            channels: &tail[..in_channels.len() * image],
+            tail,
+        }
+    }
+
+    /// Convolves the chunk of output channels from `first_channel` over the output `rows`
+    /// into `sink` (those rows of each of the chunk's planes, one plane after the other),
+    /// band by band: each band of `source` packed into `scratch` (or read in place), then
+    /// every register block run over it.
+    #[inline(always)]
+    fn convolve<S: Simd<Elem = T>, F: Epilogue<T>>(
+        &self,
+        simd: S,
+        source: GroupInput<'_, T>,
+        first_channel: usize,
+        rows: Range<usize>,
+        sink: &mut Sink<'_, T, F>,
+        scratch: &mut [T],
+    ) {
+        let layout = &self.layout;
+        let (packed, running_sums) =
+            scratch[..self.task_scratch_len()].split_at_mut(layout.packed_len);
+        for first_row in layout.band_starts(rows.clone()) {
+            let place = BandPlace {
+                plane_len: rows.len() * layout.out_cols,
+                offset: (first_row - rows.start) * layout.out_cols,
+            };
+            if layout.packing == Packing::InPlace {
+                // The band's rows where they lie, unless its last vectors would read past the
+                // input's end: then a copy padded with zeros.
+                let source = &source.tail[first_row * layout.width..];
+                let band_input: &[T] = if source.len() >= layout.packed_len {
+                    &source[..layout.packed_len]
+                } else {
+                    let (copied, rest) = packed.split_at_mut(source.len());
+                    copied.copy_from_slice(source);
+                    rest.fill(T::ZERO);
+                    packed
+                };
+                // (Its own call, not one shared with the packed path through a slice that may
+                // point at either: that measured 3–5 % slower on ResNeXt's packed layers.)
+                self.run_band(simd, band_input, running_sums, first_channel, sink, place);
+                continue;
+            }
+            layout.pack_channels(simd, source.channels, packed, first_row);
+            self.run_band(simd, packed, running_sums, first_channel, sink, place);
+        }
+    }
+
+    /// Every register block of a task's chunk over one band.
+    #[inline(always)]
+    fn run_band<S: Simd<Elem = T>, F: Epilogue<T>>(
+        &self,
+        simd: S,
+        packed: &[T],
+        running_sums: &mut [T],
+        first_channel: usize,
+        sink: &mut Sink<'_, T, F>,
+        place: BandPlace,
+    ) {
+        let BandPlace {
+            plane_len: out_plane,
+            offset: band_offset,
+        } = place;
+        let layout = &self.layout;
+        let taps = self.geometry.reduction_len();
+        let chunk_weights = &self.weights[first_channel * taps..][..self.chunk_channels * taps];
+        for block in &self.blocks {
+            let weights = &chunk_weights[block.first * taps..][..block.channels * taps];
+            let channel = first_channel + block.first;
+            let bias = &self.bias[channel..channel + block.channels];
+            let first = block.first * out_plane;
+            match self.body {
+                Body::Channels => {
+                    let block = channels::ChannelBlock {
+                        layout,
+                        packed,
+                        weights,
+                        bias,
+                        sink: &mut *sink,
+                        first,
+                        out_plane,
+                        band_offset,
+                        tap_chunk: channel_tap_chunk::<T>(S::LANES),
+                        running_sums: &mut *running_sums,
+                    };
+                    convolve_channels(simd, bias.len() / S::LANES, block);
+                }
+                Body::Positions => {
+                    let block = positions::Block {
+                        layout,
+                        packed,
+                        weights,
+                        bias,
+                        sink: &mut *sink,
+                        first,
+                        out_plane,
+                        band_offset,
+                    };
+                    convolve_positions(simd, block);
+                }
+            }
+        }
+    }
+}
+
+/// The weights in chunk order (chunks of `chunk_channels`), each register block of a chunk
+/// packed `[tap][m]`.
+fn pack_weights<T: Element>(
+    geometry: &Geometry,
+    weight: &[T],
+    chunk_channels: usize,
+    blocks: &[Block],
+) -> Vec<T> {
+    let taps = geometry.reduction_len();
+    let mut packed = Vec::with_capacity(weight.len());
+    for chunk_start in (0..geometry.out_channels()).step_by(chunk_channels) {
+        for block in blocks {
+            let first = chunk_start + block.first;
+            for tap in 0..taps {
+                for m in 0..block.channels {
+                    packed.push(weight[(first + m) * taps + tap]);
+                }
+            }
+        }
+    }
+    packed
+}
+
+/// Taps per chunk of the channel-vector body on vectors of `lanes`: a chunk's weights for the
+/// block's `2·LANES` channels take 16 KiB, which stay in L1 across the band's tiles instead of
+/// streaming from L2 for each (AlexNet conv5: 1728 taps, 221 KB of weights per block).
+fn channel_tap_chunk<T>(lanes: usize) -> usize {
+    16 * 1024 / (2 * lanes * size_of::<T>())
+}

@@ -1,0 +1,85 @@
+//! The kernels, by family, behind one interface: [`ForwardKernel`] for the forward pass, built
+//! from a [`Choice`] by [`build_forward`], the one place that knows every kernel type.
+//!
+//! * [`grouped`] — the grouped kernels, for every family: input packed per group, register
+//!   tiles of output channels × positions or of channels in lanes;
+//! * [`depthwise`] — the kernels of depthwise layers (one input channel per group).
+//!
+//! Every kernel body is written once over [`crate::simd::Simd`] and instantiated per tier; every
+//! store of an output goes through a [`crate::epilogue::Sink`], so what is applied before it is
+//! the kernel's [`Epilogue`] type parameter.
+
+use std::fmt;
+
+use crate::KernelError;
+use crate::epilogue::Epilogue;
+use crate::exec::workspace::{Output, Workspace};
+use crate::select::{Choice, Problem};
+use crate::simd::Element;
+
+pub(crate) mod depthwise;
+pub(crate) mod grouped;
+
+use depthwise::lanes::{self, LanesEngine};
+use depthwise::shifted::{self, ShiftedEngine};
+use depthwise::streamed::{self, StreamedEngine};
+use depthwise::unpacked::{self, UnpackedEngine};
+use grouped::GroupedEngine;
+
+/// A forward kernel prepared for one problem: its weights packed, ready to run any number of
+/// times.
+pub(crate) trait ForwardKernel<T>: fmt::Debug + Send + Sync {
+    /// Elements of scratch each thread needs.
+    fn scratch_len(&self) -> usize;
+
+    /// Convolves NCHW `input` into `output` (both checked against the geometry by the
+    /// caller), on the workspace's team when `parallel`.
+    fn run(&self, input: &[T], output: Output<'_, T>, workspace: &Workspace<T>, parallel: bool);
+}
+
+/// The forward kernel of `choice` for `problem`, its stores through `epilogue`; an error if
+/// the choice cannot run the problem (a forced kernel that does not fit it) or if a size the
+/// kernel indexes is too large.
+pub(crate) fn build_forward<T: Element, E: Epilogue<T>>(
+    choice: &Choice,
+    problem: Problem<'_>,
+    weight: &[T],
+    bias: Option<&[T]>,
+    epilogue: E,
+) -> Result<Box<dyn ForwardKernel<T>>, KernelError> {
+    let Problem { geometry, isa, .. } = problem;
+    let fits = match choice {
+        Choice::Grouped(_) => true,
+        Choice::DepthwiseStreamed => streamed::suits(geometry),
+        Choice::DepthwiseShifted => shifted::suits(geometry),
+        Choice::DepthwiseUnpacked => unpacked::suits(geometry),
+        Choice::DepthwiseLanes => lanes::suits(geometry, lanes::tier(isa)),
+    };
+    if !fits {
+        return Err(KernelError::TooLarge {
+            what: "the chosen kernel (a forced kernel that does not fit the problem)",
+        });
+    }
+    Ok(match choice {
+        Choice::Grouped(grouped) => Box::new(GroupedEngine::new(
+            grouped, problem, weight, bias, epilogue,
+        )?),
+        Choice::DepthwiseStreamed => {
+            Box::new(StreamedEngine::new(geometry, weight, bias, isa, epilogue)?)
+        }
+        Choice::DepthwiseShifted => {
+            Box::new(ShiftedEngine::new(geometry, weight, bias, isa, epilogue)?)
+        }
+        Choice::DepthwiseUnpacked => {
+            Box::new(UnpackedEngine::new(geometry, weight, bias, isa, epilogue)?)
+        }
+        Choice::DepthwiseLanes => {
+            Box::new(LanesEngine::new(geometry, weight, bias, isa, epilogue)?)
+        }
+    })
+}
+
+/// `bias` as a vector of `channels`, or zeros without one.
+pub(crate) fn bias_or_zeros<T: Element>(bias: Option<&[T]>, channels: usize) -> Vec<T> {
+    bias.map_or_else(|| vec![T::ZERO; channels], <[T]>::to_vec)
+}
