@@ -42,6 +42,13 @@ impl<T: Element> Epilogue<T> for Identity {
     }
 }
 
+/// A store of `count` elements from `at` outside a piece of `len`: a kernel's defect.
+#[cold]
+#[inline(never)]
+fn outside(at: usize, count: usize, len: usize) -> ! {
+    panic!("a store of {count} elements from {at} passes the end of its piece of {len}")
+}
+
 /// A kernel's piece of the output, with the same piece of the residual when the epilogue
 /// reads one: every store of an output goes through here, and the epilogue with it.
 ///
@@ -89,28 +96,13 @@ impl<'a, T: Element, E: Epilogue<T>> Sink<'a, T, E> {
         }
     }
 
-    /// The piece cut into consecutive pieces of `len` elements (whole planes of a task of
-    /// several), the last one shorter if `len` does not divide it.
-    pub fn split(&mut self, len: usize) -> impl Iterator<Item = Sink<'_, T, E>> {
-        let epilogue = self.epilogue;
-        let residuals = self
-            .residual
-            .map(|residual| residual.chunks(len.max(1)))
-            .into_iter()
-            .flatten()
-            .map(Some)
-            .chain(std::iter::repeat(None));
-        self.output
-            .chunks_mut(len.max(1))
-            .zip(residuals)
-            .map(move |(output, residual)| Sink::new(output, residual, epilogue))
-    }
-
     /// Stores `sum`, through the epilogue, as the `LANES` elements from `at`.
     #[inline(always)]
     pub fn store<S: Simd<Elem = T>>(&mut self, simd: S, at: usize, sum: S::Vector) {
+        self.check(at, S::LANES);
         let value = self.finish(simd, sum, at, 0, S::LANES);
-        simd.store_into(&mut self.output[at..], value);
+        // SAFETY: `at .. at + LANES` lies inside the piece (checked).
+        unsafe { simd.store(self.output.as_mut_ptr().add(at), value) }
     }
 
     /// Stores the first `count` lanes of `sum` (at most `LANES`), through the epilogue, as
@@ -123,8 +115,42 @@ impl<'a, T: Element, E: Epilogue<T>> Sink<'a, T, E> {
         sum: S::Vector,
         count: usize,
     ) {
+        self.check(at, count.min(S::LANES + 1));
         let value = self.finish(simd, sum, at, 0, count);
-        simd.store_prefix(&mut self.output[at..at + count], value);
+        // SAFETY: `count <= LANES` and `at .. at + count` lies inside the piece (checked: a
+        // count past LANES fails as LANES + 1 elements would).
+        unsafe { simd.store_first(self.output.as_mut_ptr().add(at), value, count) }
+    }
+
+    /// [`Sink::store_prefix`] without its check, for a kernel that has checked the region it
+    /// stores in once ([`Sink::check_region`]) rather than at every store.
+    ///
+    /// # Safety
+    ///
+    /// `count <= LANES`, and `at .. at + count` must lie inside the piece.
+    #[inline(always)]
+    pub unsafe fn store_prefix_unchecked<S: Simd<Elem = T>>(
+        &mut self,
+        simd: S,
+        at: usize,
+        sum: S::Vector,
+        count: usize,
+    ) {
+        debug_assert!(count <= S::LANES && at + count <= self.output.len());
+        let value = self.finish(simd, sum, at, 0, count);
+        // SAFETY: the caller's promise.
+        unsafe { simd.store_first(self.output.as_mut_ptr().add(at), value, count) }
+    }
+
+    /// Panics unless `rows` rows of `width` elements, `pitch` apart from `at`, lie inside the
+    /// piece.
+    pub fn check_region(&self, at: usize, pitch: usize, rows: usize, width: usize) {
+        if rows > 0 {
+            let last = (rows - 1)
+                .checked_mul(pitch)
+                .and_then(|offset| offset.checked_add(at));
+            self.check(last.unwrap_or(usize::MAX), width);
+        }
     }
 
     /// Stores lanes `first..end` of `sum`, through the epilogue, as the elements from `at`
@@ -139,10 +165,27 @@ impl<'a, T: Element, E: Epilogue<T>> Sink<'a, T, E> {
         end: usize,
     ) {
         assert!(first <= end && end <= S::LANES);
+        self.check(at, end - first);
         let value = self.finish(simd, sum, at, first, end);
-        let target = &mut self.output[at..at + (end - first)];
-        // SAFETY: lanes `first..end` land on `target`, a slice of `end − first` elements.
-        unsafe { simd.store_lanes(target.as_mut_ptr().wrapping_sub(first), value, first, end) }
+        let base = self
+            .output
+            .as_mut_ptr()
+            .wrapping_add(at)
+            .wrapping_sub(first);
+        // SAFETY: lanes `first..end` land on `at .. at + end − first`, inside the piece
+        // (checked).
+        unsafe { simd.store_lanes(base, value, first, end) }
+    }
+
+    /// Panics unless the `count` elements from `at` lie inside the piece: one branch, the
+    /// message out of line (stores are in the kernels' inner loops, and their size decides
+    /// whether a band's vectors are unrolled).
+    #[inline(always)]
+    fn check(&self, at: usize, count: usize) {
+        let len = self.output.len();
+        if at > len || count > len - at {
+            outside(at, count, len);
+        }
     }
 
     /// Stores the first `count` lanes (at most `LANES`) of each of `sums`, through the
@@ -159,8 +202,10 @@ impl<'a, T: Element, E: Epilogue<T>> Sink<'a, T, E> {
     ) {
         assert!(count <= S::LANES && R > 0);
         // The last row's vector is the furthest store.
-        let end = (R - 1) * pitch + at + count;
-        assert!(end <= self.output.len());
+        let last = (R - 1)
+            .checked_mul(pitch)
+            .and_then(|offset| offset.checked_add(at));
+        self.check(last.unwrap_or(usize::MAX), count);
         let first = self.output.as_mut_ptr().wrapping_add(at);
         for (r, &sum) in sums.iter().enumerate() {
             let value = self.finish(simd, sum, at + r * pitch, 0, count);

@@ -221,6 +221,7 @@ mod tests {
     //! themselves, rule by rule.)
 
     use super::*;
+    use crate::epilogue::testing::ResidualSquared;
     use crate::pack::layout::{Packing, VectorOrder};
     use crate::select::{Body, Choice, GroupedChoice};
     use gconv_shape::{Conv2dParams, Padding};
@@ -358,9 +359,58 @@ mod tests {
                 check_against_reference(problem, &output).map_err(|diff| {
                     TestCaseError::fail(format!("{} ({threads} threads): {diff}", plan.kernel_id()))
                 })?;
+                check_epilogue(problem, &plan, &output)?;
             }
         }
         Ok(())
+    }
+
+    /// The kernel `plan` runs, built again with the epilogue [`ResidualSquared`] and run with
+    /// a residual: every output is the epilogue of the plain output `plain` and of the
+    /// residual at its own position, to the bit (each store applies it once, in place).
+    fn check_epilogue(
+        problem: &Problem,
+        plan: &KernelPlan,
+        plain: &[f32],
+    ) -> Result<(), TestCaseError> {
+        let selection_problem = select::Problem {
+            geometry: &problem.geometry,
+            isa: plan.isa,
+            threads: plan.threads,
+        };
+        let kernel = build_forward(
+            &plan.forward.selection.choice,
+            selection_problem,
+            &problem.weight,
+            problem.bias.as_deref(),
+            ResidualSquared,
+        )
+        .unwrap();
+        let workspace = Workspace::new(plan.threads, kernel.scratch_len()).unwrap();
+        let residual: Vec<f32> = (0..plain.len())
+            .map(|index| (index * 7919 % 97) as f32 / 32.0 - 1.5)
+            .collect();
+        let mut output = vec![f32::NAN; plain.len()];
+        let values = Output {
+            values: &mut output,
+            residual: Some(&residual),
+        };
+        kernel.run(&problem.input, values, &workspace, plan.threads > 1);
+        let expected = ResidualSquared::expected(plain, &residual);
+        let wrong = output
+            .iter()
+            .zip(&expected)
+            .position(|(got, want)| got.to_bits() != want.to_bits());
+        match wrong {
+            None => Ok(()),
+            Some(index) => Err(TestCaseError::fail(format!(
+                "{} ({} threads) with an epilogue: output {index} is {}, not {}",
+                plan.kernel_id(),
+                plan.threads,
+                output[index],
+                expected[index]
+            ))),
+        }
     }
 
     /// Depthwise problems whose channels fill whole vectors of every tier (16 lanes).
@@ -705,6 +755,8 @@ mod tests {
                         .zip(&expected)
                         .all(|(a, b)| a.to_bits() == b.to_bits());
                     prop_assert!(same, "{id}: {threads} threads differ from one");
+                    // Blocks of rows reach their planes through the epilogue too.
+                    check_epilogue(problem, &parallel, &expected)?;
                 }
             }
         }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 pub(super) use std::hint::spin_loop;
-pub(super) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+pub(super) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, fence};
 pub(super) use std::sync::{Arc, Condvar, Mutex};
 pub(super) use std::thread::yield_now;
 

@@ -35,7 +35,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use super::sync::{
-    Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Helpers, Mutex, Patience, spin_loop,
+    Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Helpers, Mutex, Patience, fence, spin_loop,
     yield_now,
 };
 
@@ -141,11 +141,12 @@ impl Team {
         let shared = &*self.shared;
         // SAFETY: the cast only erases the lifetime; what makes the later dereferences sound
         // is that helpers dereference the pointer only between entering the loop
-        // (`active += 1`, then seeing `open`) and leaving it (`active -= 1`), and this
-        // function closes the loop (`open = false`) and waits for `active == 0` before it
-        // returns, while `job` is still borrowed. With both sides' operations sequentially
-        // consistent, a helper either saw `open` before the close (and is counted in
-        // `active`) or sees it closed and backs off untouched.
+        // (`active += 1`, fence, then seeing `open`) and leaving it (`active -= 1`), and this
+        // function closes the loop (`open = false`, fence) and waits for `active == 0` before
+        // it returns, while `job` is still borrowed. A store, a sequentially consistent
+        // fence, then a load on each side: of the two loads, at least one sees the other
+        // side's store. So a helper either is seen in `active` (and is waited for) or sees the
+        // loop closed and backs off untouched.
         let pointer = JobPointer(unsafe {
             std::mem::transmute::<*const (dyn Fn(usize, usize) + Sync + '_), *const Job>(job)
         });
@@ -156,6 +157,9 @@ impl Team {
         shared.pieces.store(pieces, SeqCst);
         shared.open.store(true, SeqCst);
         shared.generation.fetch_add(1, SeqCst);
+        // Pairs with the fence in `next_generation`: this run sees the helper asleep, or the
+        // helper sees this generation before it sleeps.
+        fence(SeqCst);
         if shared.sleeping.load(SeqCst) > 0 {
             let _guard = shared.lock.lock().unwrap_or_else(PoisonError::into_inner);
             shared.wake.notify_all();
@@ -169,6 +173,8 @@ impl Team {
         }
 
         shared.open.store(false, SeqCst);
+        // Pairs with the fence in `serve` (see the SAFETY note above).
+        fence(SeqCst);
         // Helpers still inside are finishing a piece: spin, but yield the core if one of
         // them seems to need it (more threads than cores).
         let mut spins = 0u32;
@@ -236,6 +242,7 @@ impl Shared {
             };
             seen = generation;
             self.active.fetch_add(1, SeqCst);
+            fence(SeqCst);
             if self.open.load(SeqCst) {
                 let job = *self.job.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(JobPointer(job)) = job {
@@ -276,9 +283,11 @@ impl Shared {
         }
         let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         self.sleeping.fetch_add(1, SeqCst);
+        // Pairs with the fence in `Team::run`.
+        fence(SeqCst);
         let generation = loop {
             // Checked after `sleeping` is raised: a run that bumps the generation and then
-            // finds `sleeping == 0` is seen here instead (both sides sequentially consistent).
+            // finds `sleeping == 0` is seen here instead.
             let generation = self.generation.load(SeqCst);
             if generation != seen || self.shutdown.load(SeqCst) {
                 break generation;

@@ -268,7 +268,8 @@ fn lanes_pay(geometry: &Geometry, isa: Isa) -> bool {
 }
 
 /// The shortest reduction (`K = C_in/g·kH·kW`) from which the channel-vector body runs where
-/// it can, instead of the flat one, on `isa` (`usize::MAX`: never).
+/// it can, instead of the flat one, on `isa` (`usize::MAX`: never; `TUNING.md`,
+/// `grouped-channels-*`).
 fn channels_min_reduction(isa: Isa) -> usize {
     match isa {
         Isa::X86_64V4 => 128,

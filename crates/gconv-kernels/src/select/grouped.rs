@@ -133,8 +133,7 @@ fn balanced(tasks: usize, threads: usize) -> bool {
 }
 
 /// Output positions a block of rows holds at least, and rows: below that its bands are
-/// mostly edges and its packing is repeated for little (a 15x15 plane in two blocks of
-/// 32-channel chunks ran 7 % slower on two threads than four chunks of 40 channels whole).
+/// mostly edges and its packing is repeated for little (`TUNING.md`, partition).
 const MIN_BLOCK_POSITIONS: usize = 256;
 const MIN_BLOCK_ROWS: usize = 2;
 
@@ -168,8 +167,8 @@ const L2_BUDGET: usize = 256 * 1024;
 /// `chunk_channels` output channels, in vector operations: the multiply-adds (`chunk · K` per
 /// vector of positions, discarded columns included) plus the packing (two per vector copied;
 /// a strided im2col gathers one element at a time), as long as its copy of every window stays
-/// in L2 for all the blocks that read it (AlexNet's 1 to 3.5 MB im2col buffers ran at half
-/// the speed). Phase-split wins ties: it packs less.
+/// in L2 for all the blocks that read it (`TUNING.md`, `grouped-positions-im2col`).
+/// Phase-split wins ties: it packs less.
 pub(crate) fn im2col_pays(
     geometry: &Geometry,
     chunk_channels: usize,
@@ -260,9 +259,8 @@ fn cheaper_order(geometry: &Geometry, flat: Layout, rows: Layout) -> Layout {
 
 /// Whether the flat body would compute at least a fifth more lanes than there are outputs
 /// (a plane's flat positions, padding columns included, rounded up to whole vectors): then
-/// the channel-vector body pays even with single-vector blocks. Measured (one thread,
-/// AVX-512, against the flat body): ShuffleNet's 1x1 on 7x7 planes (64 lanes for 49
-/// outputs) +28 %; 14x14 planes (6 and 14 % more lanes) 2–15 % slower.
+/// the channel-vector body pays even with single-vector blocks (`TUNING.md`,
+/// `grouped-channels-*`).
 fn flat_wastes_lanes(geometry: &Geometry, isa: Isa) -> bool {
     // In u128, saturating: absurd padding (refused later) must not overflow here.
     let [out_h, out_w] = geometry.output_size().map(|size| size as u128);

@@ -94,6 +94,48 @@ fn run_x86_64_v4<S: Simd, K: WithSimd<S::Elem>>(simd: S, body: K) {
     body.with_simd(simd)
 }
 
+/// Runs `body` with `simd`'s instructions in a function of its own, never inlined into the
+/// caller: for a hot loop that needs every register, where values the caller keeps live across
+/// it (constants hoisted out of a loop around it) would otherwise take some (see
+/// `kernels/grouped/channels.rs`). The tier is `S`'s, settled when `S` is compiled.
+#[inline(always)]
+pub(crate) fn outlined<S: Simd, K: WithSimd<S::Elem>>(simd: S, body: K) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if const { matches!(S::ISA, Isa::X86_64V3) } {
+            // SAFETY: `simd` is an AVX2 token: the CPU has AVX2 and FMA.
+            return unsafe { outlined_x86_64_v3(simd, body) };
+        }
+        if const { matches!(S::ISA, Isa::X86_64V4) } {
+            // SAFETY: `simd` is an AVX-512 token: the CPU has AVX-512F.
+            return unsafe { outlined_x86_64_v4(simd, body) };
+        }
+    }
+    outlined_portable(simd, body)
+}
+
+/// [`outlined`] on the portable tier.
+#[inline(never)]
+fn outlined_portable<S: Simd, K: WithSimd<S::Elem>>(simd: S, body: K) {
+    body.with_simd(simd)
+}
+
+/// [`outlined`] on AVX2+FMA (`simd` is an AVX2 token).
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+#[target_feature(enable = "avx2,fma")]
+fn outlined_x86_64_v3<S: Simd, K: WithSimd<S::Elem>>(simd: S, body: K) {
+    body.with_simd(simd)
+}
+
+/// [`outlined`] on AVX-512F (`simd` is an AVX-512 token).
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+fn outlined_x86_64_v4<S: Simd, K: WithSimd<S::Elem>>(simd: S, body: K) {
+    body.with_simd(simd)
+}
+
 /// A vector of `LANES` elements and the operations kernels need on it.
 ///
 /// The raw-pointer methods are for loops that walk precomputed offsets; where a slice is at

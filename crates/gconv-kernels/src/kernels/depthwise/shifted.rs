@@ -198,17 +198,19 @@ impl<T: Element, E: Epilogue<T>> WithSimd<T> for Planes<'_, '_, T, E> {
         assert!(S::LANES * engine.vectors >= plane);
         assert_eq!(engine.masks.len(), taps * engine.vectors);
         let channels = PlaneChannels::new(first_plane, out_channels, multiplier);
-        for (mut output, (channel, input_plane)) in sink.split(plane).zip(channels) {
+        let planes = sink.len() / plane;
+        for (plane_index, (channel, input_plane)) in (0..planes).zip(channels) {
             assert!((input_plane + 1) * plane <= input.len());
             let shifted = ShiftedPlane {
                 simd,
                 engine,
                 input,
                 plane_start: input_plane * plane,
+                plane_len: plane,
                 weights: engine.filters.weights(channel),
                 bias: simd.splat(engine.filters.bias(channel)),
             };
-            shifted.convolve(&mut output);
+            shifted.convolve(&mut sink, plane_index * plane);
         }
     }
 }
@@ -222,6 +224,8 @@ struct ShiftedPlane<'a, S: Simd, E> {
     /// mask leaves out.
     input: &'a [S::Elem],
     plane_start: usize,
+    /// Positions per plane.
+    plane_len: usize,
     weights: &'a [S::Elem],
     bias: S::Vector,
 }
@@ -230,16 +234,16 @@ impl<S: Simd, E: Epilogue<S::Elem>> ShiftedPlane<'_, S, E> {
     /// Loop order: the plane's vectors of positions in tiles of [`TILE_VECTORS`] (the last
     /// tile the rest), then the taps, each one load and masked fused multiply-add per vector.
     #[inline(always)]
-    fn convolve(&self, output: &mut Sink<'_, S::Elem, E>) {
+    fn convolve(&self, output: &mut Sink<'_, S::Elem, E>, base: usize) {
         let mut first = 0;
         while self.engine.vectors - first >= TILE_VECTORS {
-            self.tile::<TILE_VECTORS>(first, output);
+            self.tile::<TILE_VECTORS>(first, output, base);
             first += TILE_VECTORS;
         }
         macro_rules! rest {
             ($($size:literal),*) => {
                 match self.engine.vectors - first {
-                    $($size => self.tile::<$size>(first, output),)*
+                    $($size => self.tile::<$size>(first, output, base),)*
                     _ => {}
                 }
             };
@@ -252,7 +256,7 @@ impl<S: Simd, E: Epilogue<S::Elem>> ShiftedPlane<'_, S, E> {
     /// masked loads only at the input's two ends (masked loads throughout measured a fifth
     /// slower).
     #[inline(always)]
-    fn tile<const V: usize>(&self, first: usize, output: &mut Sink<'_, S::Elem, E>) {
+    fn tile<const V: usize>(&self, first: usize, output: &mut Sink<'_, S::Elem, E>, base: usize) {
         // Positions inside the input, so these fit in isize (the input does); the reach may be
         // anything a far-padded plane gives.
         let start = (self.plane_start + first * S::LANES) as isize;
@@ -260,9 +264,9 @@ impl<S: Simd, E: Epilogue<S::Elem>> ShiftedPlane<'_, S, E> {
         let inside = start.saturating_add(self.engine.reach[0]) >= 0
             && end.saturating_add(self.engine.reach[1]) <= self.input.len() as isize;
         if inside {
-            self.tile_reading::<V, false>(first, output)
+            self.tile_reading::<V, false>(first, output, base)
         } else {
-            self.tile_reading::<V, true>(first, output)
+            self.tile_reading::<V, true>(first, output, base)
         }
     }
 
@@ -272,6 +276,7 @@ impl<S: Simd, E: Epilogue<S::Elem>> ShiftedPlane<'_, S, E> {
         &self,
         first: usize,
         output: &mut Sink<'_, S::Elem, E>,
+        base: usize,
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
         let mut acc = [self.bias; V];
@@ -299,10 +304,10 @@ impl<S: Simd, E: Epilogue<S::Elem>> ShiftedPlane<'_, S, E> {
                 *sum = simd.mul_add_masked(weight, x, *sum, mask);
             }
         }
-        let plane = output.len();
+        let plane = self.plane_len;
         for (vector, &sum) in acc.iter().enumerate() {
             let start = (first + vector) * lanes;
-            output.store_prefix(simd, start, sum, (plane - start).min(lanes));
+            output.store_prefix(simd, base + start, sum, (plane - start).min(lanes));
         }
     }
 }

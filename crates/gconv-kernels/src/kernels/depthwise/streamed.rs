@@ -46,9 +46,8 @@ const MAX_SIDE: usize = 7;
 /// Vectors of output columns a band walks down the plane together: four (128 input columns
 /// per row on AVX-512, MobileNetV2's 112x112 plane in one band; with stride 2, their carried
 /// taps twelve registers), but two for 7x7 windows, whose taps and sums then fit AVX-512's
-/// registers (see [`StreamedPlane::band_stride_one`]). Measured against four, one thread,
-/// median of five: 7x7 on ConvNeXt's 56x56 +18 %, 28x28 +10 %, 14x14 +5 %; 5x5 in three
-/// (all in registers too) 4 % slower on 56x56 and even on 28x28, so it stays at four.
+/// registers (see [`StreamedPlane::band_stride_one`]; measured in `TUNING.md`,
+/// `depthwise-streamed-stride-1`).
 const fn band_vectors(stride: usize, side: usize) -> usize {
     if stride == 1 && side == 7 { 2 } else { 4 }
 }
@@ -306,8 +305,12 @@ impl<
         let multiplier = geometry.out_channels_per_group();
         assert_eq!(engine.columns.len(), out_w.div_ceil(S::LANES));
         let channels = PlaneChannels::new(first_plane, out_channels, multiplier);
-        for (mut output, (channel, input_plane)) in sink.split(out_plane).zip(channels) {
-            let weights = engine.filters.weights(channel);
+        let planes = sink.len() / out_plane;
+        for (plane_index, (channel, input_plane)) in (0..planes).zip(channels) {
+            // Exactly `K²` (a constant): the entries past them are never written, nor their
+            // zeroing kept (with a slice of unknown length, a memset of the whole array was a
+            // fifth of a 7x7 plane's time).
+            let weights = &engine.filters.weights(channel)[..K * K];
             let mut splat = [simd.splat(T::ZERO); MAX_SIDE * MAX_SIDE];
             for (vector, &weight) in splat.iter_mut().zip(weights) {
                 *vector = simd.splat(weight);
@@ -323,36 +326,43 @@ impl<
                 out_h,
                 out_w,
             };
-            streamed.convolve::<STRIDE, K, WIDTH, LAST, EDGE>(&engine.columns, &mut output);
+            let base = plane_index * out_plane;
+            streamed.convolve::<_, STRIDE, K, WIDTH, LAST, EDGE>(&engine.columns, &mut sink, base);
         }
     }
 }
 
-/// Where a band of `B` vectors stores: its output plane (`out_h` rows), and per vector the
-/// first column and the number of columns it holds.
-struct Band<'a, T, E, const B: usize> {
-    output: Sink<'a, T, E>,
+/// Vectors in the widest band (see [`band_vectors`]).
+const MAX_BAND: usize = 4;
+
+/// Where a band of `B` vectors stores: its output plane (`out_h` rows from `base` in
+/// `output`), and per vector the first column and the number of columns it holds.
+struct Band<const B: usize> {
+    base: usize,
     out_h: usize,
     vectors: [(usize, usize); B],
 }
 
-impl<'a, T: Element, E: Epilogue<T>, const B: usize> Band<'a, T, E, B> {
-    /// Vectors `first..first + B` of `output`, an output plane of `out_h` rows of `out_w`.
+impl<const B: usize> Band<B> {
+    /// Vectors `first..first + B` of the output plane of `out_h` rows of `out_w` from `base`
+    /// in `output`.
     #[inline(always)]
-    fn new(
-        output: &'a mut Sink<'_, T, E>,
+    fn new<T: Element, E: Epilogue<T>>(
+        output: &Sink<'_, T, E>,
+        base: usize,
         [out_h, out_w]: [usize; 2],
         lanes: usize,
         first: usize,
-    ) -> Band<'a, T, E, B> {
-        assert_eq!(output.len(), out_h * out_w);
+    ) -> Band<B> {
+        // The plane's region once, so that a store checks only its row (see `store`).
+        output.check_region(base, out_w, out_h, out_w);
         let vectors = std::array::from_fn(|vector| {
             let start = (first + vector) * lanes;
             assert!(start < out_w);
             (start, (out_w - start).min(lanes))
         });
         Band {
-            output: output.reborrow(),
+            base,
             out_h,
             vectors,
         }
@@ -379,6 +389,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
     /// [`StreamedPlane::band`]).
     #[inline(always)]
     fn convolve<
+        E: Epilogue<S::Elem>,
         const STRIDE: usize,
         const K: usize,
         const WIDTH: usize,
@@ -387,17 +398,18 @@ impl<S: Simd> StreamedPlane<'_, S> {
     >(
         &self,
         columns: &[VectorColumns],
-        output: &mut Sink<'_, S::Elem, impl Epilogue<S::Elem>>,
+        output: &mut Sink<'_, S::Elem, E>,
+        base: usize,
     ) {
         let mut first = 0;
         if WIDTH > 0 {
             while columns.len() - first > WIDTH {
-                self.band::<STRIDE, K, WIDTH, true>(first, &columns[first..], output);
+                self.band::<STRIDE, K, WIDTH, true>(first, &columns[first..], output, base);
                 first += WIDTH;
             }
         }
         assert_eq!(columns.len() - first, LAST);
-        self.band::<STRIDE, K, LAST, EDGE>(first, &columns[first..], output);
+        self.band::<STRIDE, K, LAST, EDGE>(first, &columns[first..], output, base);
     }
 
     /// Output column vectors `first..first + B` (described from `columns[0]` on) by
@@ -409,15 +421,17 @@ impl<S: Simd> StreamedPlane<'_, S> {
         first: usize,
         columns: &[VectorColumns],
         output: &mut Sink<'_, S::Elem, impl Epilogue<S::Elem>>,
+        base: usize,
     ) {
         let columns: &[VectorColumns; B] = columns[..B].try_into().unwrap();
-        let mut band = Band::<_, _, B>::new(output, [self.out_h, self.out_w], S::LANES, first);
+        let plane = [self.out_h, self.out_w];
+        let band = Band::<B>::new(output, base, plane, S::LANES, first);
         if STRIDE == 1 {
-            self.band_stride_one::<_, K, B, EDGE>(&mut band, columns);
+            self.band_stride_one::<_, K, B, EDGE>(&band, output, columns);
         } else if K == SIDE {
-            self.band_stride_two::<_, B, EDGE>(&mut band, columns);
+            self.band_stride_two::<_, B, EDGE>(&band, output, columns);
         } else {
-            self.band_stride_two_rolling::<_, K, B, EDGE>(&mut band, columns);
+            self.band_stride_two_rolling::<_, K, B, EDGE>(&band, output, columns);
         }
     }
 
@@ -435,7 +449,8 @@ impl<S: Simd> StreamedPlane<'_, S> {
     #[inline(always)]
     fn band_stride_one<E: Epilogue<S::Elem>, const K: usize, const B: usize, const EDGE: bool>(
         &self,
-        band: &mut Band<'_, S::Elem, E, B>,
+        band: &Band<B>,
+        output: &mut Sink<'_, S::Elem, E>,
         columns: &[VectorColumns; B],
     ) {
         let add_row = |sum: S::Vector, i: usize, taps: &Option<[S::Vector; K]>| match taps {
@@ -487,7 +502,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
                     }
                 }
                 for (vector, (acc, sums)) in acc.iter().zip(sums.iter_mut()).enumerate() {
-                    self.store(band, r, vector, acc[0]);
+                    self.store(band, output, r, vector, acc[0]);
                     sums[..K - 1].copy_from_slice(&acc[1..]);
                 }
             }
@@ -495,14 +510,25 @@ impl<S: Simd> StreamedPlane<'_, S> {
         }
         for r in 0..band.out_h {
             let row = self.input_row(r + K - 1);
-            for (vector, (sums, columns)) in sums.iter_mut().zip(columns).enumerate() {
-                let taps = self.row_taps::<1, K, B, EDGE>(row, columns);
-                self.store(band, r, vector, add_row(sums[0], K - 1, &taps));
-                for m in 1..K - 1 {
-                    sums[m - 1] = add_row(sums[m], K - 1 - m, &taps);
-                }
-                sums[K - 2] = add_row(self.bias, 0, &taps);
+            // The band's vectors written out, whatever the compiler's unrolling heuristics
+            // decide: as a loop (which it kept when the stores were checked), the sums lived
+            // on the stack, 0.85 of the speed on 28x28 planes. (A macro, not a closure: a
+            // closure left out of line runs without the tier's instructions.)
+            macro_rules! each_vector {
+                ($($vector:literal),*) => {$(
+                    if $vector < B {
+                        let sums = &mut sums[$vector];
+                        let taps = self.row_taps::<1, K, B, EDGE>(row, &columns[$vector]);
+                        self.store(band, output, r, $vector, add_row(sums[0], K - 1, &taps));
+                        for m in 1..K - 1 {
+                            sums[m - 1] = add_row(sums[m], K - 1 - m, &taps);
+                        }
+                        sums[K - 2] = add_row(self.bias, 0, &taps);
+                    }
+                )*};
             }
+            const { assert!(B <= MAX_BAND) };
+            each_vector!(0, 1, 2, 3);
         }
     }
 
@@ -521,7 +547,8 @@ impl<S: Simd> StreamedPlane<'_, S> {
         const EDGE: bool,
     >(
         &self,
-        band: &mut Band<'_, S::Elem, E, B>,
+        band: &Band<B>,
+        output: &mut Sink<'_, S::Elem, E>,
         columns: &[VectorColumns; B],
     ) {
         // Sums of output rows r .. r + ⌈K/2⌉ (at most MAX_SIDE).
@@ -556,7 +583,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
                     let taps = self.row_taps::<2, K, B, EDGE>(row, columns);
                     add_row(sums, r, padded, &taps);
                 }
-                self.store(band, r, vector, sums[0]);
+                self.store(band, output, r, vector, sums[0]);
                 for m in 1..in_flight {
                     sums[m - 1] = sums[m];
                 }
@@ -604,7 +631,8 @@ impl<S: Simd> StreamedPlane<'_, S> {
     #[inline(always)]
     fn band_stride_two<E: Epilogue<S::Elem>, const B: usize, const EDGE: bool>(
         &self,
-        band: &mut Band<'_, S::Elem, E, B>,
+        band: &Band<B>,
+        output: &mut Sink<'_, S::Elem, E>,
         columns: &[VectorColumns; B],
     ) {
         let out_h = band.out_h;
@@ -620,7 +648,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
             *taps = self.pair_row::<B, EDGE>(self.input_row(0), columns);
         }
         for r in 0..first_inside {
-            self.row_checking_rows::<_, B, EDGE>(band, r, columns, &mut carried);
+            self.row_checking_rows::<_, B, EDGE>(band, output, r, columns, &mut carried);
         }
         let mut r = first_inside;
         while r + 2 <= end_inside {
@@ -630,14 +658,26 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 let shared = self.pair_row::<B, EDGE>(Some(row + 1), columns);
                 let next_middle = self.pair_row::<B, EDGE>(Some(row + 2), columns);
                 let bottom = self.pair_row::<B, EDGE>(Some(row + 3), columns);
-                self.store(band, r, vector, self.sum([*carried, middle, shared]));
-                self.store(band, r + 1, vector, self.sum([shared, next_middle, bottom]));
+                self.store(
+                    band,
+                    output,
+                    r,
+                    vector,
+                    self.sum([*carried, middle, shared]),
+                );
+                self.store(
+                    band,
+                    output,
+                    r + 1,
+                    vector,
+                    self.sum([shared, next_middle, bottom]),
+                );
                 *carried = bottom;
             }
             r += 2;
         }
         for r in r..out_h {
-            self.row_checking_rows::<_, B, EDGE>(band, r, columns, &mut carried);
+            self.row_checking_rows::<_, B, EDGE>(band, output, r, columns, &mut carried);
         }
     }
 
@@ -645,7 +685,8 @@ impl<S: Simd> StreamedPlane<'_, S> {
     #[inline(always)]
     fn row_checking_rows<E: Epilogue<S::Elem>, const B: usize, const EDGE: bool>(
         &self,
-        band: &mut Band<'_, S::Elem, E, B>,
+        band: &Band<B>,
+        output: &mut Sink<'_, S::Elem, E>,
         r: usize,
         columns: &[VectorColumns; B],
         carried: &mut [[S::Vector; SIDE]; B],
@@ -653,7 +694,13 @@ impl<S: Simd> StreamedPlane<'_, S> {
         for (vector, (carried, columns)) in carried.iter_mut().zip(columns).enumerate() {
             let middle = self.pair_row::<B, EDGE>(self.input_row(2 * r + 1), columns);
             let bottom = self.pair_row::<B, EDGE>(self.input_row(2 * r + 2), columns);
-            self.store(band, r, vector, self.sum([*carried, middle, bottom]));
+            self.store(
+                band,
+                output,
+                r,
+                vector,
+                self.sum([*carried, middle, bottom]),
+            );
             *carried = bottom;
         }
     }
@@ -696,15 +743,20 @@ impl<S: Simd> StreamedPlane<'_, S> {
     #[inline(always)]
     fn store<E: Epilogue<S::Elem>, const B: usize>(
         &self,
-        band: &mut Band<'_, S::Elem, E, B>,
+        band: &Band<B>,
+        output: &mut Sink<'_, S::Elem, E>,
         r: usize,
         vector: usize,
         sum: S::Vector,
     ) {
         let (start, count) = band.vectors[vector];
         assert!(r < band.out_h);
-        band.output
-            .store_prefix(self.simd, r * self.out_w + start, sum, count);
+        let at = band.base + r * self.out_w + start;
+        // SAFETY: `Band::new` checked that the plane's `out_h` rows of `out_w` from `base` lie
+        // inside `output`, and that each vector's `count <= LANES` columns from `start` lie
+        // inside a row; `r < out_h`. (One check per store, not three: checked stores kept a
+        // 28x28 plane at 0.87 of its speed.)
+        unsafe { output.store_prefix_unchecked(self.simd, at, sum, count) };
     }
 
     /// Stride 2: the three taps input row `row` gives a vector of a band of `B`

@@ -69,6 +69,11 @@ pub(crate) fn convolve_channel_block<
     if taps > chunk {
         assert!(block.running_sums.len() >= positions * channels);
     }
+    let mut scratch = TileScratch {
+        positions: [S::Elem::ZERO; MAX_LANES * MAX_LANES],
+        planes: [S::Elem::ZERO; MAX_LANES * MAX_LANES],
+        runs: [(0, 0, 0); MAX_LANES],
+    };
     // Chunks of taps outside, tiles of positions inside: each chunk's weights are read from
     // L1 by every tile. Between chunks a tile's sums wait in `running_sums`, exactly as they
     // were: every output is still the one chain bias, +w₀x₀, +w₁x₁, … .
@@ -93,7 +98,7 @@ pub(crate) fn convolve_channel_block<
                     ($($size:literal),*) => {
                         $(
                             if const { $size <= P && 2 * $size >= P } && size == $size {
-                                tile::<S, E, C, $size>(simd, &mut block, first, &chunk);
+                                tile::<S, E, C, $size>(simd, &mut block, first, &chunk, &mut scratch);
                             } else
                         )*
                         {
@@ -109,7 +114,7 @@ pub(crate) fn convolve_channel_block<
             ($($size:literal),*) => {$(
                 if const { $size < P } {
                     while positions - first >= $size {
-                        tile::<S, E, C, $size>(simd, &mut block, first, &chunk);
+                        tile::<S, E, C, $size>(simd, &mut block, first, &chunk, &mut scratch);
                         first += $size;
                     }
                 }
@@ -117,6 +122,15 @@ pub(crate) fn convolve_channel_block<
         }
         tails!(8, 4, 2, 1);
     }
+}
+
+/// What storing a tile needs beside its sums, made once per block and band rather than per
+/// tile (zeroing the squares and returning the runs by value per tile cost a ResNeXt 14x14
+/// layer 2 %): the two squares of the transpose, and the tile's runs of output positions.
+struct TileScratch<T> {
+    positions: [T; MAX_LANES * MAX_LANES],
+    planes: [T; MAX_LANES * MAX_LANES],
+    runs: [(usize, usize, usize); MAX_LANES],
 }
 
 /// The taps a pass over the band's tiles covers, and whether it starts from the bias (the
@@ -129,44 +143,23 @@ struct Chunk {
 
 /// One tile: `C·LANES` channels × `P` flat positions starting at `first`, over the taps of
 /// `chunk`: its sums started (from the bias, or where the last chunk left them), the chunk's
-/// taps added, and the sums kept for the next chunk or stored.
+/// taps added (per tap, `C` weight vectors loaded once and each position's input broadcast
+/// against them, `C + P` loads per `C·P` fused multiply-adds), and the sums kept for the next
+/// chunk or stored.
 #[inline(always)]
 fn tile<S: Simd, E: Epilogue<S::Elem>, const C: usize, const P: usize>(
     simd: S,
     block: &mut ChannelBlock<'_, '_, S::Elem, E>,
     first: usize,
     chunk: &Chunk,
+    scratch: &mut TileScratch<S::Elem>,
 ) {
-    let mut acc = start_sums::<S, E, C, P>(simd, block, first, chunk.first);
-    add_taps(simd, block, first, chunk.taps.clone(), &mut acc);
-    if chunk.last {
-        store_tile(simd, block, first, &acc);
-    } else {
-        let channels = C * S::LANES;
-        let sums = &mut block.running_sums[first * channels..][..P * channels];
-        for (vectors, sums) in acc.iter().zip(sums.chunks_exact_mut(channels)) {
-            for (half, &vector) in vectors.iter().enumerate() {
-                simd.store_into(&mut sums[half * S::LANES..], vector);
-            }
-        }
-    }
-}
-
-/// A tile's sums before a chunk of taps: the bias for the first chunk, else what the chunk
-/// before left in `running_sums`.
-#[inline(always)]
-fn start_sums<S: Simd, E: Epilogue<S::Elem>, const C: usize, const P: usize>(
-    simd: S,
-    block: &ChannelBlock<'_, '_, S::Elem, E>,
-    first: usize,
-    from_bias: bool,
-) -> [[S::Vector; C]; P] {
     let lanes = S::LANES;
     let channels = C * lanes;
     let mut acc = [[simd.splat(S::Elem::ZERO); C]; P];
     // Plain loops over `C`, not `array::from_fn`: its closure may stay out of line, outside
     // the tier's `target_feature` context.
-    if from_bias {
+    if chunk.first {
         let mut bias = [simd.splat(S::Elem::ZERO); C];
         for (half, vector) in bias.iter_mut().enumerate() {
             *vector = simd.load_from(&block.bias[half * lanes..]);
@@ -180,87 +173,76 @@ fn start_sums<S: Simd, E: Epilogue<S::Elem>, const C: usize, const P: usize>(
             }
         }
     }
-    acc
-}
-
-/// Adds the products of `taps` to a tile's sums: per tap, `C` weight vectors (the tap's
-/// weights for the block's channels) loaded once and each position's input broadcast against
-/// them, `C + P` loads per `C·P` fused multiply-adds.
-#[inline(always)]
-fn add_taps<S: Simd, E, const C: usize, const P: usize>(
-    simd: S,
-    block: &ChannelBlock<'_, '_, S::Elem, E>,
-    first: usize,
-    taps: Range<usize>,
-    acc: &mut [[S::Vector; C]; P],
-) {
-    let lanes = S::LANES;
-    let channels = C * lanes;
     let packed = block.packed.as_ptr();
-    let weights = &block.weights[taps.start * channels..taps.end * channels];
-    for (&shift, weights) in block.layout.tap_shifts[taps]
+    let weights = &block.weights[chunk.taps.start * channels..chunk.taps.end * channels];
+    for (&shift, weights) in block.layout.tap_shifts[chunk.taps.clone()]
         .iter()
         .zip(weights.chunks_exact(channels))
     {
-        let mut w = [simd.splat(S::Elem::ZERO); C];
-        for (half, vector) in w.iter_mut().enumerate() {
-            *vector = simd.load_from(&weights[half * lanes..]);
-        }
-        // SAFETY: the inputs of positions `first..first + P` lie below `shift + band_rows ·
-        // row_stride <= shift + vectors · LANES <= packed_len` (see `Layout::new`; asserted in
-        // `convolve_channel_block`).
-        let inputs = unsafe { packed.add(shift + first) };
-        for (p, sums) in acc.iter_mut().enumerate() {
-            // SAFETY: as above, position `first + p` of the tap.
-            let x = simd.splat(unsafe { *inputs.add(p) });
-            for half in 0..C {
-                sums[half] = simd.mul_add(w[half], x, sums[half]);
+        // SAFETY: `weights` holds C·LANES elements; the inputs of positions `first..first +
+        // P` lie below `shift + band_rows · row_stride <= shift + vectors · LANES <=
+        // packed_len` (see `Layout::new`; asserted in `convolve_channel_block`).
+        unsafe {
+            let mut w = [simd.splat(S::Elem::ZERO); C];
+            for (half, vector) in w.iter_mut().enumerate() {
+                *vector = simd.load(weights.as_ptr().add(half * lanes));
             }
+            let inputs = packed.add(shift + first);
+            for (p, sums) in acc.iter_mut().enumerate() {
+                let x = simd.splat(*inputs.add(p));
+                for half in 0..C {
+                    sums[half] = simd.mul_add(w[half], x, sums[half]);
+                }
+            }
+        }
+    }
+    if chunk.last {
+        // Each vector of the channels: positions as rows of a square, transposed to channels
+        // as rows, each row's runs of output positions stored into its plane. (Rows of the
+        // square past `P` hold an earlier tile's sums: their lanes are never stored.)
+        let run_count = output_runs::<P>(block.layout, block.band_offset, first, &mut scratch.runs);
+        let TileScratch {
+            positions,
+            planes,
+            runs,
+        } = scratch;
+        for half in 0..C {
+            for (p, sums) in acc.iter().enumerate() {
+                simd.store_into(&mut positions[p * lanes..], sums[half]);
+            }
+            // SAFETY: both squares hold LANES rows of LANES elements and do not overlap.
+            unsafe { simd.transpose_square(positions.as_ptr(), lanes, planes.as_mut_ptr(), lanes) };
+            for channel in 0..lanes {
+                let plane = block.first + (half * lanes + channel) * block.out_plane;
+                let values = simd.load_from(&planes[channel * lanes..]);
+                for &(from, to, target) in &runs[..run_count] {
+                    block
+                        .sink
+                        .store_lanes(simd, plane + target, values, from, to);
+                }
+            }
+        }
+        return;
+    }
+    let sums = &mut block.running_sums[first * channels..][..P * channels];
+    for (vectors, sums) in acc.iter().zip(sums.chunks_exact_mut(channels)) {
+        for (half, &vector) in vectors.iter().enumerate() {
+            simd.store_into(&mut sums[half * lanes..], vector);
         }
     }
 }
 
-/// Stores a finished tile: each vector of its channels, positions as rows of a square,
-/// transposed to channels as rows, each row's runs of output positions stored into its plane.
-#[inline(always)]
-fn store_tile<S: Simd, E: Epilogue<S::Elem>, const C: usize, const P: usize>(
-    simd: S,
-    block: &mut ChannelBlock<'_, '_, S::Elem, E>,
-    first: usize,
-    acc: &[[S::Vector; C]; P],
-) {
-    let lanes = S::LANES;
-    let (runs, run_count) = output_runs::<P>(block.layout, block.band_offset, first);
-    let mut positions = [S::Elem::ZERO; MAX_LANES * MAX_LANES];
-    let mut planes = [S::Elem::ZERO; MAX_LANES * MAX_LANES];
-    for half in 0..C {
-        for (p, sums) in acc.iter().enumerate() {
-            simd.store_into(&mut positions[p * lanes..], sums[half]);
-        }
-        // SAFETY: both squares hold LANES rows of LANES elements and do not overlap.
-        unsafe { simd.transpose_square(positions.as_ptr(), lanes, planes.as_mut_ptr(), lanes) };
-        for channel in 0..lanes {
-            let plane = block.first + (half * lanes + channel) * block.out_plane;
-            let values = simd.load_from(&planes[channel * lanes..]);
-            for &(from, to, target) in &runs[..run_count] {
-                block
-                    .sink
-                    .store_lanes(simd, plane + target, values, from, to);
-            }
-        }
-    }
-}
-
-/// The runs of a tile's `P` positions from `first` that are outputs: lanes `from..to` of
-/// every channel go to `target..` of its plane. At most one run per row the tile touches, so
-/// at most `P <= LANES <= 16` (rows of one position when the plane is one column wide).
+/// The runs of a tile's `P` positions from `first` that are outputs, into `runs`: lanes
+/// `from..to` of every channel go to `target..` of its plane; returns how many. At most one
+/// run per row the tile touches, so at most `P <= LANES <= 16` (rows of one position when the
+/// plane is one column wide).
 #[inline(always)]
 fn output_runs<const P: usize>(
     layout: &Layout,
     band_offset: usize,
     first: usize,
-) -> ([(usize, usize, usize); MAX_LANES], usize) {
-    let mut runs = [(0usize, 0usize, 0usize); MAX_LANES];
+    runs: &mut [(usize, usize, usize); MAX_LANES],
+) -> usize {
     let mut run_count = 0;
     let mut position = first;
     while position < first + P {
@@ -275,5 +257,5 @@ fn output_runs<const P: usize>(
         }
         position = next;
     }
-    (runs, run_count)
+    run_count
 }

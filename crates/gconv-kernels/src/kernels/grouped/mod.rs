@@ -20,7 +20,7 @@ use crate::exec::workspace::{Output, Piece, Runs, Workspace};
 use crate::pack::layout::{Layout, Packing};
 use crate::select::grouped::blocks;
 use crate::select::{Body, GroupedChoice, Problem, too_large};
-use crate::simd::{Element, Simd, WithSimd, dispatch};
+use crate::simd::{Element, Simd, WithSimd, dispatch, outlined};
 use crate::{Isa, KernelError};
 
 pub(crate) mod channels;
@@ -185,15 +185,44 @@ impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for GroupedEngine<T, E> {
                 pitch: out_plane,
             }
         };
-        let task = |scratch: &mut [T], index: usize, piece: Piece<'_, T, E>| {
-            let task = Task {
+        let task = |scratch: &mut [T], index: usize, mut piece: Piece<'_, T, E>| {
+            let (chunk, rows) = self.task_of(index);
+            let (sample, chunk_index) = (chunk / chunks_per_sample, chunk % chunks_per_sample);
+            let (scratch, staging) = scratch.split_at_mut(self.task_scratch_len());
+            let first_channel = chunk_index * self.chunk_channels;
+            let source = self.group_input(input, sample, first_channel);
+            if self.row_blocks == 1 {
+                let compute = Compute {
+                    engine: self,
+                    source,
+                    first_channel,
+                    rows,
+                    sink: piece.run(0),
+                    scratch,
+                };
+                dispatch(self.isa, compute);
+                return;
+            }
+            // A block's rows are a run of each of its channels' planes: computed into scratch
+            // without the epilogue, then stored in their planes through it (an element per
+            // `K` multiply-adds).
+            let block_plane = rows.len() * out_cols;
+            let staging = &mut staging[..self.chunk_channels * block_plane];
+            let compute = Compute {
                 engine: self,
-                input,
-                index,
+                source,
+                first_channel,
+                rows,
+                sink: Sink::new(&mut *staging, None, Identity),
                 scratch,
+            };
+            dispatch(self.isa, compute);
+            let store = StoreRows {
+                staging,
+                block_plane,
                 piece,
             };
-            dispatch(self.isa, task);
+            dispatch(self.isa, store);
         };
         // SAFETY: tasks of distinct chunks write distinct planes; tasks of one chunk write
         // distinct blocks of rows of its planes (`task_of` splits the plane).
@@ -201,51 +230,52 @@ impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for GroupedEngine<T, E> {
     }
 }
 
-/// One task's inputs to the per-tier entry points.
-struct Task<'a, 'p, T, E> {
+/// One task's computation, dispatched to the per-tier entry points: the chunk of output
+/// channels from `first_channel` over the output `rows`, into `sink` (those rows of each of
+/// the chunk's planes, one plane after the other). One dispatched function per sink type:
+/// the bodies are compiled once for the plan's epilogue, not once per call site inside one
+/// function (inlined twice there, the channel-vector tile lost its registers: AlexNet ran at
+/// 0.6 of its speed on AVX2).
+struct Compute<'a, 's, T, E, F> {
     engine: &'a GroupedEngine<T, E>,
-    input: &'a [T],
-    index: usize,
+    source: GroupInput<'a, T>,
+    first_channel: usize,
+    rows: Range<usize>,
+    sink: Sink<'s, T, F>,
     scratch: &'a mut [T],
-    piece: Piece<'p, T, E>,
 }
 
-impl<T: Element, E: Epilogue<T>> WithSimd<T> for Task<'_, '_, T, E> {
-    /// Packs each band of the task's group and runs every block of its chunk over it: into
-    /// the output where the task has whole planes; else into scratch, each channel's rows
-    /// then stored in its plane (an element per `K` multiply-adds).
+impl<T: Element, E: Epilogue<T>, F: Epilogue<T>> WithSimd<T> for Compute<'_, '_, T, E, F> {
     #[inline(always)]
     fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
-        let Task {
+        let Compute {
             engine,
-            input,
-            index,
-            scratch,
-            mut piece,
-        } = self;
-        let (chunk, rows) = engine.task_of(index);
-        let chunks_per_sample = engine.geometry.out_channels() / engine.chunk_channels;
-        let (sample, chunk_index) = (chunk / chunks_per_sample, chunk % chunks_per_sample);
-        let (scratch, staging) = scratch.split_at_mut(engine.task_scratch_len());
-        let first_channel = chunk_index * engine.chunk_channels;
-        let source = engine.group_input(input, sample, first_channel);
-        if engine.row_blocks == 1 {
-            let mut sink = piece.run(0);
-            engine.convolve(simd, source, first_channel, rows, &mut sink, scratch);
-            return;
-        }
-        let block_plane = rows.len() * engine.layout.out_cols;
-        let staging = &mut staging[..engine.chunk_channels * block_plane];
-        // The block's rows first computed into scratch, without the epilogue...
-        engine.convolve(
-            simd,
             source,
             first_channel,
             rows,
-            &mut Sink::new(&mut *staging, None, Identity),
+            mut sink,
             scratch,
-        );
-        // ...then each channel's rows stored in its plane, through it.
+        } = self;
+        engine.convolve(simd, source, first_channel, rows, &mut sink, scratch);
+    }
+}
+
+/// A block of rows computed in `staging` (`block_plane` elements per channel), stored in its
+/// rows of each plane through the epilogue.
+struct StoreRows<'a, 'p, T, E> {
+    staging: &'a [T],
+    block_plane: usize,
+    piece: Piece<'p, T, E>,
+}
+
+impl<T: Element, E: Epilogue<T>> WithSimd<T> for StoreRows<'_, '_, T, E> {
+    #[inline(always)]
+    fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
+        let StoreRows {
+            staging,
+            block_plane,
+            mut piece,
+        } = self;
         for (channel, computed) in staging.chunks_exact(block_plane).enumerate() {
             piece.run(channel).store_all(simd, computed);
         }
@@ -368,7 +398,8 @@ impl<T: Element, E: Epilogue<T>> GroupedEngine<T, E> {
                         tap_chunk: channel_tap_chunk::<T>(S::LANES),
                         running_sums: &mut *running_sums,
                     };
-                    convolve_channels(simd, bias.len() / S::LANES, block);
+                    let vectors = bias.len() / S::LANES;
+                    outlined(simd, ChannelsBlock { vectors, block });
                 }
                 Body::Positions => {
                     let block = positions::Block {
@@ -385,6 +416,23 @@ impl<T: Element, E: Epilogue<T>> GroupedEngine<T, E> {
                 }
             }
         }
+    }
+}
+
+/// A block of the channel-vector body over one band, run in a function of its own
+/// ([`outlined`]): inlined into the task's, the store path's constants, hoisted out of the
+/// loop over the band's tiles, took two of AVX2's sixteen registers through the tap loop,
+/// which needs fifteen (a 2x6 tile, two weight vectors, the broadcast input); an accumulator
+/// went to the stack and AlexNet ran at 0.6 of its speed.
+struct ChannelsBlock<'a, 's, T, E> {
+    vectors: usize,
+    block: channels::ChannelBlock<'a, 's, T, E>,
+}
+
+impl<T: Element, E: Epilogue<T>> WithSimd<T> for ChannelsBlock<'_, '_, T, E> {
+    #[inline(always)]
+    fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
+        convolve_channels(simd, self.vectors, self.block);
     }
 }
 
