@@ -1,0 +1,636 @@
+//! End-to-end tests that reach every rule of the forward selection table
+//! (`gconv_kernels::select::forward::RULES`): one strategy per rule generates problems that
+//! rule chooses, each test asserts that the rule did choose them (so a strategy that drifts
+//! off its rule fails rather than testing another kernel), then checks the output against the
+//! reference on 1 thread and bit-identity on 2 and 3, on every tier this CPU has where the rule
+//! applies. Fixed cases below sit on the boundaries random shapes rarely hit: a leftover batch
+//! of claimed tasks, reductions at exact multiples of a tap chunk, widths of lanes ± 1.
+
+use std::num::NonZeroUsize;
+
+use gconv::gconv_kernels::KernelPlan;
+use gconv::{Conv2dParams, Geometry, Isa, Options, Padding, Threads};
+use gconv_testkit::strategy::{self, with_data};
+use gconv_testkit::{Problem, check_against_reference};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+fn options(isa: Isa, threads: usize) -> Options {
+    Options {
+        isa: Some(isa),
+        threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
+    }
+}
+
+fn plan(problem: &Problem, isa: Isa, threads: usize) -> KernelPlan {
+    KernelPlan::new(
+        &problem.geometry,
+        &problem.weight,
+        problem.bias.as_deref(),
+        options(isa, threads),
+    )
+    .unwrap()
+}
+
+fn output(plan: &KernelPlan, problem: &Problem) -> Vec<f32> {
+    let mut output = vec![f32::NAN; problem.geometry.output_len()];
+    plan.run(&problem.input, &mut output).unwrap();
+    output
+}
+
+/// On `isa`: `rule` chooses the problem on one thread, the output matches the
+/// reference, and 2 and 3 threads give the bits of 1.
+fn check_rule_on(problem: &Problem, rule: &str, isa: Isa) -> Result<(), TestCaseError> {
+    let single = plan(problem, isa, 1);
+    prop_assert_eq!(
+        single.rule().name(),
+        rule,
+        "{:?} on {}",
+        problem.geometry,
+        isa
+    );
+    let expected = output(&single, problem);
+    check_against_reference(problem, &expected)
+        .map_err(|diff| TestCaseError::fail(format!("{rule} on {isa}: {diff}")))?;
+    for threads in [2, 3] {
+        // Not asserted to be `rule`: a dense or few-group layer's channels are split between
+        // threads, and a thread's share may suit another body.
+        let parallel = plan(problem, isa, threads);
+        let identical = output(&parallel, problem)
+            .iter()
+            .zip(&expected)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        prop_assert!(
+            identical,
+            "{rule} on {isa}: {threads} threads differ from 1"
+        );
+    }
+    Ok(())
+}
+
+/// [`check_rule_on`] on every tier in `tiers` that this CPU has.
+fn check_rule(problem: &Problem, rule: &str, tiers: &[Isa]) -> Result<(), TestCaseError> {
+    for &isa in tiers.iter().filter(|isa| Isa::available().contains(isa)) {
+        check_rule_on(problem, rule, isa)?;
+    }
+    Ok(())
+}
+
+const ALL_TIERS: [Isa; 3] = [Isa::Portable, Isa::X86_64V3, Isa::X86_64V4];
+const VECTOR_TIERS: [Isa; 2] = [Isa::X86_64V3, Isa::X86_64V4];
+const BELOW_AVX512: [Isa; 2] = [Isa::Portable, Isa::X86_64V3];
+const AVX512: [Isa; 1] = [Isa::X86_64V4];
+
+/// A depthwise problem: `channels` input channels, `multiplier` filters each.
+#[allow(clippy::too_many_arguments)]
+fn depthwise(
+    batch: usize,
+    channels: usize,
+    multiplier: usize,
+    kernel: [usize; 2],
+    stride: usize,
+    padding: Padding,
+    dilation: usize,
+    plane: [usize; 2],
+) -> Geometry {
+    Conv2dParams::new(channels, channels * multiplier, kernel)
+        .groups(channels)
+        .stride(stride)
+        .padding(padding)
+        .dilation(dilation)
+        .geometry([batch, channels, plane[0], plane[1]])
+        .unwrap()
+}
+
+/// A grouped problem of `groups` groups of `in_per_group` → `out_per_group` channels.
+#[allow(clippy::too_many_arguments)]
+fn grouped(
+    batch: usize,
+    groups: usize,
+    in_per_group: usize,
+    out_per_group: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    plane: [usize; 2],
+) -> Geometry {
+    Conv2dParams::new(groups * in_per_group, groups * out_per_group, kernel)
+        .groups(groups)
+        .stride(stride)
+        .padding(Padding::uniform(padding))
+        .geometry([batch, groups * in_per_group, plane[0], plane[1]])
+        .unwrap()
+}
+
+fn problems(geometries: impl Strategy<Value = Geometry>) -> impl Strategy<Value = Problem> {
+    geometries.prop_flat_map(|geometry| with_data(geometry, -1.0f32..1.0))
+}
+
+/// Output widths whose vectors of `lanes` are at least four fifths full, in at most
+/// `max_vectors` vectors: the streamed kernel's short bands.
+fn well_filled_widths(lanes: usize, max_vectors: usize) -> impl Strategy<Value = usize> {
+    (1..=max_vectors)
+        .prop_flat_map(move |vectors| (4 * lanes * vectors).div_ceil(5)..=lanes * vectors)
+}
+
+/// Output channels per group that fill whole vectors of every tier: the channel-vector body
+/// keeps a group's output channels in lanes.
+fn whole_vectors() -> impl Strategy<Value = usize> {
+    (1..=3usize).prop_map(|vectors| 16 * vectors)
+}
+
+macro_rules! rule_test {
+    ($test:ident, $rule:literal, $tiers:expr, $geometries:expr) => {
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(strategy::cases(24)))]
+
+            #[test]
+            fn $test(problem in problems($geometries)) {
+                check_rule(&problem, $rule, &$tiers)?;
+            }
+        }
+    };
+}
+
+rule_test!(
+    depthwise_streamed_3x3_stride_2,
+    "depthwise-streamed-3x3-stride-2",
+    ALL_TIERS,
+    (
+        1..=2usize,
+        1..=5usize,
+        1..=2usize,
+        0..=1usize,
+        3..=40usize,
+        3..=40usize
+    )
+        .prop_map(
+            |(batch, channels, multiplier, padding, height, width)| depthwise(
+                batch,
+                channels,
+                multiplier,
+                [3, 3],
+                2,
+                Padding::uniform(padding),
+                1,
+                [height, width]
+            )
+        )
+);
+
+rule_test!(
+    depthwise_streamed_5x5_stride_2,
+    "depthwise-streamed-5x5-stride-2",
+    AVX512,
+    (
+        1..=2usize,
+        1..=4usize,
+        0..=2usize,
+        5..=24usize,
+        21..=48usize
+    )
+        .prop_map(|(batch, channels, padding, height, width)| depthwise(
+            batch,
+            channels,
+            1,
+            [5, 5],
+            2,
+            Padding::uniform(padding),
+            1,
+            [height, width]
+        ))
+);
+
+rule_test!(
+    depthwise_streamed_stride_1,
+    "depthwise-streamed-stride-1",
+    AVX512,
+    (
+        1..=2usize,
+        1..=4usize,
+        1..=2usize,
+        1..=3usize,
+        0..=3usize,
+        7..=40usize,
+        7..=40usize
+    )
+        .prop_map(
+            |(batch, channels, multiplier, half, padding, height, width)| depthwise(
+                batch,
+                channels,
+                multiplier,
+                [2 * half + 1, 2 * half + 1],
+                1,
+                Padding::uniform(padding.min(half)),
+                1,
+                [height, width]
+            )
+        )
+);
+
+/// Short bands below AVX-512, for the lanes of `isa`.
+fn short_bands(isa: Isa) -> impl Strategy<Value = Geometry> {
+    (1..=3usize).prop_flat_map(move |half| {
+        let side = 2 * half + 1;
+        (
+            1..=2usize,
+            1..=4usize,
+            1..=2usize,
+            0..=half,
+            side..=side + 12,
+            well_filled_widths(isa.lanes(), 12 / (side - 1)),
+        )
+            .prop_map(
+                move |(batch, channels, multiplier, padding, height, out_width)| {
+                    let width = out_width + side - 1 - 2 * padding;
+                    depthwise(
+                        batch,
+                        channels,
+                        multiplier,
+                        [side, side],
+                        1,
+                        Padding::uniform(padding),
+                        1,
+                        [height, width],
+                    )
+                },
+            )
+    })
+}
+
+rule_test!(
+    depthwise_streamed_stride_1_short_bands_avx2,
+    "depthwise-streamed-stride-1-short-bands",
+    [Isa::X86_64V3],
+    short_bands(Isa::X86_64V3)
+);
+
+rule_test!(
+    depthwise_streamed_stride_1_short_bands_portable,
+    "depthwise-streamed-stride-1-short-bands",
+    [Isa::Portable],
+    short_bands(Isa::Portable)
+);
+
+rule_test!(
+    depthwise_shifted,
+    "depthwise-shifted",
+    AVX512,
+    (1..=2usize, 1..=4usize, 2..=4usize, 8..=32usize, 8..=32usize).prop_map(
+        |(batch, channels, dilation, height, width)| depthwise(
+            batch,
+            channels,
+            1,
+            [3, 3],
+            1,
+            Padding::Same,
+            dilation,
+            [height, width]
+        )
+    )
+);
+
+rule_test!(
+    depthwise_unpacked_stride_2,
+    "depthwise-unpacked-stride-2",
+    ALL_TIERS,
+    (
+        1..=2usize,
+        1..=2usize,
+        prop::sample::select(vec![1usize, 2, 5]),
+        90..=110usize,
+        90..=110usize
+    )
+        .prop_map(|(channels, multiplier, kernel_w, height, width)| depthwise(
+            1,
+            channels,
+            multiplier,
+            [3, kernel_w],
+            2,
+            Padding::uniform(1),
+            1,
+            [height, width]
+        ))
+);
+
+rule_test!(
+    depthwise_unpacked_stride_1,
+    "depthwise-unpacked-stride-1",
+    BELOW_AVX512,
+    (
+        1..=2usize,
+        1..=2usize,
+        1..=3usize,
+        40..=60usize,
+        56..=90usize
+    )
+        .prop_map(|(channels, multiplier, dilation, height, width)| depthwise(
+            1,
+            channels,
+            multiplier,
+            [3, 3],
+            1,
+            Padding::uniform(dilation),
+            dilation,
+            [height, width]
+        ))
+);
+
+rule_test!(
+    depthwise_lanes,
+    "depthwise-lanes",
+    ALL_TIERS,
+    (
+        1..=2usize,
+        1..=2usize,
+        1..=5usize,
+        1..=5usize,
+        0..=1usize,
+        1..=2usize,
+        9..=30usize,
+        9..=30usize
+    )
+        .prop_map(
+            |(batch, sixteens, kernel_h, kernel_w, padding, dilation, height, width)| depthwise(
+                batch,
+                16 * sixteens,
+                1,
+                [kernel_h, kernel_w],
+                3,
+                Padding::uniform(padding),
+                dilation,
+                [height, width]
+            )
+        )
+);
+
+rule_test!(
+    grouped_channels_in_place,
+    "grouped-channels-in-place",
+    VECTOR_TIERS,
+    (
+        1..=2usize,
+        1..=2usize,
+        128..=144usize,
+        whole_vectors(),
+        2..=9usize,
+        2..=9usize
+    )
+        .prop_map(
+            |(batch, groups, in_per_group, out_per_group, height, width)| grouped(
+                batch,
+                groups,
+                in_per_group,
+                out_per_group,
+                1,
+                1,
+                0,
+                [height, width]
+            )
+        )
+);
+
+rule_test!(
+    grouped_channels_columns,
+    "grouped-channels-columns",
+    VECTOR_TIERS,
+    (
+        1..=2usize,
+        16..=24usize,
+        whole_vectors(),
+        8..=20usize,
+        8..=15usize
+    )
+        .prop_map(
+            |(groups, in_per_group, out_per_group, height, width)| grouped(
+                1,
+                groups,
+                in_per_group,
+                out_per_group,
+                3,
+                1,
+                1,
+                [height, width]
+            )
+        )
+);
+
+rule_test!(
+    grouped_channels_phase_split,
+    "grouped-channels-phase-split",
+    VECTOR_TIERS,
+    (
+        1..=4usize,
+        16..=20usize,
+        Just(2usize),
+        26..=32usize,
+        26..=32usize
+    )
+        .prop_map(|(groups, in_per_group, stride, height, width)| grouped(
+            1,
+            groups,
+            in_per_group,
+            16,
+            3,
+            stride,
+            1,
+            [height, width]
+        ))
+);
+
+rule_test!(
+    grouped_positions_in_place,
+    "grouped-positions-in-place",
+    ALL_TIERS,
+    (
+        1..=3usize,
+        1..=8usize,
+        1..=16usize,
+        1..=16usize,
+        1..=20usize,
+        1..=20usize
+    )
+        .prop_map(
+            |(batch, groups, in_per_group, out_per_group, height, width)| grouped(
+                batch,
+                groups,
+                in_per_group,
+                out_per_group,
+                1,
+                1,
+                0,
+                [height, width]
+            )
+        )
+);
+
+rule_test!(
+    grouped_positions_im2col,
+    "grouped-positions-im2col",
+    ALL_TIERS,
+    (
+        1..=2usize,
+        1..=4usize,
+        1..=4usize,
+        1..=8usize,
+        1..=2usize,
+        1..=2usize
+    )
+        .prop_map(
+            |(batch, groups, in_per_group, out_per_group, height, width)| grouped(
+                batch,
+                groups,
+                in_per_group,
+                out_per_group,
+                3,
+                1,
+                1,
+                [height, width]
+            )
+        )
+);
+
+rule_test!(
+    grouped_positions_phase_split,
+    "grouped-positions-phase-split",
+    ALL_TIERS,
+    (
+        1..=2usize,
+        1..=5usize,
+        2..=6usize,
+        1..=6usize,
+        1..=2usize,
+        12..=24usize,
+        12..=24usize
+    )
+        .prop_map(
+            |(batch, groups, in_per_group, out_per_group, stride, height, width)| grouped(
+                batch,
+                groups,
+                in_per_group,
+                out_per_group,
+                3,
+                stride,
+                1,
+                [height, width]
+            )
+        )
+);
+
+/// A fixed problem with seeded data: on every tier, the reference on one thread and the same
+/// bits on 2 and 3; returns the rules that chose it, one per tier.
+fn check_fixed(geometry: Geometry) -> Vec<&'static str> {
+    let data = |len: usize, seed: u64| gconv_testkit::data::uniform(len, seed);
+    let problem = Problem {
+        geometry,
+        input: data(geometry.input_len(), 1),
+        weight: data(geometry.weight_count(), 2),
+        bias: geometry
+            .has_bias()
+            .then(|| data(geometry.out_channels(), 3)),
+    };
+    Isa::available()
+        .into_iter()
+        .map(|isa| {
+            let rule = plan(&problem, isa, 1).rule().name();
+            check_rule_on(&problem, rule, isa).unwrap_or_else(|error| panic!("{error}"));
+            rule
+        })
+        .collect()
+}
+
+/// Pieces that do not split evenly into claims: the workspace hands the team claims of two
+/// or more pieces, the last one short (2 and 3 threads; every piece must still run once). A
+/// 32x32 depthwise plane is a task of its own, so these layers have 37 to 134 pieces.
+#[test]
+fn a_short_last_batch_of_claimed_pieces_still_runs() {
+    for channels in [37, 41, 67] {
+        let padding = Padding::uniform(1);
+        check_fixed(depthwise(1, channels, 1, [3, 3], 1, padding, 1, [32, 32]));
+        check_fixed(depthwise(2, channels, 1, [3, 3], 2, padding, 1, [64, 64]));
+    }
+}
+
+/// Rows shorter than one tile of the channel-vector body (1 to 13 positions): the tails of
+/// 8, 4, 2 and 1 positions.
+#[test]
+fn channel_vector_rows_shorter_than_a_tile() {
+    for width in 1..=13 {
+        let rules = check_fixed(grouped(1, 1, 136, 16, 1, 1, 0, [1, width]));
+        if Isa::available().contains(&Isa::X86_64V3) {
+            assert!(rules.contains(&"grouped-channels-in-place"), "{rules:?}");
+        }
+    }
+}
+
+/// Reductions of exactly one and two tap chunks of the channel-vector body (and one tap more
+/// or fewer), where the last chunk's flag decides whether the sums are stored.
+#[test]
+fn reductions_at_exact_multiples_of_a_tap_chunk() {
+    let mut rules = Vec::new();
+    for in_per_group in [127, 128, 129, 255, 256, 257, 512] {
+        rules.extend(check_fixed(grouped(
+            1,
+            1,
+            in_per_group,
+            16,
+            1,
+            1,
+            0,
+            [3, 5],
+        )));
+        rules.extend(check_fixed(grouped(
+            1,
+            2,
+            in_per_group,
+            16,
+            1,
+            1,
+            0,
+            [2, 3],
+        )));
+    }
+    if Isa::available().contains(&Isa::X86_64V3) {
+        assert!(rules.contains(&"grouped-channels-in-place"), "{rules:?}");
+    }
+}
+
+/// Output widths of lanes − 1, lanes and lanes + 1 (and twice and four times lanes) for the
+/// lanes of every tier, on every depthwise and grouped body the selection reaches with them.
+#[test]
+fn widths_around_whole_vectors() {
+    let mut rules = std::collections::BTreeSet::new();
+    for lanes in [4, 8, 16] {
+        for vectors in [1, 2, 4] {
+            for out_width in [lanes * vectors - 1, lanes * vectors, lanes * vectors + 1] {
+                for side in [3, 5] {
+                    let width = out_width + side - 1;
+                    for stride in [1, 2] {
+                        let width = (out_width - 1) * stride + side;
+                        rules.extend(check_fixed(depthwise(
+                            1,
+                            16,
+                            1,
+                            [side, side],
+                            stride,
+                            Padding::Valid,
+                            1,
+                            [side + 3, width],
+                        )));
+                    }
+                    rules.extend(check_fixed(grouped(
+                        1,
+                        2,
+                        3,
+                        4,
+                        side,
+                        1,
+                        0,
+                        [side + 2, width],
+                    )));
+                }
+            }
+        }
+    }
+    eprintln!("rules reached: {rules:?}");
+}
