@@ -27,6 +27,13 @@
 //! Every output element is one fixed chain of fused multiply-adds (bias, then the taps in
 //! order), so every thread count gives the same bits. `GCONV_ISA` forces a tier ([`isa`]).
 //!
+//! Where the checks live: each stage's unit tests beside it (forced kernels against the
+//! reference, with a non-trivial epilogue too); `selection/forward.txt`, the golden kernel
+//! choice of every published layer and edge shape per tier and thread count;
+//! `tests/team_model.rs`, the team's handshake under the loom model checker; and, where the
+//! crates meet, `gconv`'s `tests/rules.rs` (a strategy per selection rule, asserting the rule
+//! that chose it) and `tests/equivalence.rs` (random problems of every shape).
+//!
 //! ```
 //! use gconv_kernels::{KernelPlan, PlanOptions};
 //! use gconv_shape::{Conv2dParams, Padding};
