@@ -8,7 +8,7 @@ use gconv_shape::Geometry;
 
 use crate::epilogue::Identity;
 use crate::exec::workspace::{Output, Workspace};
-use crate::kernels::{ForwardKernel, build_forward};
+use crate::kernels::{ForwardKernel, Parts, build_forward};
 use crate::select::{self, Problem, Rule, Selection};
 use crate::{Family, Isa, KernelError};
 
@@ -108,7 +108,13 @@ impl KernelPlan {
             threads,
         };
         let selection = select(problem)?;
-        let kernel = build_forward(&selection.choice, problem, weight, bias, Identity)?;
+        let parts = Parts {
+            problem,
+            weight,
+            bias,
+            epilogue: Identity,
+        };
+        let kernel = build_forward(&selection.choice, parts)?;
         let scratch = kernel.scratch_len();
         // Scratch beyond the data itself only comes from absurd padding or dilation (a
         // packed band is normally a few kilobytes): refuse it rather than allocate it.
@@ -378,14 +384,13 @@ mod tests {
             isa: plan.isa,
             threads: plan.threads,
         };
-        let kernel = build_forward(
-            &plan.forward.selection.choice,
-            selection_problem,
-            &problem.weight,
-            problem.bias.as_deref(),
-            ResidualSquared,
-        )
-        .unwrap();
+        let parts = Parts {
+            problem: selection_problem,
+            weight: &problem.weight,
+            bias: problem.bias.as_deref(),
+            epilogue: ResidualSquared,
+        };
+        let kernel = build_forward(&plan.forward.selection.choice, parts).unwrap();
         let workspace = Workspace::new(plan.threads, kernel.scratch_len()).unwrap();
         let residual: Vec<f32> = (0..plain.len())
             .map(|index| (index * 7919 % 97) as f32 / 32.0 - 1.5)

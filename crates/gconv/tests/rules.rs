@@ -81,30 +81,48 @@ const VECTOR_TIERS: [Isa; 2] = [Isa::X86_64V3, Isa::X86_64V4];
 const BELOW_AVX512: [Isa; 2] = [Isa::Portable, Isa::X86_64V3];
 const AVX512: [Isa; 1] = [Isa::X86_64V4];
 
-/// A depthwise problem: `channels` input channels, `multiplier` filters each.
-#[allow(clippy::too_many_arguments)]
-fn depthwise(
+/// A depthwise layer, each dimension by name; `..DEPTHWISE` fills in the rest.
+#[derive(Debug, Clone, Copy)]
+struct Depthwise {
     batch: usize,
     channels: usize,
+    /// Filters per input channel.
     multiplier: usize,
     kernel: [usize; 2],
     stride: usize,
     padding: Padding,
     dilation: usize,
     plane: [usize; 2],
-) -> Geometry {
-    Conv2dParams::new(channels, channels * multiplier, kernel)
-        .groups(channels)
-        .stride(stride)
-        .padding(padding)
-        .dilation(dilation)
-        .geometry([batch, channels, plane[0], plane[1]])
-        .unwrap()
 }
 
-/// A grouped problem of `groups` groups of `in_per_group` → `out_per_group` channels.
-#[allow(clippy::too_many_arguments)]
-fn grouped(
+/// One sample, one filter per channel, a 3x3 window at stride 1 without padding or dilation.
+const DEPTHWISE: Depthwise = Depthwise {
+    batch: 1,
+    channels: 1,
+    multiplier: 1,
+    kernel: [3, 3],
+    stride: 1,
+    padding: Padding::Valid,
+    dilation: 1,
+    plane: [8, 8],
+};
+
+impl Depthwise {
+    fn geometry(self) -> Geometry {
+        Conv2dParams::new(self.channels, self.channels * self.multiplier, self.kernel)
+            .groups(self.channels)
+            .stride(self.stride)
+            .padding(self.padding)
+            .dilation(self.dilation)
+            .geometry([self.batch, self.channels, self.plane[0], self.plane[1]])
+            .unwrap()
+    }
+}
+
+/// A grouped layer of `groups` groups of `in_per_group` → `out_per_group` channels, each
+/// dimension by name; `..GROUPED` fills in the rest.
+#[derive(Debug, Clone, Copy)]
+struct Grouped {
     batch: usize,
     groups: usize,
     in_per_group: usize,
@@ -113,13 +131,33 @@ fn grouped(
     stride: usize,
     padding: usize,
     plane: [usize; 2],
-) -> Geometry {
-    Conv2dParams::new(groups * in_per_group, groups * out_per_group, kernel)
-        .groups(groups)
-        .stride(stride)
-        .padding(Padding::uniform(padding))
-        .geometry([batch, groups * in_per_group, plane[0], plane[1]])
-        .unwrap()
+}
+
+/// One sample, one group of one channel each way, 1x1 at stride 1 without padding.
+const GROUPED: Grouped = Grouped {
+    batch: 1,
+    groups: 1,
+    in_per_group: 1,
+    out_per_group: 1,
+    kernel: 1,
+    stride: 1,
+    padding: 0,
+    plane: [8, 8],
+};
+
+impl Grouped {
+    fn geometry(self) -> Geometry {
+        let (in_channels, out_channels) = (
+            self.groups * self.in_per_group,
+            self.groups * self.out_per_group,
+        );
+        Conv2dParams::new(in_channels, out_channels, self.kernel)
+            .groups(self.groups)
+            .stride(self.stride)
+            .padding(Padding::uniform(self.padding))
+            .geometry([self.batch, in_channels, self.plane[0], self.plane[1]])
+            .unwrap()
+    }
 }
 
 fn problems(geometries: impl Strategy<Value = Geometry>) -> impl Strategy<Value = Problem> {
@@ -165,16 +203,16 @@ rule_test!(
         3..=40usize
     )
         .prop_map(
-            |(batch, channels, multiplier, padding, height, width)| depthwise(
+            |(batch, channels, multiplier, padding, height, width)| Depthwise {
                 batch,
                 channels,
                 multiplier,
-                [3, 3],
-                2,
-                Padding::uniform(padding),
-                1,
-                [height, width]
-            )
+                stride: 2,
+                padding: Padding::uniform(padding),
+                plane: [height, width],
+                ..DEPTHWISE
+            }
+            .geometry()
         )
 );
 
@@ -189,16 +227,16 @@ rule_test!(
         5..=24usize,
         21..=48usize
     )
-        .prop_map(|(batch, channels, padding, height, width)| depthwise(
+        .prop_map(|(batch, channels, padding, height, width)| Depthwise {
             batch,
             channels,
-            1,
-            [5, 5],
-            2,
-            Padding::uniform(padding),
-            1,
-            [height, width]
-        ))
+            kernel: [5, 5],
+            stride: 2,
+            padding: Padding::uniform(padding),
+            plane: [height, width],
+            ..DEPTHWISE
+        }
+        .geometry())
 );
 
 rule_test!(
@@ -215,16 +253,19 @@ rule_test!(
         7..=40usize
     )
         .prop_map(
-            |(batch, channels, multiplier, half, padding, height, width)| depthwise(
-                batch,
-                channels,
-                multiplier,
-                [2 * half + 1, 2 * half + 1],
-                1,
-                Padding::uniform(padding.min(half)),
-                1,
-                [height, width]
-            )
+            |(batch, channels, multiplier, half, padding, height, width)| {
+                let side = 2 * half + 1;
+                Depthwise {
+                    batch,
+                    channels,
+                    multiplier,
+                    kernel: [side, side],
+                    padding: Padding::uniform(padding.min(half)),
+                    plane: [height, width],
+                    ..DEPTHWISE
+                }
+                .geometry()
+            }
         )
 );
 
@@ -232,27 +273,27 @@ rule_test!(
 fn short_bands(isa: Isa) -> impl Strategy<Value = Geometry> {
     (1..=3usize).prop_flat_map(move |half| {
         let side = 2 * half + 1;
+        let widths = well_filled_widths(isa.lanes(), 12 / (side - 1));
         (
             1..=2usize,
             1..=4usize,
             1..=2usize,
             0..=half,
             side..=side + 12,
-            well_filled_widths(isa.lanes(), 12 / (side - 1)),
+            widths,
         )
             .prop_map(
                 move |(batch, channels, multiplier, padding, height, out_width)| {
-                    let width = out_width + side - 1 - 2 * padding;
-                    depthwise(
+                    Depthwise {
                         batch,
                         channels,
                         multiplier,
-                        [side, side],
-                        1,
-                        Padding::uniform(padding),
-                        1,
-                        [height, width],
-                    )
+                        kernel: [side, side],
+                        padding: Padding::uniform(padding),
+                        plane: [height, out_width + side - 1 - 2 * padding],
+                        ..DEPTHWISE
+                    }
+                    .geometry()
                 },
             )
     })
@@ -277,16 +318,15 @@ rule_test!(
     "depthwise-shifted",
     AVX512,
     (1..=2usize, 1..=4usize, 2..=4usize, 8..=32usize, 8..=32usize).prop_map(
-        |(batch, channels, dilation, height, width)| depthwise(
+        |(batch, channels, dilation, height, width)| Depthwise {
             batch,
             channels,
-            1,
-            [3, 3],
-            1,
-            Padding::Same,
+            padding: Padding::Same,
             dilation,
-            [height, width]
-        )
+            plane: [height, width],
+            ..DEPTHWISE
+        }
+        .geometry()
     )
 );
 
@@ -301,16 +341,18 @@ rule_test!(
         90..=110usize,
         90..=110usize
     )
-        .prop_map(|(channels, multiplier, kernel_w, height, width)| depthwise(
-            1,
-            channels,
-            multiplier,
-            [3, kernel_w],
-            2,
-            Padding::uniform(1),
-            1,
-            [height, width]
-        ))
+        .prop_map(
+            |(channels, multiplier, kernel_w, height, width)| Depthwise {
+                channels,
+                multiplier,
+                kernel: [3, kernel_w],
+                stride: 2,
+                padding: Padding::uniform(1),
+                plane: [height, width],
+                ..DEPTHWISE
+            }
+            .geometry()
+        )
 );
 
 rule_test!(
@@ -324,16 +366,17 @@ rule_test!(
         40..=60usize,
         56..=90usize
     )
-        .prop_map(|(channels, multiplier, dilation, height, width)| depthwise(
-            1,
-            channels,
-            multiplier,
-            [3, 3],
-            1,
-            Padding::uniform(dilation),
-            dilation,
-            [height, width]
-        ))
+        .prop_map(
+            |(channels, multiplier, dilation, height, width)| Depthwise {
+                channels,
+                multiplier,
+                padding: Padding::uniform(dilation),
+                dilation,
+                plane: [height, width],
+                ..DEPTHWISE
+            }
+            .geometry()
+        )
 );
 
 rule_test!(
@@ -343,24 +386,23 @@ rule_test!(
     (
         1..=2usize,
         1..=2usize,
-        1..=5usize,
-        1..=5usize,
+        [1..=5usize, 1..=5usize],
         0..=1usize,
         1..=2usize,
-        9..=30usize,
-        9..=30usize
+        [9..=30usize, 9..=30usize]
     )
         .prop_map(
-            |(batch, sixteens, kernel_h, kernel_w, padding, dilation, height, width)| depthwise(
+            |(batch, sixteens, kernel, padding, dilation, plane)| Depthwise {
                 batch,
-                16 * sixteens,
-                1,
-                [kernel_h, kernel_w],
-                3,
-                Padding::uniform(padding),
+                channels: 16 * sixteens,
+                kernel,
+                stride: 3,
+                padding: Padding::uniform(padding),
                 dilation,
-                [height, width]
-            )
+                plane,
+                ..DEPTHWISE
+            }
+            .geometry()
         )
 );
 
@@ -373,20 +415,18 @@ rule_test!(
         1..=2usize,
         128..=144usize,
         whole_vectors(),
-        2..=9usize,
-        2..=9usize
+        [2..=9usize, 2..=9usize]
     )
         .prop_map(
-            |(batch, groups, in_per_group, out_per_group, height, width)| grouped(
+            |(batch, groups, in_per_group, out_per_group, plane)| Grouped {
                 batch,
                 groups,
                 in_per_group,
                 out_per_group,
-                1,
-                1,
-                0,
-                [height, width]
-            )
+                plane,
+                ..GROUPED
+            }
+            .geometry()
         )
 );
 
@@ -398,44 +438,37 @@ rule_test!(
         1..=2usize,
         16..=24usize,
         whole_vectors(),
-        8..=20usize,
-        8..=15usize
+        [8..=20usize, 8..=15usize]
     )
-        .prop_map(
-            |(groups, in_per_group, out_per_group, height, width)| grouped(
-                1,
-                groups,
-                in_per_group,
-                out_per_group,
-                3,
-                1,
-                1,
-                [height, width]
-            )
-        )
+        .prop_map(|(groups, in_per_group, out_per_group, plane)| Grouped {
+            groups,
+            in_per_group,
+            out_per_group,
+            kernel: 3,
+            padding: 1,
+            plane,
+            ..GROUPED
+        }
+        .geometry())
 );
 
 rule_test!(
     grouped_channels_phase_split,
     "grouped-channels-phase-split",
     VECTOR_TIERS,
-    (
-        1..=4usize,
-        16..=20usize,
-        Just(2usize),
-        26..=32usize,
-        26..=32usize
-    )
-        .prop_map(|(groups, in_per_group, stride, height, width)| grouped(
-            1,
+    (1..=4usize, 16..=20usize, [26..=32usize, 26..=32usize]).prop_map(
+        |(groups, in_per_group, plane)| Grouped {
             groups,
             in_per_group,
-            16,
-            3,
-            stride,
-            1,
-            [height, width]
-        ))
+            out_per_group: 16,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+            plane,
+            ..GROUPED
+        }
+        .geometry()
+    )
 );
 
 rule_test!(
@@ -447,20 +480,18 @@ rule_test!(
         1..=8usize,
         1..=16usize,
         1..=16usize,
-        1..=20usize,
-        1..=20usize
+        [1..=20usize, 1..=20usize]
     )
         .prop_map(
-            |(batch, groups, in_per_group, out_per_group, height, width)| grouped(
+            |(batch, groups, in_per_group, out_per_group, plane)| Grouped {
                 batch,
                 groups,
                 in_per_group,
                 out_per_group,
-                1,
-                1,
-                0,
-                [height, width]
-            )
+                plane,
+                ..GROUPED
+            }
+            .geometry()
         )
 );
 
@@ -473,20 +504,20 @@ rule_test!(
         1..=4usize,
         1..=4usize,
         1..=8usize,
-        1..=2usize,
-        1..=2usize
+        [1..=2usize, 1..=2usize]
     )
         .prop_map(
-            |(batch, groups, in_per_group, out_per_group, height, width)| grouped(
+            |(batch, groups, in_per_group, out_per_group, plane)| Grouped {
                 batch,
                 groups,
                 in_per_group,
                 out_per_group,
-                3,
-                1,
-                1,
-                [height, width]
-            )
+                kernel: 3,
+                padding: 1,
+                plane,
+                ..GROUPED
+            }
+            .geometry()
         )
 );
 
@@ -500,20 +531,20 @@ rule_test!(
         2..=6usize,
         1..=6usize,
         1..=2usize,
-        12..=24usize,
-        12..=24usize
+        [12..=24usize, 12..=24usize]
     )
         .prop_map(
-            |(batch, groups, in_per_group, out_per_group, stride, height, width)| grouped(
+            |(batch, groups, in_per_group, out_per_group, stride, plane)| Grouped {
                 batch,
                 groups,
                 in_per_group,
                 out_per_group,
-                3,
+                kernel: 3,
                 stride,
-                1,
-                [height, width]
-            )
+                padding: 1,
+                plane,
+            }
+            .geometry()
         )
 );
 
@@ -546,8 +577,20 @@ fn check_fixed(geometry: Geometry) -> Vec<&'static str> {
 fn a_short_last_batch_of_claimed_pieces_still_runs() {
     for channels in [37, 41, 67] {
         let padding = Padding::uniform(1);
-        check_fixed(depthwise(1, channels, 1, [3, 3], 1, padding, 1, [32, 32]));
-        check_fixed(depthwise(2, channels, 1, [3, 3], 2, padding, 1, [64, 64]));
+        let small = Depthwise {
+            channels,
+            padding,
+            plane: [32, 32],
+            ..DEPTHWISE
+        };
+        let strided = Depthwise {
+            batch: 2,
+            stride: 2,
+            plane: [64, 64],
+            ..small
+        };
+        check_fixed(small.geometry());
+        check_fixed(strided.geometry());
     }
 }
 
@@ -556,7 +599,13 @@ fn a_short_last_batch_of_claimed_pieces_still_runs() {
 #[test]
 fn channel_vector_rows_shorter_than_a_tile() {
     for width in 1..=13 {
-        let rules = check_fixed(grouped(1, 1, 136, 16, 1, 1, 0, [1, width]));
+        let layer = Grouped {
+            in_per_group: 136,
+            out_per_group: 16,
+            plane: [1, width],
+            ..GROUPED
+        };
+        let rules = check_fixed(layer.geometry());
         if Isa::available().contains(&Isa::X86_64V3) {
             assert!(rules.contains(&"grouped-channels-in-place"), "{rules:?}");
         }
@@ -569,26 +618,16 @@ fn channel_vector_rows_shorter_than_a_tile() {
 fn reductions_at_exact_multiples_of_a_tap_chunk() {
     let mut rules = Vec::new();
     for in_per_group in [127, 128, 129, 255, 256, 257, 512] {
-        rules.extend(check_fixed(grouped(
-            1,
-            1,
-            in_per_group,
-            16,
-            1,
-            1,
-            0,
-            [3, 5],
-        )));
-        rules.extend(check_fixed(grouped(
-            1,
-            2,
-            in_per_group,
-            16,
-            1,
-            1,
-            0,
-            [2, 3],
-        )));
+        for (groups, plane) in [(1, [3, 5]), (2, [2, 3])] {
+            let layer = Grouped {
+                groups,
+                in_per_group,
+                out_per_group: 16,
+                plane,
+                ..GROUPED
+            };
+            rules.extend(check_fixed(layer.geometry()));
+        }
     }
     if Isa::available().contains(&Isa::X86_64V3) {
         assert!(rules.contains(&"grouped-channels-in-place"), "{rules:?}");
@@ -607,27 +646,24 @@ fn widths_around_whole_vectors() {
                     let width = out_width + side - 1;
                     for stride in [1, 2] {
                         let width = (out_width - 1) * stride + side;
-                        rules.extend(check_fixed(depthwise(
-                            1,
-                            16,
-                            1,
-                            [side, side],
+                        let layer = Depthwise {
+                            channels: 16,
+                            kernel: [side, side],
                             stride,
-                            Padding::Valid,
-                            1,
-                            [side + 3, width],
-                        )));
+                            plane: [side + 3, width],
+                            ..DEPTHWISE
+                        };
+                        rules.extend(check_fixed(layer.geometry()));
                     }
-                    rules.extend(check_fixed(grouped(
-                        1,
-                        2,
-                        3,
-                        4,
-                        side,
-                        1,
-                        0,
-                        [side + 2, width],
-                    )));
+                    let layer = Grouped {
+                        groups: 2,
+                        in_per_group: 3,
+                        out_per_group: 4,
+                        kernel: side,
+                        plane: [side + 2, width],
+                        ..GROUPED
+                    };
+                    rules.extend(check_fixed(layer.geometry()));
                 }
             }
         }

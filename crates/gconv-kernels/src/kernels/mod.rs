@@ -37,17 +37,23 @@ pub(crate) trait ForwardKernel<T>: fmt::Debug + Send + Sync {
     fn run(&self, input: &[T], output: Output<'_, T>, workspace: &Workspace<T>, parallel: bool);
 }
 
-/// The forward kernel of `choice` for `problem`, its stores through `epilogue`; an error if
-/// the choice cannot run the problem (a forced kernel that does not fit it) or if a size the
-/// kernel indexes is too large.
+/// What a kernel is built from: the problem, its weight `[C_out, C_in/g, kH, kW]` and bias as
+/// the caller gave them, and the epilogue its stores apply.
+pub(crate) struct Parts<'a, T, E> {
+    pub problem: Problem<'a>,
+    pub weight: &'a [T],
+    pub bias: Option<&'a [T]>,
+    pub epilogue: E,
+}
+
+/// The forward kernel of `choice` for the problem of `parts`; an error if the choice cannot
+/// run the problem (a forced kernel that does not fit it) or if a size the kernel indexes is
+/// too large.
 pub(crate) fn build_forward<T: Element, E: Epilogue<T>>(
     choice: &Choice,
-    problem: Problem<'_>,
-    weight: &[T],
-    bias: Option<&[T]>,
-    epilogue: E,
+    parts: Parts<'_, T, E>,
 ) -> Result<Box<dyn ForwardKernel<T>>, KernelError> {
-    let Problem { geometry, isa, .. } = problem;
+    let Problem { geometry, isa, .. } = parts.problem;
     let fits = match choice {
         Choice::Grouped(_) => true,
         Choice::DepthwiseStreamed => streamed::suits(geometry),
@@ -61,21 +67,11 @@ pub(crate) fn build_forward<T: Element, E: Epilogue<T>>(
         });
     }
     Ok(match choice {
-        Choice::Grouped(grouped) => Box::new(GroupedEngine::new(
-            grouped, problem, weight, bias, epilogue,
-        )?),
-        Choice::DepthwiseStreamed => {
-            Box::new(StreamedEngine::new(geometry, weight, bias, isa, epilogue)?)
-        }
-        Choice::DepthwiseShifted => {
-            Box::new(ShiftedEngine::new(geometry, weight, bias, isa, epilogue)?)
-        }
-        Choice::DepthwiseUnpacked => {
-            Box::new(UnpackedEngine::new(geometry, weight, bias, isa, epilogue)?)
-        }
-        Choice::DepthwiseLanes => {
-            Box::new(LanesEngine::new(geometry, weight, bias, isa, epilogue)?)
-        }
+        Choice::Grouped(grouped) => Box::new(GroupedEngine::new(grouped, parts)?),
+        Choice::DepthwiseStreamed => Box::new(StreamedEngine::new(parts)?),
+        Choice::DepthwiseShifted => Box::new(ShiftedEngine::new(parts)?),
+        Choice::DepthwiseUnpacked => Box::new(UnpackedEngine::new(parts)?),
+        Choice::DepthwiseLanes => Box::new(LanesEngine::new(parts)?),
     })
 }
 

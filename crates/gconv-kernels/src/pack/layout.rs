@@ -137,6 +137,32 @@ pub(crate) struct Segment {
     pub target: u32,
 }
 
+/// The leading zeros and the pitch of a packed row for `packing` in `order` on vectors of
+/// `lanes`: in row order with stride 1, the pitch is aligned to whole vectors (rows then cost
+/// no arithmetic), the row's first input after `lead` zeros landing on a vector's start.
+fn row_pitch(
+    geometry: &Geometry,
+    lanes: usize,
+    packing: Packing,
+    order: VectorOrder,
+) -> (usize, usize) {
+    let padding = geometry.padding();
+    let padded_w = geometry.input_size()[1] + padding.left + padding.right;
+    let stride_w = geometry.stride()[1];
+    let lead = match (packing, order, stride_w) {
+        (Packing::PhaseSplit, VectorOrder::Rows, 1) => (lanes - padding.left % lanes) % lanes,
+        _ => 0,
+    };
+    let row_stride = match (packing, lead) {
+        (Packing::PhaseSplit, 0) => padded_w.div_ceil(stride_w),
+        (Packing::PhaseSplit, _) => (lead + padded_w).next_multiple_of(lanes),
+        (Packing::Im2col | Packing::KernelColumns | Packing::InPlace, _) => {
+            geometry.output_size()[1]
+        }
+    };
+    (lead, row_stride)
+}
+
 impl Layout {
     /// The layout for `geometry` with vectors of `lanes` elements in `order` (flat for
     /// im2col), in bands of `band_rows` output rows (clamped to `1..=H_out`). `None` when an
@@ -155,7 +181,6 @@ impl Layout {
         let [stride_h, stride_w] = geometry.stride();
         let [dilation_h, dilation_w] = geometry.dilation();
         let padding = geometry.padding();
-        let padded_w = width + padding.left + padding.right;
         let band_rows = band_rows.clamp(1, out_rows);
         // Padded rows a band reads: its first window's top to its last window's bottom.
         let band_padded_rows = (band_rows - 1) * stride_h + (kernel_h - 1) * dilation_h + 1;
@@ -170,16 +195,7 @@ impl Layout {
             Packing::PhaseSplit => order,
             Packing::Im2col | Packing::KernelColumns | Packing::InPlace => VectorOrder::Flat,
         };
-        // In row order, the row pitch costs no arithmetic: align it (see `lead`).
-        let lead = match (packing, order, stride_w) {
-            (Packing::PhaseSplit, VectorOrder::Rows, 1) => (lanes - padding.left % lanes) % lanes,
-            _ => 0,
-        };
-        let row_stride = match (packing, lead) {
-            (Packing::PhaseSplit, 0) => padded_w.div_ceil(stride_w),
-            (Packing::PhaseSplit, _) => (lead + padded_w).next_multiple_of(lanes),
-            (Packing::Im2col | Packing::KernelColumns | Packing::InPlace, _) => out_cols,
-        };
+        let (lead, row_stride) = row_pitch(geometry, lanes, packing, order);
         let flat_len = band_rows.checked_mul(row_stride)?;
         let out_plane = out_rows.checked_mul(out_cols)?;
         if u32::try_from(out_plane).is_err() || u32::try_from(flat_len).is_err() {
@@ -188,20 +204,6 @@ impl Layout {
         let vectors = match order {
             VectorOrder::Flat => flat_len.div_ceil(lanes),
             VectorOrder::Rows => band_rows.checked_mul(out_cols.div_ceil(lanes))?,
-        };
-        let channel_len = match packing {
-            Packing::PhaseSplit => stride_h
-                .checked_mul(stride_w)?
-                .checked_mul(plane_rows)?
-                .checked_mul(row_stride)?,
-            Packing::Im2col => (kernel_h * kernel_w)
-                .checked_mul(vectors)?
-                .checked_mul(lanes)?,
-            Packing::KernelColumns => kernel_w
-                .checked_mul(stride_h)?
-                .checked_mul(plane_rows)?
-                .checked_mul(out_cols)?,
-            Packing::InPlace => height.checked_mul(width)?,
         };
         let mut layout = Layout {
             packing,
@@ -216,7 +218,7 @@ impl Layout {
             plane_rows,
             row_stride,
             lead,
-            channel_len,
+            channel_len: 0,
             packed_len: 0,
             tap_shifts: Vec::new(),
             out_rows,
@@ -232,11 +234,32 @@ impl Layout {
             column_masks: Vec::new(),
         };
         let channels = geometry.in_channels_per_group();
+        layout.channel_len = layout.channel_len()?;
         layout.tap_shifts = layout.tap_shifts(channels)?;
         layout.place_vectors()?;
         layout.packed_len = layout.packed_len(channels)?;
         layout.column_masks = layout.column_masks()?;
         Some(layout)
+    }
+
+    /// Elements of one channel's packed input for a band; `None` past `usize`.
+    fn channel_len(&self) -> Option<usize> {
+        let [kernel_h, kernel_w] = self.kernel;
+        let (stride_h, stride_w) = (self.stride_h, self.stride_w);
+        match self.packing {
+            Packing::PhaseSplit => stride_h
+                .checked_mul(stride_w)?
+                .checked_mul(self.plane_rows)?
+                .checked_mul(self.row_stride),
+            Packing::Im2col => (kernel_h * kernel_w)
+                .checked_mul(self.vectors)?
+                .checked_mul(self.lanes),
+            Packing::KernelColumns => kernel_w
+                .checked_mul(stride_h)?
+                .checked_mul(self.plane_rows)?
+                .checked_mul(self.out_cols),
+            Packing::InPlace => self.height.checked_mul(self.width),
+        }
     }
 
     /// For each tap in `(c, i, j)` order over `channels`, the offset of its first input in

@@ -34,18 +34,28 @@ impl Layout {
             source_pitch: image,
             target_pitch: self.channel_len,
         };
+        let mut job = Job {
+            simd,
+            channels,
+            packed,
+            stack,
+        };
         match self.packing {
-            Packing::PhaseSplit => self.pack_phase_split(simd, channels, packed, stack, first_row),
-            Packing::KernelColumns => {
-                self.pack_kernel_columns(simd, channels, packed, stack, first_row)
-            }
+            Packing::PhaseSplit => self.pack_phase_split(&mut job, first_row),
+            Packing::KernelColumns => self.pack_kernel_columns(&mut job, first_row),
             Packing::Im2col => {
                 // Channel by channel: each fills its taps' rows one after the other, reading
                 // its rows from L1 (all channels per tap scattered the writes: 7 % slower on
                 // an 11-channel dilated group).
-                let single = Stack { count: 1, ..stack };
-                for (channel, target) in stack.pairs(channels, packed) {
-                    self.pack_im2col(simd, channel, target, single, first_row);
+                let stack = Stack { count: 1, ..stack };
+                for (channels, packed) in job.stack.pairs(channels, job.packed) {
+                    let mut single = Job {
+                        simd,
+                        channels,
+                        packed,
+                        stack,
+                    };
+                    self.pack_im2col(&mut single, first_row);
                 }
             }
             Packing::InPlace => unreachable!("in-place layouts are not packed"),
@@ -55,14 +65,8 @@ impl Layout {
     /// Phase split: plane `(a, b)` holds padded rows `a, a + sH, …` of the band, columns
     /// `b, b + sW, …` (after `lead` zeros).
     #[inline(always)]
-    fn pack_phase_split<S: Simd>(
-        &self,
-        simd: S,
-        channels: &[S::Elem],
-        packed: &mut [S::Elem],
-        stack: Stack,
-        first_row: usize,
-    ) {
+    fn pack_phase_split<S: Simd>(&self, job: &mut Job<'_, S>, first_row: usize) {
+        let (simd, channels, stack) = (job.simd, job.channels, job.stack);
         let first_padded_row = first_row * self.stride_h;
         if self.stride_h == 1
             && self.stride_w == 1
@@ -73,7 +77,7 @@ impl Layout {
             // One copy for all of them (a copy per row cost a third of a 7x7 1x1 layer).
             let inside = self.input_rows(first_padded_row, 1, self.plane_rows);
             let first_input_row = (first_padded_row + inside.start).saturating_sub(self.pad_top);
-            for (channel, target) in stack.pairs(channels, packed) {
+            for (channel, target) in stack.pairs(channels, job.packed) {
                 let rows = self.zero_outside(simd, target, self.width, &inside);
                 if !rows.is_empty() {
                     copy(
@@ -97,21 +101,15 @@ impl Layout {
                 top: first_padded_row + row_phase,
                 step: self.stride_h,
             };
-            self.pack_planes(simd, channels, packed, stack, plane, columns);
+            self.pack_planes(job, plane, columns);
         }
     }
 
     /// Per kernel column: for each `j` and row phase, the band's padded rows of that phase,
     /// each holding input column `ow·sW + j·dW − pad_left` for every output column `ow`.
     #[inline(always)]
-    fn pack_kernel_columns<S: Simd>(
-        &self,
-        simd: S,
-        channels: &[S::Elem],
-        packed: &mut [S::Elem],
-        stack: Stack,
-        first_row: usize,
-    ) {
+    fn pack_kernel_columns<S: Simd>(&self, job: &mut Job<'_, S>, first_row: usize) {
+        let (simd, channels, stack) = (job.simd, job.channels, job.stack);
         let (stride_h, row_len) = (self.stride_h, self.row_stride);
         let phase_len = self.plane_rows * row_len;
         let masks_per_copy = self.column_masks.len() / self.kernel[1];
@@ -128,7 +126,7 @@ impl Layout {
                     top,
                     step: stride_h,
                 };
-                self.pack_planes(simd, channels, packed, stack, plane, self.columns(shift));
+                self.pack_planes(job, plane, self.columns(shift));
                 continue;
             }
             // One phase, rows as long as the input's: the band's input rows are one flat run,
@@ -136,7 +134,7 @@ impl Layout {
             let inside = self.input_rows(top, 1, self.plane_rows);
             let first_input_row = (top + inside.start).saturating_sub(self.pad_top);
             let masks = &self.column_masks[j * masks_per_copy..][..masks_per_copy];
-            for (channel, target) in stack.pairs(channels, packed) {
+            for (channel, target) in stack.pairs(channels, job.packed) {
                 let phase = &mut target[offset..][..phase_len];
                 let rows = self.zero_outside(simd, phase, row_len, &inside);
                 if !rows.is_empty() {
@@ -149,14 +147,8 @@ impl Layout {
 
     /// Im2col: for each tap `(i, j)`, its input at every output position, row after row.
     #[inline(always)]
-    fn pack_im2col<S: Simd>(
-        &self,
-        simd: S,
-        channels: &[S::Elem],
-        packed: &mut [S::Elem],
-        stack: Stack,
-        first_row: usize,
-    ) {
+    fn pack_im2col<S: Simd>(&self, job: &mut Job<'_, S>, first_row: usize) {
+        let (simd, stack) = (job.simd, job.stack);
         let [kernel_h, kernel_w] = self.kernel;
         let [dilation_h, dilation_w] = self.dilation;
         let tap_len = self.vectors * self.lanes;
@@ -165,7 +157,7 @@ impl Layout {
             let (i, j) = (tap / kernel_w, tap % kernel_w);
             let offset = tap * tap_len;
             // The last vector's lanes past the band: read, computed and discarded.
-            for target in stack.targets(packed) {
+            for target in stack.targets(job.packed) {
                 zero(simd, &mut target[offset + rows_len..offset + tap_len]);
             }
             let columns =
@@ -177,7 +169,7 @@ impl Layout {
                 top: first_row * self.stride_h + i * dilation_h,
                 step: self.stride_h,
             };
-            self.pack_planes(simd, channels, packed, stack, plane, columns);
+            self.pack_planes(job, plane, columns);
         }
     }
 
@@ -185,17 +177,10 @@ impl Layout {
     /// padded row `top + r·step`, gather the input rows by `columns`; the padding rows are
     /// zero.
     #[inline(always)]
-    fn pack_planes<S: Simd>(
-        &self,
-        simd: S,
-        channels: &[S::Elem],
-        packed: &mut [S::Elem],
-        stack: Stack,
-        plane: Plane,
-        columns: Columns,
-    ) {
+    fn pack_planes<S: Simd>(&self, job: &mut Job<'_, S>, plane: Plane, columns: Columns) {
+        let (simd, channels, stack) = (job.simd, job.channels, job.stack);
         let inside = self.input_rows(plane.top, plane.step, plane.len / plane.row_len);
-        for target in stack.targets(packed) {
+        for target in stack.targets(job.packed) {
             let rows = &mut target[plane.offset..][..plane.len];
             self.zero_outside(simd, rows, plane.row_len, &inside);
         }
@@ -208,7 +193,7 @@ impl Layout {
             &channels[first_input_row * self.width..],
             columns,
             stack,
-            &mut packed[plane.offset + inside.start * plane.row_len..],
+            &mut job.packed[plane.offset + inside.start * plane.row_len..],
             Rows {
                 count: inside.len(),
                 len: plane.row_len,
@@ -254,6 +239,15 @@ impl Layout {
         zero(simd, below);
         rows
     }
+}
+
+/// What a pack reads and fills: a stack of a group's input channels and their places in
+/// `packed`.
+struct Job<'a, S: Simd> {
+    simd: S,
+    channels: &'a [S::Elem],
+    packed: &'a mut [S::Elem],
+    stack: Stack,
 }
 
 /// One packed plane of each channel: `len` elements from `offset` within the channel, rows of

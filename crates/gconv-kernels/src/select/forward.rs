@@ -20,7 +20,6 @@
 
 use gconv_shape::Geometry;
 
-use super::grouped::{columns_pay, im2col_pays};
 use super::{Body, Choice, Facts, GroupedChoice, Problem, Rule, Selection, too_large};
 use crate::kernels::depthwise::{lanes, shifted, streamed, unpacked};
 use crate::pack::layout::{Packing, VectorOrder};
@@ -87,25 +86,13 @@ pub static RULES: [Rule; 14] = [
         name: "depthwise-unpacked-stride-2",
         reason: "stride 2, windows of three rows (five on AVX-512) sharing their input rows, \
                  on planes too large for a block of channels in lanes to stay in L1",
-        choose: |facts| {
-            let geometry = facts.geometry();
-            let applies = unpacked::suits(geometry)
-                && geometry.stride() == [2, 2]
-                && unpacked_stride_two_pays(geometry, facts.problem.isa);
-            Ok(applies.then_some(Choice::DepthwiseUnpacked))
-        },
+        choose: |facts| unpacked_at(facts, 2),
     },
     Rule {
         name: "depthwise-unpacked-stride-1",
         reason: "stride 1, at most nine taps or a 5xN or 7xN window sharing its input rows, \
                  on planes too large for a block of channels in lanes to stay in L1",
-        choose: |facts| {
-            let geometry = facts.geometry();
-            let applies = unpacked::suits(geometry)
-                && geometry.stride() == [1, 1]
-                && unpacked_stride_one_pays(geometry, facts.problem.isa);
-            Ok(applies.then_some(Choice::DepthwiseUnpacked))
-        },
+        choose: |facts| unpacked_at(facts, 1),
     },
     Rule {
         name: "depthwise-lanes",
@@ -152,8 +139,7 @@ pub static RULES: [Rule; 14] = [
             let Some(im2col) = facts.layout(Packing::Im2col) else {
                 return Ok(None);
             };
-            let chunk = facts.grouped().partition.chunk_channels;
-            let pays = im2col_pays(facts.geometry(), chunk, phase_split, &im2col);
+            let pays = facts.task_cost().im2col_pays(phase_split, &im2col);
             Ok(pays.then(|| positions(facts, Packing::Im2col, VectorOrder::Flat)))
         },
     },
@@ -213,6 +199,18 @@ fn padded_block_bytes(geometry: &Geometry, tier: Isa) -> u128 {
     let padded_h = height as u128 + padding.top as u128 + padding.bottom as u128;
     let padded_w = width as u128 + padding.left as u128 + padding.right as u128;
     padded_h * padded_w * tier.lanes() as u128 * 4
+}
+
+/// The unpacked depthwise kernel for a problem of stride `stride` (both axes) where it pays.
+fn unpacked_at(facts: &Facts<'_>, stride: usize) -> Result<Option<Choice>, KernelError> {
+    let Problem { geometry, isa, .. } = facts.problem;
+    let pays = match stride {
+        1 => unpacked_stride_one_pays,
+        _ => unpacked_stride_two_pays,
+    };
+    let applies =
+        unpacked::suits(geometry) && geometry.stride() == [stride, stride] && pays(geometry, isa);
+    Ok(applies.then_some(Choice::DepthwiseUnpacked))
 }
 
 /// Stride 2 on the unpacked kernel: windows of three rows without vertical dilation (and on
@@ -321,8 +319,7 @@ fn channels_on_if_cheaper(
     let Some(layout) = facts.layout(packing) else {
         return Ok(None);
     };
-    let chunk = facts.grouped().partition.chunk_channels;
-    let pays = columns_pay(facts.geometry(), chunk, phase_split, &layout);
+    let pays = facts.task_cost().columns_pay(phase_split, &layout);
     Ok(pays.then(|| grouped(facts, Body::Channels, packing, VectorOrder::Flat)))
 }
 

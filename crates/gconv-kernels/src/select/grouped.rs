@@ -163,46 +163,48 @@ pub(crate) fn phase_split(geometry: &Geometry, bands: &Bands) -> Option<Layout> 
 /// decade (1 MiB), so that it survives the output and weights passing through.
 const L2_BUDGET: usize = 256 * 1024;
 
-/// Whether im2col costs less than `phase_split` for the flat body on a task of
-/// `chunk_channels` output channels, in vector operations: the multiply-adds (`chunk · K` per
-/// vector of positions, discarded columns included) plus the packing (two per vector copied;
-/// a strided im2col gathers one element at a time), as long as its copy of every window stays
-/// in L2 for all the blocks that read it (`TUNING.md`, `grouped-positions-im2col`).
-/// Phase-split wins ties: it packs less.
-pub(crate) fn im2col_pays(
-    geometry: &Geometry,
-    chunk_channels: usize,
-    phase_split: &Layout,
-    im2col: &Layout,
-) -> bool {
-    let taps = geometry.reduction_len();
-    let cost = |layout: &Layout| {
-        let bands = layout.out_rows.div_ceil(layout.band_rows);
-        let arithmetic = chunk_channels * taps * layout.vectors * bands;
-        arithmetic + packing_cost(geometry, layout) * bands
-    };
-    let fits_in_l2 = im2col.packed_len * 4 <= L2_BUDGET;
-    fits_in_l2 && 20 * cost(im2col) < 19 * cost(phase_split)
+/// What a task of `chunk_channels` output channels of `geometry` costs on a packed layout, in
+/// vector operations: its multiply-adds plus its packing, band by band. The packing choices
+/// compare a candidate layout against phase split.
+pub(crate) struct TaskCost<'a> {
+    pub geometry: &'a Geometry,
+    pub chunk_channels: usize,
 }
 
-/// Whether per-kernel-column packing costs the channel-vector body less than
-/// `phase_split` on a task of `chunk_channels` output channels: its tiles' multiply-adds (one
-/// per position, kept or discarded, per `LANES` channels and tap) plus the packing. Per kernel
-/// column computes no discarded column but copies each input row `kW` times.
-pub(crate) fn columns_pay(
-    geometry: &Geometry,
-    chunk_channels: usize,
-    phase_split: &Layout,
-    columns: &Layout,
-) -> bool {
-    let taps = geometry.reduction_len();
-    let cost = |layout: &Layout| {
+impl TaskCost<'_> {
+    /// Whether im2col costs the flat body less than `phase_split`: the multiply-adds
+    /// (`chunk · K` per vector of positions, discarded columns included) plus the packing (two
+    /// per vector copied; a strided im2col gathers one element at a time), as long as its copy
+    /// of every window stays in L2 for all the blocks that read it (`TUNING.md`,
+    /// `grouped-positions-im2col`). Phase-split wins ties: it packs less.
+    pub fn im2col_pays(&self, phase_split: &Layout, im2col: &Layout) -> bool {
+        let fits_in_l2 = im2col.packed_len * 4 <= L2_BUDGET;
+        fits_in_l2 && 20 * self.positions_body(im2col) < 19 * self.positions_body(phase_split)
+    }
+
+    /// Whether per-kernel-column packing costs the channel-vector body less than
+    /// `phase_split`: its tiles' multiply-adds (one per position, kept or discarded, per
+    /// `LANES` channels and tap) plus the packing. Per kernel column computes no discarded
+    /// column but copies each input row `kW` times.
+    pub fn columns_pay(&self, phase_split: &Layout, columns: &Layout) -> bool {
+        self.channels_body(columns) < self.channels_body(phase_split)
+    }
+
+    /// The flat body's cost on `layout`.
+    fn positions_body(&self, layout: &Layout) -> usize {
+        let bands = layout.out_rows.div_ceil(layout.band_rows);
+        let arithmetic = self.chunk_channels * self.geometry.reduction_len() * layout.vectors;
+        (arithmetic + packing_cost(self.geometry, layout)) * bands
+    }
+
+    /// The channel-vector body's cost on `layout`.
+    fn channels_body(&self, layout: &Layout) -> usize {
         let bands = layout.out_rows.div_ceil(layout.band_rows);
         let positions = (layout.band_rows - 1) * layout.row_stride + layout.out_cols;
-        let arithmetic = chunk_channels / layout.lanes * taps * positions;
-        (arithmetic + packing_cost(geometry, layout)) * bands
-    };
-    cost(columns) < cost(phase_split)
+        let taps = self.geometry.reduction_len();
+        let arithmetic = self.chunk_channels / layout.lanes * taps * positions;
+        (arithmetic + packing_cost(self.geometry, layout)) * bands
+    }
 }
 
 /// Vector operations that packing one band of a group's input costs: two per vector copied

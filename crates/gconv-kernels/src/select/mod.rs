@@ -279,6 +279,14 @@ impl<'a> Facts<'a> {
         let bands = self.grouped().partition.bands(geometry, isa);
         bands.layout(geometry, packing, VectorOrder::Flat)
     }
+
+    /// What a task of the grouped kernels' partition costs on a layout.
+    pub fn task_cost(&self) -> grouped::TaskCost<'a> {
+        grouped::TaskCost {
+            geometry: self.problem.geometry,
+            chunk_channels: self.grouped().partition.chunk_channels,
+        }
+    }
 }
 
 /// The first rule of `rules` that applies to `problem`, and its choice.

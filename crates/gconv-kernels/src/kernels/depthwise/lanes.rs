@@ -15,10 +15,11 @@
 
 use gconv_shape::Geometry;
 
-use super::super::{ForwardKernel, bias_or_zeros};
+use super::super::{ForwardKernel, Parts, bias_or_zeros};
 use crate::epilogue::{Epilogue, Sink};
 use crate::exec::workspace::{Output, Workspace};
 use crate::pack::copy::copy;
+use crate::select::Problem;
 use crate::simd::{Element, MAX_LANES, Simd, WithSimd, dispatch, lanes_of};
 use crate::{Isa, KernelError};
 
@@ -66,23 +67,18 @@ pub(crate) struct LanesEngine<T, E> {
 }
 
 impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
-    /// The engine for `geometry` (which [`suits`] it) on the plan's tier `isa`.
-    pub fn new(
-        geometry: &Geometry,
-        weight: &[T],
-        bias: Option<&[T]>,
-        isa: Isa,
-        epilogue: E,
-    ) -> Result<Self, KernelError> {
+    /// The engine for the problem of `parts` (which [`suits`] it).
+    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, KernelError> {
+        let Problem { geometry, isa, .. } = parts.problem;
         let isa = tier(isa);
         let lanes = lanes_of::<T>(isa);
         let taps = geometry.reduction_len();
         let channels = geometry.out_channels();
-        let bias = bias_or_zeros(bias, channels);
+        let bias = bias_or_zeros(parts.bias, channels);
         let mut packed_weights = Vec::with_capacity(channels * taps);
         for block in (0..channels).step_by(lanes) {
             for tap in 0..taps {
-                packed_weights.extend((block..block + lanes).map(|c| weight[c * taps + tap]));
+                packed_weights.extend((block..block + lanes).map(|c| parts.weight[c * taps + tap]));
             }
         }
         let padding = geometry.padding();
@@ -120,7 +116,7 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
             bias,
             tap_offsets,
             windows,
-            epilogue,
+            epilogue: parts.epilogue,
         })
     }
 }
@@ -182,13 +178,8 @@ impl<T: Element, E: Epilogue<T>> WithSimd<T> for BlockArgs<'_, '_, T, E> {
     /// transposed back.
     #[inline(always)]
     fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
-        let BlockArgs {
-            engine,
-            input,
-            block,
-            mut sink,
-            scratch,
-        } = self;
+        let (engine, input, block, scratch) = (self.engine, self.input, self.block, self.scratch);
+        let mut sink = self.sink;
         assert_eq!(S::LANES, engine.lanes);
         let [padded_h, padded_w] = engine.padded;
         let [height, width] = engine.geometry.input_size();

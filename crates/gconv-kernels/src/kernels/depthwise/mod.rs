@@ -12,12 +12,40 @@
 use gconv_shape::Geometry;
 
 use super::bias_or_zeros;
+use crate::epilogue::Sink;
 use crate::simd::Element;
 
 pub(crate) mod lanes;
 pub(crate) mod shifted;
 pub(crate) mod streamed;
 pub(crate) mod unpacked;
+
+/// One task of a kernel `K` that runs whole planes: output planes from `first_plane` on (as
+/// many as `sink` holds), and the whole input.
+pub(crate) struct Planes<'a, 's, K, T, E> {
+    pub engine: &'a K,
+    pub input: &'a [T],
+    pub first_plane: usize,
+    pub sink: Sink<'s, T, E>,
+}
+
+impl<'a, 's, K, T, E> Planes<'a, 's, K, T, E> {
+    /// Task `index` of `engine` when each task takes `planes_per_task` planes.
+    pub fn task(
+        engine: &'a K,
+        input: &'a [T],
+        index: usize,
+        planes_per_task: usize,
+        sink: Sink<'s, T, E>,
+    ) -> Self {
+        Planes {
+            engine,
+            input,
+            first_plane: index * planes_per_task,
+            sink,
+        }
+    }
+}
 
 /// Each output channel's filter, `[C_out][kH·kW]` (the caller's layout), and bias.
 #[derive(Debug)]

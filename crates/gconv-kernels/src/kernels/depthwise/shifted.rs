@@ -14,10 +14,11 @@
 
 use gconv_shape::Geometry;
 
-use super::super::ForwardKernel;
-use super::{Filters, PlaneChannels, planes_per_task};
+use super::super::{ForwardKernel, Parts};
+use super::{Filters, PlaneChannels, Planes, planes_per_task};
 use crate::epilogue::{Epilogue, Sink};
 use crate::exec::workspace::{Output, Workspace};
+use crate::select::Problem;
 use crate::simd::{Element, Simd, WithSimd, dispatch, lanes_of};
 use crate::{Isa, KernelError};
 
@@ -55,15 +56,10 @@ pub(crate) struct ShiftedEngine<T, E> {
 }
 
 impl<T: Element, E: Epilogue<T>> ShiftedEngine<T, E> {
-    /// The engine for `geometry` (which [`suits`] it) on tier `isa`; an error where its masks
+    /// The engine for the problem of `parts` (which [`suits`] it); an error where its masks
     /// would be too many (a large or far-padded plane).
-    pub fn new(
-        geometry: &Geometry,
-        weight: &[T],
-        bias: Option<&[T]>,
-        isa: Isa,
-        epilogue: E,
-    ) -> Result<Self, KernelError> {
+    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, KernelError> {
+        let Problem { geometry, isa, .. } = parts.problem;
         let too_large = KernelError::TooLarge {
             what: "the shifted-plane depthwise kernel's masks and shifts (a forced kernel on a large or far-padded plane)",
         };
@@ -86,13 +82,13 @@ impl<T: Element, E: Epilogue<T>> ShiftedEngine<T, E> {
         Ok(ShiftedEngine {
             geometry: *geometry,
             isa,
-            filters: Filters::new(geometry, weight, bias),
+            filters: Filters::new(geometry, parts.weight, parts.bias),
             shifts,
             masks,
             reach,
             vectors,
             planes_per_task: planes_per_task(geometry, plane),
-            epilogue,
+            epilogue: parts.epilogue,
         })
     }
 }
@@ -157,12 +153,7 @@ impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for ShiftedEngine<T, E> {
         let [height, width] = self.geometry.input_size();
         let chunk = self.planes_per_task * height * width;
         workspace.for_each_chunk(parallel, output, self.epilogue, chunk, |_, index, sink| {
-            let task = Planes {
-                engine: self,
-                input,
-                first_plane: index * self.planes_per_task,
-                sink,
-            };
+            let task = Planes::task(self, input, index, self.planes_per_task, sink);
             dispatch(self.isa, task);
         });
     }
@@ -172,23 +163,11 @@ impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for ShiftedEngine<T, E> {
 /// that the plane is no longer small and other kernels run it.
 const MAX_MASKS: usize = 1 << 18;
 
-/// One task: whole output planes from `first_plane` on, and the whole input.
-struct Planes<'a, 's, T, E> {
-    engine: &'a ShiftedEngine<T, E>,
-    input: &'a [T],
-    first_plane: usize,
-    sink: Sink<'s, T, E>,
-}
-
-impl<T: Element, E: Epilogue<T>> WithSimd<T> for Planes<'_, '_, T, E> {
+impl<T: Element, E: Epilogue<T>> WithSimd<T> for Planes<'_, '_, ShiftedEngine<T, E>, T, E> {
     #[inline(always)]
     fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
-        let Planes {
-            engine,
-            input,
-            first_plane,
-            mut sink,
-        } = self;
+        let (engine, input, first_plane) = (self.engine, self.input, self.first_plane);
+        let mut sink = self.sink;
         let geometry = &engine.geometry;
         let [height, width] = geometry.input_size();
         let plane = height * width;

@@ -28,10 +28,11 @@
 
 use gconv_shape::Geometry;
 
-use super::super::ForwardKernel;
-use super::{Filters, PlaneChannels, planes_per_task};
+use super::super::{ForwardKernel, Parts};
+use super::{Filters, PlaneChannels, Planes, planes_per_task};
 use crate::epilogue::{Epilogue, Sink};
 use crate::exec::workspace::{Output, Workspace};
+use crate::select::Problem;
 use crate::simd::{Element, Simd, WithSimd, dispatch, lanes_between, lanes_of};
 use crate::{Isa, KernelError};
 
@@ -101,14 +102,9 @@ struct VectorColumns {
 }
 
 impl<T: Element, E: Epilogue<T>> StreamedEngine<T, E> {
-    /// The engine for `geometry` (which [`suits`] it) on tier `isa`.
-    pub fn new(
-        geometry: &Geometry,
-        weight: &[T],
-        bias: Option<&[T]>,
-        isa: Isa,
-        epilogue: E,
-    ) -> Result<Self, KernelError> {
+    /// The engine for the problem of `parts` (which [`suits`] it).
+    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, KernelError> {
+        let Problem { geometry, isa, .. } = parts.problem;
         let [out_h, out_w] = geometry.output_size();
         let columns =
             vector_columns(geometry, lanes_of::<T>(isa)).ok_or(KernelError::TooLarge {
@@ -117,10 +113,10 @@ impl<T: Element, E: Epilogue<T>> StreamedEngine<T, E> {
         Ok(StreamedEngine {
             geometry: *geometry,
             isa,
-            filters: Filters::new(geometry, weight, bias),
+            filters: Filters::new(geometry, parts.weight, parts.bias),
             columns,
             planes_per_task: planes_per_task(geometry, out_h * out_w),
-            epilogue,
+            epilogue: parts.epilogue,
         })
     }
 }
@@ -203,12 +199,7 @@ impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for StreamedEngine<T, E> {
         let last = vectors - (vectors - 1) / width * width;
         let edge = self.columns.iter().any(|columns| !columns.whole);
         workspace.for_each_chunk(parallel, output, self.epilogue, chunk, |_, index, sink| {
-            let task = Planes {
-                engine: self,
-                input,
-                first_plane: index * self.planes_per_task,
-                sink,
-            };
+            let task = Planes::task(self, input, index, self.planes_per_task, sink);
             let isa = self.isa;
             let window = [self.geometry.stride()[0], self.geometry.kernel_size()[0]];
             // Per window, the last bands 1..=band_vectors it can have; with more than one
@@ -238,15 +229,7 @@ impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for StreamedEngine<T, E> {
     }
 }
 
-/// One task: whole output planes from `first_plane` on, and the whole input.
-struct Planes<'a, 's, T, E> {
-    engine: &'a StreamedEngine<T, E>,
-    input: &'a [T],
-    first_plane: usize,
-    sink: Sink<'s, T, E>,
-}
-
-impl<'a, 's, T, E> Planes<'a, 's, T, E> {
+impl<'a, 's, T, E> Planes<'a, 's, StreamedEngine<T, E>, T, E> {
     /// This task with stride `STRIDE` and a `K`x`K` window, its planes' vectors in bands of
     /// `WIDTH` (none if 0) and a last band of `LAST`, which loads through masks if `EDGE`
     /// (see [`StreamedPlane::masked`]).
@@ -276,7 +259,7 @@ struct PlanesInBands<
     const LAST: usize,
     const EDGE: bool,
 > {
-    planes: Planes<'a, 's, T, E>,
+    planes: Planes<'a, 's, StreamedEngine<T, E>, T, E>,
 }
 
 impl<
@@ -291,12 +274,8 @@ impl<
 {
     #[inline(always)]
     fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
-        let Planes {
-            engine,
-            input,
-            first_plane,
-            mut sink,
-        } = self.planes;
+        let Planes { engine, input, .. } = self.planes;
+        let (first_plane, mut sink) = (self.planes.first_plane, self.planes.sink);
         let geometry = &engine.geometry;
         let [height, width] = geometry.input_size();
         let [out_h, out_w] = geometry.output_size();
@@ -592,34 +571,6 @@ impl<S: Simd> StreamedPlane<'_, S> {
         }
     }
 
-    /// Stride 2: the `K` taps of input row `row < H`, tap `j` the even (`j` even) or odd
-    /// columns of the pair of vectors from `start + 2·(j / 2)`.
-    #[inline(always)]
-    fn pairs_taps<const K: usize, const EDGE: bool>(
-        &self,
-        row: usize,
-        columns: &VectorColumns,
-    ) -> [S::Vector; K] {
-        let simd = self.simd;
-        let base = self.column_start(row, columns);
-        let zero = simd.splat(S::Elem::ZERO);
-        let mut taps = [zero; K];
-        for pair in 0..K.div_ceil(2) {
-            let masks = [columns.masks[2 * pair], columns.masks[2 * pair + 1]];
-            // SAFETY: row `row` is inside the plane (`row_taps`) and `input` is exactly
-            // the plane; the lanes set in the masks are columns inside 0..W (worked out by
-            // the plan for this geometry: from `start + 2·pair` and `+ LANES`), and without
-            // `EDGE` all of them are.
-            let (even, odd) =
-                unsafe { simd.load_deinterleaved::<EDGE>(base.wrapping_add(2 * pair), masks) };
-            taps[2 * pair] = even;
-            if 2 * pair + 1 < K {
-                taps[2 * pair + 1] = odd;
-            }
-        }
-        taps
-    }
-
     /// Stride 2: output column vectors `first..first + B` of every output row, top to
     /// bottom, each row's vectors left to right (the input read row after row: one vector
     /// at a time down the whole plane ran 18–26 % slower on 112x112 and 56x56 planes), every
@@ -780,8 +731,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
     }
 
     /// The `K` taps input row `row` gives a vector of a band of `B` with stride `STRIDE`
-    /// ([`StreamedPlane::shifted_taps`], or for 5x5 windows with stride 2
-    /// [`StreamedPlane::pairs_taps`]), or `None` for a row of the padding; without masks
+    /// ([`StreamedPlane::loaded_taps`]), or `None` for a row of the padding; without masks
     /// where every column is inside the row (see [`StreamedPlane::masked`]).
     #[inline(always)]
     fn row_taps<const STRIDE: usize, const K: usize, const B: usize, const EDGE: bool>(
@@ -791,11 +741,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
     ) -> Option<[S::Vector; K]> {
         let row = row?;
         assert!(row < self.height && self.input.len() == self.height * self.width);
-        Some(match (STRIDE, Self::masked::<B, EDGE>(columns)) {
-            (1, false) => self.shifted_taps::<K, false>(row, columns),
-            (1, true) => self.shifted_taps::<K, true>(row, columns),
-            (_, false) => self.pairs_taps::<K, false>(row, columns),
-            (_, true) => self.pairs_taps::<K, true>(row, columns),
+        Some(match Self::masked::<B, EDGE>(columns) {
+            false => self.loaded_taps::<STRIDE, K, false>(row, columns),
+            true => self.loaded_taps::<STRIDE, K, true>(row, columns),
         })
     }
 
@@ -817,28 +765,49 @@ impl<S: Simd> StreamedPlane<'_, S> {
             .wrapping_offset(columns.start)
     }
 
-    /// Stride 1: the `K` taps of input row `row < H`, each a vector loaded from its column.
+    /// The `K` taps of input row `row < H`: at stride 1, each a vector loaded from its column;
+    /// at stride 2, tap `j` the even (`j` even) or odd columns of the pair of vectors from
+    /// `start + 2·(j / 2)`.
     #[inline(always)]
-    fn shifted_taps<const K: usize, const EDGE: bool>(
+    fn loaded_taps<const STRIDE: usize, const K: usize, const EDGE: bool>(
         &self,
         row: usize,
         columns: &VectorColumns,
     ) -> [S::Vector; K] {
         let simd = self.simd;
         let base = self.column_start(row, columns);
-        std::array::from_fn(|tap| {
-            let source = base.wrapping_add(tap);
-            // SAFETY: row `row` is inside the plane (`row_taps`) and `input` is exactly the
-            // plane; the lanes set in the tap's mask are columns `start + tap + lane` inside
-            // 0..W (worked out by the plan for this geometry), and without `EDGE` all are.
-            unsafe {
-                if EDGE {
-                    simd.load_masked(source, columns.masks[tap])
-                } else {
-                    simd.load(source)
+        if STRIDE == 1 {
+            return std::array::from_fn(|tap| {
+                let source = base.wrapping_add(tap);
+                // SAFETY: row `row` is inside the plane (`row_taps`) and `input` is exactly
+                // the plane; the lanes set in the tap's mask are columns `start + tap + lane`
+                // inside 0..W (worked out by the plan for this geometry), and without `EDGE`
+                // all are.
+                unsafe {
+                    if EDGE {
+                        simd.load_masked(source, columns.masks[tap])
+                    } else {
+                        simd.load(source)
+                    }
                 }
+            });
+        }
+        let zero = simd.splat(S::Elem::ZERO);
+        let mut taps = [zero; K];
+        for pair in 0..K.div_ceil(2) {
+            let masks = [columns.masks[2 * pair], columns.masks[2 * pair + 1]];
+            // SAFETY: row `row` is inside the plane (`row_taps`) and `input` is exactly
+            // the plane; the lanes set in the masks are columns inside 0..W (worked out by
+            // the plan for this geometry: from `start + 2·pair` and `+ LANES`), and without
+            // `EDGE` all of them are.
+            let (even, odd) =
+                unsafe { simd.load_deinterleaved::<EDGE>(base.wrapping_add(2 * pair), masks) };
+            taps[2 * pair] = even;
+            if 2 * pair + 1 < K {
+                taps[2 * pair + 1] = odd;
             }
-        })
+        }
+        taps
     }
 
     /// Stride 2: the three taps of input row `row < H`, one pair of vectors deinterleaved

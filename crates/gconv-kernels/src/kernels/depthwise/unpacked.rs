@@ -23,10 +23,11 @@ use std::ops::Range;
 
 use gconv_shape::Geometry;
 
-use super::super::ForwardKernel;
+use super::super::{ForwardKernel, Parts};
 use super::Filters;
 use crate::epilogue::{Epilogue, Sink};
 use crate::exec::workspace::{Output, Workspace};
+use crate::select::Problem;
 use crate::simd::{Element, Simd, WithSimd, dispatch, lanes_between, lanes_of};
 use crate::{Isa, KernelError};
 
@@ -59,14 +60,9 @@ pub(crate) struct UnpackedEngine<T, E> {
 }
 
 impl<T: Element, E: Epilogue<T>> UnpackedEngine<T, E> {
-    /// The engine for `geometry` (which [`suits`] it) on tier `isa`.
-    pub fn new(
-        geometry: &Geometry,
-        weight: &[T],
-        bias: Option<&[T]>,
-        isa: Isa,
-        epilogue: E,
-    ) -> Result<Self, KernelError> {
+    /// The engine for the problem of `parts` (which [`suits`] it).
+    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, KernelError> {
+        let Problem { geometry, isa, .. } = parts.problem;
         let [height, _] = geometry.input_size();
         let [out_h, out_w] = geometry.output_size();
         let [kernel_h, _] = geometry.kernel_size();
@@ -110,11 +106,11 @@ impl<T: Element, E: Epilogue<T>> UnpackedEngine<T, E> {
         Ok(UnpackedEngine {
             geometry: *geometry,
             isa,
-            filters: Filters::new(geometry, weight, bias),
+            filters: Filters::new(geometry, parts.weight, parts.bias),
             vectors,
             row_runs,
             interior_vectors: first_inside..end_inside,
-            epilogue,
+            epilogue: parts.epilogue,
         })
     }
 
@@ -162,10 +158,10 @@ impl<T: Element, E: Epilogue<T>> UnpackedEngine<T, E> {
                             (false, true, [3, 3], 2) => dispatch(isa, block.of::<SharedRows<3, 3, 2>>()),
                             (false, true, [5, 5], 1) => dispatch(isa, block.of::<SharedRows<5, 5, 1>>()),
                             (false, true, [7, 7], 1) => dispatch(isa, block.of::<SharedRows<7, 7, 1>>()),
-                            (false, ..) => dispatch(isa, block.of::<TapByTap>()),
+                            (false, ..) => dispatch(isa, block.of::<TapByTap<1>>()),
                             (true, true, [3, _], 1) => dispatch(isa, block.of::<StrideTwoSharedRows<3>>()),
                             (true, true, [5, _], 1) => dispatch(isa, block.of::<StrideTwoSharedRows<5>>()),
-                            (true, ..) => dispatch(isa, block.of::<StrideTwoTapByTap>()),
+                            (true, ..) => dispatch(isa, block.of::<TapByTap<2>>()),
                         }
                         first_row += $rows;
                     }
@@ -282,15 +278,13 @@ impl<const R: usize, T: Element, E: Epilogue<T>, F: TileFamily> WithSimd<T>
 {
     #[inline(always)]
     fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
-        let RowBlock {
-            data,
-            first_row,
-            window,
-            vectors,
-            interior,
-            mut output,
-        } = self.block;
-        let plane = Plane { simd, data };
+        let (first_row, window, interior) =
+            (self.block.first_row, self.block.window, self.block.interior);
+        let (vectors, mut output) = (self.block.vectors, self.block.output);
+        let plane = Plane {
+            simd,
+            data: self.block.data,
+        };
         let output = &mut output;
         for vector in 0..interior.start {
             F::tile::<S, E, R, true>(&plane, first_row, &window, vector, output);
@@ -316,70 +310,49 @@ trait TileFamily {
     );
 }
 
-/// Stride 1, each tap loading its inputs ([`Plane::tile`]).
-struct TapByTap;
+/// Any window at stride `STRIDE`, each tap loading its inputs ([`Plane::sums`]).
+struct TapByTap<const STRIDE: usize>;
 
 /// Stride 1, a whole window of `KH` rows `DH` apart and `KW` columns sharing its input rows
-/// ([`Plane::tile_sharing_rows`]).
+/// ([`Plane::sums_sharing_rows`]).
 struct SharedRows<const KH: usize, const KW: usize, const DH: usize>;
 
-/// Stride 2, each tap loading its inputs ([`Plane::tile_stride_two`]).
-struct StrideTwoTapByTap;
-
 /// Stride 2, a whole window of `KH` adjacent rows sharing its input rows
-/// ([`Plane::tile_stride_two_sharing_rows`]).
+/// ([`Plane::sums_stride_two_sharing_rows`]).
 struct StrideTwoSharedRows<const KH: usize>;
 
-impl TileFamily for TapByTap {
-    #[inline(always)]
-    fn tile<S: Simd, E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
-        plane: &Plane<'_, S>,
-        first_row: usize,
-        window: &Range<usize>,
-        vector: usize,
-        output: &mut Sink<'_, S::Elem, E>,
-    ) {
-        plane.tile::<E, R, EDGE>(first_row, window.clone(), vector, output)
-    }
+/// Implements [`TileFamily`] for each family as one call of its [`Plane`] method (the closure-
+/// like arms name the arguments; `E`, `R` and `EDGE` are the tile's generic parameters).
+macro_rules! tile_families {
+    ($(
+        impl [$($generics:tt)*] for $family:ty =>
+            |$plane:ident, $first_row:ident, $window:ident, $vector:ident, $output:ident| $call:expr;
+    )+) => {$(
+        impl<$($generics)*> TileFamily for $family {
+            #[inline(always)]
+            fn tile<S: Simd, E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
+                $plane: &Plane<'_, S>,
+                $first_row: usize,
+                $window: &Range<usize>,
+                $vector: usize,
+                $output: &mut Sink<'_, S::Elem, E>,
+            ) {
+                let sums = $call;
+                $plane.store_rows(&sums, $first_row, $vector, $output);
+            }
+        }
+    )+};
 }
 
-impl<const KH: usize, const KW: usize, const DH: usize> TileFamily for SharedRows<KH, KW, DH> {
-    #[inline(always)]
-    fn tile<S: Simd, E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
-        plane: &Plane<'_, S>,
-        first_row: usize,
-        _: &Range<usize>,
-        vector: usize,
-        output: &mut Sink<'_, S::Elem, E>,
-    ) {
-        plane.tile_sharing_rows::<E, R, KH, KW, DH, EDGE>(first_row, vector, output)
-    }
-}
-
-impl TileFamily for StrideTwoTapByTap {
-    #[inline(always)]
-    fn tile<S: Simd, E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
-        plane: &Plane<'_, S>,
-        first_row: usize,
-        window: &Range<usize>,
-        vector: usize,
-        output: &mut Sink<'_, S::Elem, E>,
-    ) {
-        plane.tile_stride_two::<E, R, EDGE>(first_row, window.clone(), vector, output)
-    }
-}
-
-impl<const KH: usize> TileFamily for StrideTwoSharedRows<KH> {
-    #[inline(always)]
-    fn tile<S: Simd, E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
-        plane: &Plane<'_, S>,
-        first_row: usize,
-        _: &Range<usize>,
-        vector: usize,
-        output: &mut Sink<'_, S::Elem, E>,
-    ) {
-        plane.tile_stride_two_sharing_rows::<E, R, KH, EDGE>(first_row, vector, output)
-    }
+tile_families! {
+    impl [const STRIDE: usize] for TapByTap<STRIDE> => |plane, first_row, window, vector, output|
+        plane.sums::<STRIDE, R, EDGE>(first_row, window.clone(), vector);
+    impl [const KH: usize, const KW: usize, const DH: usize] for SharedRows<KH, KW, DH> =>
+        |plane, first_row, _window, vector, output|
+        plane.sums_sharing_rows::<R, KH, KW, DH, EDGE>(first_row, vector);
+    impl [const KH: usize] for StrideTwoSharedRows<KH> =>
+        |plane, first_row, _window, vector, output|
+        plane.sums_stride_two_sharing_rows::<R, KH, EDGE>(first_row, vector);
 }
 
 /// What every tile of a plane reads, with the instructions to read it.
@@ -393,13 +366,12 @@ struct Plane<'a, S: Simd> {
 type PairColumns = [u32; 2];
 
 impl<S: Simd> Plane<'_, S> {
-    /// As [`Plane::tile`] for `KH` window rows `DH` apart, all inside the input: the
+    /// As [`Plane::sums`] for `KH` window rows `DH` apart, all inside the input: the
     /// `R + (KH − 1)·DH` input rows are each loaded once per tap column and feed every output
     /// row that reads them (3x3: `3R` multiply-adds for `R + 2` loads without dilation,
-    /// against one load each in `tile`).
+    /// against one load each in `sums`).
     #[inline(always)]
-    fn tile_sharing_rows<
-        E: Epilogue<S::Elem>,
+    fn sums_sharing_rows<
         const R: usize,
         const KH: usize,
         const KW: usize,
@@ -409,8 +381,7 @@ impl<S: Simd> Plane<'_, S> {
         &self,
         first_row: usize,
         vector: usize,
-        output: &mut Sink<'_, S::Elem, E>,
-    ) {
+    ) -> [S::Vector; R] {
         let (simd, lanes) = (self.simd, S::LANES);
         let mut acc = [simd.splat(self.data.bias); R];
         // Input row of output row `first_row + r`, window row i: this plus r + i·DH.
@@ -419,7 +390,7 @@ impl<S: Simd> Plane<'_, S> {
         assert_eq!(self.data.weights.len(), KH * KW);
         for j in 0..KW {
             let offset = vector * lanes + j * self.data.dilation[1];
-            let Some(columns) = self.columns::<EDGE>(offset) else {
+            let Some(columns) = self.tap_columns::<1, EDGE>(offset) else {
                 continue;
             };
             let mut weights = [simd.splat(S::Elem::ZERO); KH];
@@ -428,11 +399,11 @@ impl<S: Simd> Plane<'_, S> {
             }
             // Input rows in order; row k feeds output row k − i·DH through window row i. (The
             // sum of each output is still bias, then the taps in (i, j) order per column j,
-            // rows i ascending: the chain differs from `tile`'s (j-major here), which is why
+            // rows i ascending: the chain differs from `sums`' (j-major here), which is why
             // a plan runs one of the two for all its rows of a kind.)
             for k in 0..R + (KH - 1) * DH {
                 // SAFETY: input row `top + k` is inside the plane (asserted).
-                let x = unsafe { self.load_columns(top + k, offset, columns) };
+                let x = unsafe { self.load_tap::<1, EDGE>(top + k, offset, columns) };
                 for (i, &weight) in weights.iter().enumerate() {
                     if k >= i * DH && k - i * DH < R {
                         acc[k - i * DH] = simd.mul_add(weight, x, acc[k - i * DH]);
@@ -440,40 +411,41 @@ impl<S: Simd> Plane<'_, S> {
                 }
             }
         }
-        self.store_rows(&acc, first_row, vector, output);
+        acc
     }
 
-    /// Vector `vector` of columns of output rows `first_row .. first_row + R`, over window
-    /// rows `rows` (inside the input for every one of the `R` output rows); without `EDGE`,
-    /// every tap's columns lie inside the input row.
+    /// Vector `vector` of columns of output rows `first_row .. first_row + R` at `STRIDE`,
+    /// over window rows `rows` (inside the input for every one of the `R` output rows), each
+    /// tap loading its inputs per output row; without `EDGE`, every tap's columns lie inside
+    /// the input row.
     #[inline(always)]
-    fn tile<E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
+    fn sums<const STRIDE: usize, const R: usize, const EDGE: bool>(
         &self,
         first_row: usize,
         rows: Range<usize>,
         vector: usize,
-        output: &mut Sink<'_, S::Elem, E>,
-    ) {
-        let (simd, lanes) = (self.simd, S::LANES);
+    ) -> [S::Vector; R] {
+        let (simd, lanes, stride) = (self.simd, S::LANES, STRIDE);
         let mut acc = [simd.splat(self.data.bias); R];
         for i in rows {
-            // Input row of output row `first_row + r`: this plus r.
-            let top = first_row + i * self.data.dilation[0] - self.data.pad_top;
-            assert!(top + R <= self.data.input.len() / self.data.width);
+            // Input row of output row `first_row + r`: this plus stride·r.
+            let top = stride * first_row + i * self.data.dilation[0] - self.data.pad_top;
+            assert!(top + stride * (R - 1) < self.data.input.len() / self.data.width);
             for j in 0..self.data.kernel_w {
-                let offset = vector * lanes + j * self.data.dilation[1];
-                let Some(columns) = self.columns::<EDGE>(offset) else {
+                let offset = stride * vector * lanes + j * self.data.dilation[1];
+                let Some(columns) = self.tap_columns::<STRIDE, EDGE>(offset) else {
                     continue;
                 };
                 let weight = simd.splat(self.data.weights[i * self.data.kernel_w + j]);
                 for (r, sum) in acc.iter_mut().enumerate() {
-                    // SAFETY: input row `top + r` is inside the plane (asserted).
-                    let x = unsafe { self.load_columns(top + r, offset, columns) };
+                    // SAFETY: input row `top + stride·r` is inside the plane (asserted).
+                    let x =
+                        unsafe { self.load_tap::<STRIDE, EDGE>(top + stride * r, offset, columns) };
                     *sum = simd.mul_add(weight, x, *sum);
                 }
             }
         }
-        self.store_rows(&acc, first_row, vector, output);
+        acc
     }
 
     /// Stride 2, a `KH`xN window without vertical dilation, all of it inside the input:
@@ -482,21 +454,16 @@ impl<S: Simd> Plane<'_, S> {
     /// adjacent columns, whose inputs are the even and the odd lanes of the same two vectors —
     /// and most feed two output rows or more.
     #[inline(always)]
-    fn tile_stride_two_sharing_rows<
-        E: Epilogue<S::Elem>,
-        const R: usize,
-        const KH: usize,
-        const EDGE: bool,
-    >(
+    fn sums_stride_two_sharing_rows<const R: usize, const KH: usize, const EDGE: bool>(
         &self,
         first_row: usize,
         vector: usize,
-        output: &mut Sink<'_, S::Elem, E>,
-    ) {
-        let (simd, lanes) = (self.simd, S::LANES);
-        let mut acc = [simd.splat(self.data.bias); R];
+    ) -> [S::Vector; R] {
+        // Input row of output row `first_row + r`, window row i: this plus 2r + i.
         let top = 2 * first_row - self.data.pad_top;
         assert!(top + 2 * (R - 1) + KH <= self.data.input.len() / self.data.width);
+        let (simd, lanes) = (self.simd, S::LANES);
+        let mut acc = [simd.splat(self.data.bias); R];
         // Tap columns in pairs (j, j + 1) where they are adjacent (no horizontal dilation),
         // else one at a time.
         let step = if self.data.dilation[1] == 1 { 2 } else { 1 };
@@ -533,7 +500,7 @@ impl<S: Simd> Plane<'_, S> {
                 };
             }
         }
-        self.store_rows(&acc, first_row, vector, output);
+        acc
     }
 
     /// One tap column (or, `PAIRED`, two adjacent ones) of a stride-2 block of `R` output rows
@@ -586,39 +553,6 @@ impl<S: Simd> Plane<'_, S> {
         }
     }
 
-    /// Stride 2, any window: vector `vector` of columns of output rows `first_row ..
-    /// first_row + R`, over window rows `rows` (inside the input for every one of them), each
-    /// tap loading its pair per output row.
-    #[inline(always)]
-    fn tile_stride_two<E: Epilogue<S::Elem>, const R: usize, const EDGE: bool>(
-        &self,
-        first_row: usize,
-        rows: Range<usize>,
-        vector: usize,
-        output: &mut Sink<'_, S::Elem, E>,
-    ) {
-        let (simd, lanes) = (self.simd, S::LANES);
-        let mut acc = [simd.splat(self.data.bias); R];
-        for i in rows {
-            // Input row of output row `first_row + r`: this plus 2r.
-            let top = 2 * first_row + i * self.data.dilation[0] - self.data.pad_top;
-            assert!(top + 2 * (R - 1) < self.data.input.len() / self.data.width);
-            for j in 0..self.data.kernel_w {
-                let offset = 2 * vector * lanes + j * self.data.dilation[1];
-                let Some(columns) = self.pair_columns::<EDGE>(offset) else {
-                    continue;
-                };
-                let weight = simd.splat(self.data.weights[i * self.data.kernel_w + j]);
-                for (r, sum) in acc.iter_mut().enumerate() {
-                    // SAFETY: input row `top + 2r` is inside the plane (asserted).
-                    let (x, _) = unsafe { self.load_pair::<EDGE>(top + 2 * r, offset, columns) };
-                    *sum = simd.mul_add(weight, x, *sum);
-                }
-            }
-        }
-        self.store_rows(&acc, first_row, vector, output);
-    }
-
     /// The lanes of the two vectors of input columns from `offset − pad_left` that fall
     /// inside the row, as masks (see [`Plane::columns`]), or `None` if none do; without
     /// `EDGE`, all of them.
@@ -648,12 +582,7 @@ impl<S: Simd> Plane<'_, S> {
         offset: usize,
         [low, high]: PairColumns,
     ) -> (S::Vector, S::Vector) {
-        let base = self
-            .data
-            .input
-            .as_ptr()
-            .wrapping_add(row * self.data.width + offset)
-            .wrapping_sub(self.data.pad_left);
+        let base = self.column_address(row, offset);
         // SAFETY: the lanes set in `low` and `high` read the row's columns inside 0..W (the
         // caller's promise); without `EDGE` all 2·LANES of them are.
         unsafe { self.simd.load_deinterleaved::<EDGE>(base, [low, high]) }
@@ -674,35 +603,61 @@ impl<S: Simd> Plane<'_, S> {
         (first < end).then_some((first, end))
     }
 
-    /// Input row `row`'s columns `offset − pad_left ..` as a vector, lanes outside
-    /// `columns` zero (see [`Plane::columns`]).
+    /// The lanes inside the row of a tap at `STRIDE` whose first input column is
+    /// `offset − pad_left`: at stride 1, of its vector (the second mask unused); at stride 2,
+    /// of its pair of vectors. `None` if none are; without `EDGE`, all of them.
+    #[inline(always)]
+    fn tap_columns<const STRIDE: usize, const EDGE: bool>(
+        &self,
+        offset: usize,
+    ) -> Option<PairColumns> {
+        if STRIDE == 2 {
+            return self.pair_columns::<EDGE>(offset);
+        }
+        let (first, end) = self.columns::<EDGE>(offset)?;
+        Some([lanes_between(first, end), 0])
+    }
+
+    /// A tap's inputs at `STRIDE` from input row `row`, lanes outside `columns` zero: at
+    /// stride 1 the vector of columns `offset − pad_left ..`, at stride 2 the even lanes of
+    /// its pair ([`Plane::load_pair`]).
     ///
     /// # Safety
     ///
-    /// `row` must be a row of the input plane, and `columns` what `columns` returned for
+    /// `row` must be a row of the input plane, and `columns` what `tap_columns` returned for
     /// `offset`.
     #[inline(always)]
-    unsafe fn load_columns(
+    unsafe fn load_tap<const STRIDE: usize, const EDGE: bool>(
         &self,
         row: usize,
         offset: usize,
-        (first, end): (usize, usize),
+        columns: PairColumns,
     ) -> S::Vector {
-        let base = self
-            .data
+        if STRIDE == 2 {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.load_pair::<EDGE>(row, offset, columns).0 };
+        }
+        let (base, mask) = (self.column_address(row, offset), columns[0]);
+        // SAFETY: the lanes set in `mask` read the row's columns inside 0..W (the caller's
+        // promise); all LANES when whole.
+        unsafe {
+            if !EDGE || mask == lanes_between(0, S::LANES) {
+                self.simd.load(base)
+            } else {
+                self.simd.load_masked(base, mask)
+            }
+        }
+    }
+
+    /// Where input column `offset − pad_left` of row `row` would lie (outside the row in the
+    /// padding: never dereferenced there, the masks leave those lanes out).
+    #[inline(always)]
+    fn column_address(&self, row: usize, offset: usize) -> *const S::Elem {
+        self.data
             .input
             .as_ptr()
             .wrapping_add(row * self.data.width + offset)
-            .wrapping_sub(self.data.pad_left);
-        // SAFETY: lanes `first..end` read the row's columns `offset − pad_left + first ..
-        // offset − pad_left + end`, inside 0..W (the caller's promise); all LANES when whole.
-        unsafe {
-            if first == 0 && end == S::LANES {
-                self.simd.load(base)
-            } else {
-                self.simd.load_lanes(base, first, end)
-            }
-        }
+            .wrapping_sub(self.data.pad_left)
     }
 
     /// Stores `R` vectors as vector `vector` of output rows `first_row ..`, the last vector

@@ -13,25 +13,16 @@
 
 use std::ops::Range;
 
-use crate::epilogue::{Epilogue, Sink};
+use super::BandBlock;
+use crate::epilogue::Epilogue;
 use crate::pack::layout::Layout;
 use crate::simd::{Element, MAX_LANES, Simd};
 
-/// One block of `C·LANES` output channels of a group over one band of output rows.
+/// One block of `C·LANES` output channels of a group over one band of output rows, with what
+/// the tap chunks need.
 pub(crate) struct ChannelBlock<'a, 's, T, E> {
-    pub layout: &'a Layout,
-    /// The group's packed input, at least `layout.packed_len` elements.
-    pub packed: &'a [T],
-    /// The block's weights, packed `[tap][channel]`, `C·LANES` channels.
-    pub weights: &'a [T],
-    /// The block's bias, `C·LANES` elements.
-    pub bias: &'a [T],
-    /// The task's output: the block's planes are `out_plane` elements apart from `first`.
-    pub sink: &'a mut Sink<'s, T, E>,
-    pub first: usize,
-    pub out_plane: usize,
-    /// Where the band's first output row starts within each plane.
-    pub band_offset: usize,
+    /// The block: `C·LANES` channels of weights (packed `[tap][channel]`) and of bias.
+    pub band: BandBlock<'a, 's, T, E>,
     /// Taps per chunk: the band's tiles go through the taps a chunk at a time, keeping the
     /// chunk's weights in L1.
     pub tap_chunk: usize,
@@ -51,13 +42,13 @@ pub(crate) fn convolve_channel_block<
     simd: S,
     mut block: ChannelBlock<'_, '_, S::Elem, E>,
 ) {
-    let layout = block.layout;
+    let layout = block.band.layout;
     let channels = C * S::LANES;
     assert_eq!(layout.lanes, S::LANES);
-    assert!(block.packed.len() >= layout.packed_len);
-    assert_eq!(block.weights.len(), layout.tap_shifts.len() * channels);
-    assert_eq!(block.bias.len(), channels);
-    assert!(block.first + channels * block.out_plane <= block.sink.len());
+    assert!(block.band.packed.len() >= layout.packed_len);
+    assert_eq!(block.band.weights.len(), layout.tap_shifts.len() * channels);
+    assert_eq!(block.band.bias.len(), channels);
+    assert!(block.band.first + channels * block.band.out_plane <= block.band.sink.len());
     assert!(
         P <= S::LANES && P <= 12,
         "tiles of at most LANES and 12 positions"
@@ -162,7 +153,7 @@ fn tile<S: Simd, E: Epilogue<S::Elem>, const C: usize, const P: usize>(
     if chunk.first {
         let mut bias = [simd.splat(S::Elem::ZERO); C];
         for (half, vector) in bias.iter_mut().enumerate() {
-            *vector = simd.load_from(&block.bias[half * lanes..]);
+            *vector = simd.load_from(&block.band.bias[half * lanes..]);
         }
         acc = [bias; P];
     } else {
@@ -173,9 +164,9 @@ fn tile<S: Simd, E: Epilogue<S::Elem>, const C: usize, const P: usize>(
             }
         }
     }
-    let packed = block.packed.as_ptr();
-    let weights = &block.weights[chunk.taps.start * channels..chunk.taps.end * channels];
-    for (&shift, weights) in block.layout.tap_shifts[chunk.taps.clone()]
+    let packed = block.band.packed.as_ptr();
+    let weights = &block.band.weights[chunk.taps.start * channels..chunk.taps.end * channels];
+    for (&shift, weights) in block.band.layout.tap_shifts[chunk.taps.clone()]
         .iter()
         .zip(weights.chunks_exact(channels))
     {
@@ -197,37 +188,48 @@ fn tile<S: Simd, E: Epilogue<S::Elem>, const C: usize, const P: usize>(
         }
     }
     if chunk.last {
-        // Each vector of the channels: positions as rows of a square, transposed to channels
-        // as rows, each row's runs of output positions stored into its plane. (Rows of the
-        // square past `P` hold an earlier tile's sums: their lanes are never stored.)
-        let run_count = output_runs::<P>(block.layout, block.band_offset, first, &mut scratch.runs);
-        let TileScratch {
-            positions,
-            planes,
-            runs,
-        } = scratch;
-        for half in 0..C {
-            for (p, sums) in acc.iter().enumerate() {
-                simd.store_into(&mut positions[p * lanes..], sums[half]);
-            }
-            // SAFETY: both squares hold LANES rows of LANES elements and do not overlap.
-            unsafe { simd.transpose_square(positions.as_ptr(), lanes, planes.as_mut_ptr(), lanes) };
-            for channel in 0..lanes {
-                let plane = block.first + (half * lanes + channel) * block.out_plane;
-                let values = simd.load_from(&planes[channel * lanes..]);
-                for &(from, to, target) in &runs[..run_count] {
-                    block
-                        .sink
-                        .store_lanes(simd, plane + target, values, from, to);
-                }
-            }
-        }
-        return;
+        return store_tile::<S, E, C, P>(simd, &mut block.band, first, &acc, scratch);
     }
     let sums = &mut block.running_sums[first * channels..][..P * channels];
     for (vectors, sums) in acc.iter().zip(sums.chunks_exact_mut(channels)) {
         for (half, &vector) in vectors.iter().enumerate() {
             simd.store_into(&mut sums[half * lanes..], vector);
+        }
+    }
+}
+
+/// Stores a finished tile (`C·LANES` channels × `P` positions from `first`) into the block's
+/// planes: each vector of the channels, positions as rows of a square, transposed to channels
+/// as rows, each row's runs of output positions stored into its plane. (Rows of the square
+/// past `P` hold an earlier tile's sums: their lanes are never stored.)
+#[inline(always)]
+fn store_tile<S: Simd, E: Epilogue<S::Elem>, const C: usize, const P: usize>(
+    simd: S,
+    band: &mut BandBlock<'_, '_, S::Elem, E>,
+    first: usize,
+    acc: &[[S::Vector; C]; P],
+    scratch: &mut TileScratch<S::Elem>,
+) {
+    let lanes = S::LANES;
+    let run_count = output_runs::<P>(band.layout, band.band_offset, first, &mut scratch.runs);
+    let TileScratch {
+        positions,
+        planes,
+        runs,
+    } = scratch;
+    for half in 0..C {
+        for (p, sums) in acc.iter().enumerate() {
+            simd.store_into(&mut positions[p * lanes..], sums[half]);
+        }
+        // SAFETY: both squares hold LANES rows of LANES elements and do not overlap.
+        unsafe { simd.transpose_square(positions.as_ptr(), lanes, planes.as_mut_ptr(), lanes) };
+        for channel in 0..lanes {
+            let plane = band.first + (half * lanes + channel) * band.out_plane;
+            let values = simd.load_from(&planes[channel * lanes..]);
+            for &(from, to, target) in &runs[..run_count] {
+                band.sink
+                    .store_lanes(simd, plane + target, values, from, to);
+            }
         }
     }
 }

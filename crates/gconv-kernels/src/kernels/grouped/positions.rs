@@ -1,34 +1,10 @@
 //! The flat body: a register tile of `M` output channels × `V` vectors of flat output
 //! positions, accumulated over every tap of a group, written once over [`Simd`].
 
+use super::BandBlock;
 use crate::epilogue::{Epilogue, Sink};
 use crate::pack::layout::{Layout, MIXED};
 use crate::simd::{Element, Simd};
-
-/// One block of output channels of a group over one band of output rows, and where its data
-/// live.
-pub(crate) struct Block<'a, 's, T, E> {
-    pub layout: &'a Layout,
-    /// The group's packed input, at least `layout.packed_len` elements.
-    pub packed: &'a [T],
-    /// The block's weights, packed `[tap][m]`.
-    pub weights: &'a [T],
-    /// The block's bias, one per channel: the block's channel count.
-    pub bias: &'a [T],
-    /// The task's output: the block's planes are `out_plane` elements apart from `first`.
-    pub sink: &'a mut Sink<'s, T, E>,
-    pub first: usize,
-    pub out_plane: usize,
-    /// Where the band's first output row starts within each plane.
-    pub band_offset: usize,
-}
-
-impl<T, E> Block<'_, '_, T, E> {
-    /// Output channels of the block.
-    pub fn channels(&self) -> usize {
-        self.bias.len()
-    }
-}
 
 /// Convolves one block of `M` output channels over one band of output rows.
 ///
@@ -44,7 +20,7 @@ impl<T, E> Block<'_, '_, T, E> {
 #[inline(always)]
 pub(crate) fn convolve_block<S: Simd, E: Epilogue<S::Elem>, const M: usize, const V: usize>(
     simd: S,
-    mut block: Block<'_, '_, S::Elem, E>,
+    mut block: BandBlock<'_, '_, S::Elem, E>,
 ) {
     let layout = block.layout;
     assert_eq!(layout.lanes, S::LANES);
@@ -66,7 +42,7 @@ pub(crate) fn convolve_block<S: Simd, E: Epilogue<S::Elem>, const M: usize, cons
 #[inline(always)]
 fn tile<S: Simd, E: Epilogue<S::Elem>, const M: usize, const V: usize>(
     simd: S,
-    block: &mut Block<'_, '_, S::Elem, E>,
+    block: &mut BandBlock<'_, '_, S::Elem, E>,
     first: usize,
 ) {
     let layout = block.layout;

@@ -8,8 +8,9 @@
 //! `2·LANES` channels (two vectors) × `P` positions. Each tier's code holds only its own
 //! tiles: the tier conditions are `const`, settled when the tier is compiled.
 
+use super::BandBlock;
 use super::channels::{self, ChannelBlock};
-use super::positions::{self, Block};
+use super::positions;
 use crate::Isa;
 use crate::epilogue::Epilogue;
 use crate::simd::Simd;
@@ -59,7 +60,7 @@ macro_rules! tile_table {
         #[inline(always)]
         pub(super) fn convolve_positions<S: Simd, E: Epilogue<S::Elem>>(
             simd: S,
-            block: Block<'_, '_, S::Elem, E>,
+            block: BandBlock<'_, '_, S::Elem, E>,
         ) {
             $(
                 if const { matches!(S::ISA, Isa::$isa) } {
