@@ -20,10 +20,19 @@ pub fn write_atomically(
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
+    if !directory.is_dir() {
+        bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            directory.display()
+        );
+    }
+    // The temporary file's own name stays out of the message: the user never gave it.
     let temporary = tempfile::Builder::new()
         .prefix(".gconv-output-")
         .suffix(".tmp")
         .tempfile_in(directory)
+        .map_err(|error| io::Error::from(error.kind()))
         .with_context(describe)?;
     {
         let mut buffered = BufWriter::new(temporary.as_file());
@@ -33,7 +42,7 @@ pub fn write_atomically(
     temporary.as_file().sync_all().with_context(describe)?;
     temporary
         .persist(path)
-        .map_err(|error| error.error)
+        .map_err(|error| io::Error::from(error.error.kind()))
         .with_context(describe)?;
     Ok(())
 }

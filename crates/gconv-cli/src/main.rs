@@ -95,15 +95,14 @@ fn main() -> ExitCode {
 }
 
 /// clap's message for a command line it refused, on one line: the first paragraph without
-/// the `error:` label, its continuation lines (the list of missing flags) joined on.
+/// the `error:` label, its continuation lines (the list of missing flags) joined on, then
+/// clap's suggestions (`tip: a similar argument exists: '--groups'`).
 fn usage_error_line(error: &clap::Error) -> String {
     let text = error.render().to_string();
-    let paragraph: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .take_while(|line| !line.is_empty())
-        .collect();
-    let line = paragraph.join(" ");
+    let mut lines = text.lines().map(str::trim);
+    let mut parts: Vec<&str> = lines.by_ref().take_while(|line| !line.is_empty()).collect();
+    parts.extend(lines.filter(|line| line.starts_with("tip:")));
+    let line = parts.join(" ");
     line.strip_prefix("error: ").unwrap_or(&line).to_string()
 }
 

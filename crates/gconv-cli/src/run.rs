@@ -1,6 +1,7 @@
 //! `gconv run`: convolve `.npy` tensors.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -33,6 +34,10 @@ pub struct RunArgs {
     /// temporary file and renamed, so an existing file is only replaced on success.
     #[arg(long, value_name = "Y.npy")]
     output: PathBuf,
+    /// Print nothing on success (by default one line on stderr: the output's shape, the
+    /// kernel and the time).
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
@@ -46,8 +51,20 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let bias = bias.as_ref().map(|b| b.data.as_slice());
     let prepared = Prepared::new(args.kernel, &geometry, &weight.data, bias, &args.execution)?;
     let mut output = allocate(&geometry)?;
+    let start = Instant::now();
     prepared.run(&input.data, &mut output)?;
-    npy::write_atomically(&args.output, &geometry.output_shape(), &output)
+    let elapsed = start.elapsed();
+    npy::write_atomically(&args.output, &geometry.output_shape(), &output)?;
+    if !args.quiet {
+        eprintln!(
+            "gconv: wrote {} {:?} ({}, {:.3} ms)",
+            args.output.display(),
+            geometry.output_shape(),
+            prepared.name(),
+            elapsed.as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
 }
 
 /// The zeroed output buffer, or an error when the machine cannot hold it (absurd padding
@@ -66,8 +83,10 @@ fn allocate(geometry: &Geometry) -> Result<Vec<f32>> {
     Ok(output)
 }
 
-/// The convolution the tensors' shapes and the flags describe: `C_in` from the input, `C_out`
-/// and the kernel from the weight, everything checked.
+/// The convolution the tensors' shapes and the flags describe: `C_in/g`, `C_out` and the
+/// kernel from the weight, `g` from the flags, then the input checked against them (so that
+/// an input with the wrong channels, a channels-last one say, is named as such rather than
+/// blamed on the groups), everything checked.
 fn geometry_of(
     args: &RunArgs,
     input_shape: &[usize],
@@ -75,20 +94,33 @@ fn geometry_of(
     bias: Option<&npy::Array>,
 ) -> Result<Geometry> {
     // The rank first: a 3-D input's second dimension is not a channel count to complain about.
-    let &[_, in_channels, _, _] = input_shape else {
-        return Err(ShapeError::InputRank {
+    if input_shape.len() != 4 {
+        let rank = ShapeError::InputRank {
             actual: input_shape.to_vec(),
-        })?;
-    };
-    let &[out_channels, _, kernel_h, kernel_w] = weight_shape else {
+        };
+        return Err(rank.into());
+    }
+    let &[out_channels, in_per_group, kernel_h, kernel_w] = weight_shape else {
         bail!(
             "weight must have 4 dimensions [out_channels, in_channels / groups, kernel_h, kernel_w], got {weight_shape:?}"
+        );
+    };
+    let groups = args.geometry.groups;
+    // (Zero groups: the parameters' own check says so, not a zero channel count.)
+    let Some(in_channels) = in_per_group.checked_mul(groups.max(1)) else {
+        bail!(
+            "weight {weight_shape:?} with {groups} groups means in_channels = {in_per_group} * {groups}, more than fits in usize"
         );
     };
     let params = args.geometry.apply(
         Conv2dParams::new(in_channels, out_channels, [kernel_h, kernel_w]).bias(bias.is_some()),
     );
-    let geometry = params.geometry(input_shape)?;
+    let geometry = params.geometry(input_shape).map_err(|error| match error {
+        ShapeError::InputChannels { .. } => anyhow::Error::new(error).context(format!(
+            "weight {weight_shape:?} with --groups {groups} expects in_channels = {in_channels}"
+        )),
+        other => other.into(),
+    })?;
     geometry.check_weight_shape(weight_shape)?;
     geometry.check_bias_shape(bias.map(|b| b.shape.as_slice()))?;
     Ok(geometry)

@@ -230,8 +230,12 @@ fn a_failed_run_leaves_an_existing_output_untouched() {
     assert!(!output.status.success());
     let message = stderr(&output);
     assert_eq!(message.lines().count(), 1, "{message}");
+    // As PyTorch does, the weight and the groups set the channels the input must have.
     assert!(
-        message.contains("weight must have shape [6, 3, 1, 1]"),
+        message.contains(
+            "weight [6, 2, 1, 1] with --groups 2 expects in_channels = 4: input [1, 6, 4, 4] \
+             must have in_channels (4) channels"
+        ),
         "{message}"
     );
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
@@ -240,7 +244,7 @@ fn a_failed_run_leaves_an_existing_output_untouched() {
 }
 
 #[test]
-fn run_refuses_groups_that_do_not_divide_the_input_channels() {
+fn run_refuses_groups_that_do_not_divide_the_output_channels() {
     let files = Files::new();
     let input = files.npy("x.npy", &[1, 6, 2, 2], &[1.0; 24]);
     let weight = files.npy("w.npy", &[6, 1, 1, 1], &[1.0; 6]);
@@ -257,8 +261,114 @@ fn run_refuses_groups_that_do_not_divide_the_input_channels() {
         out.to_str().unwrap(),
     ]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("in_channels (6) must be divisible by groups (4)"));
+    assert!(
+        stderr(&output).contains("out_channels (6) must be divisible by groups (4)"),
+        "{}",
+        stderr(&output)
+    );
     assert!(!out.exists());
+}
+
+#[test]
+fn run_names_a_channels_last_input_as_such() {
+    let files = Files::new();
+    // Three channels, channels-last: [N, H, W, C].
+    let input = files.npy("x.npy", &[2, 5, 4, 3], &[1.0; 120]);
+    let weight = files.npy("w.npy", &[3, 1, 3, 3], &[1.0; 27]);
+    let out = files.path("y.npy");
+    let output = gconv(&[
+        "run",
+        "--input",
+        &input,
+        "--weight",
+        &weight,
+        "--groups",
+        "3",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains(
+            "input [2, 5, 4, 3] must have in_channels (3) channels in dimension 1 of [N, C, H, W], \
+             but has 5; its last dimension has 3: is it channels-last (NHWC)? gconv takes NCHW, \
+             here [2, 3, 5, 4]"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn run_says_what_it_wrote_unless_quiet() {
+    let files = Files::new();
+    let input = files.npy("x.npy", &[1, 2, 3, 3], &[1.0; 18]);
+    let weight = files.npy("w.npy", &[4, 1, 1, 1], &[1.0; 4]);
+    let out = files.path("y.npy");
+    let args = [
+        "run",
+        "--input",
+        &input,
+        "--weight",
+        &weight,
+        "--groups",
+        "2",
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let output = gconv(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.starts_with(&format!("gconv: wrote {} [1, 4, 3, 3] (", out.display())),
+        "{message}"
+    );
+    assert!(message.trim_end().ends_with(" ms)"), "{message}");
+    let quiet = gconv(&[&args[..], &["--quiet"]].concat());
+    assert!(quiet.status.success());
+    assert_eq!(stderr(&quiet), "");
+    assert!(stdout(&quiet).is_empty());
+}
+
+#[test]
+fn a_mistyped_flag_gets_a_suggestion() {
+    let output = gconv(&["run", "--group", "2"]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("similar argument exists: '--groups'"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_output_in_a_missing_directory_is_named_by_the_users_path() {
+    let files = Files::new();
+    let input = files.npy("x.npy", &[1, 1, 2, 2], &[1.0; 4]);
+    let weight = files.npy("w.npy", &[1, 1, 1, 1], &[1.0]);
+    let out = files.path("missing").join("y.npy");
+    let output = gconv(&[
+        "run",
+        "--input",
+        &input,
+        "--weight",
+        &weight,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "cannot write {}: directory {} does not exist",
+            out.display(),
+            files.path("missing").display()
+        )),
+        "{message}"
+    );
+    assert!(!message.contains(".gconv-output-"), "{message}");
 }
 
 #[test]

@@ -293,15 +293,17 @@ fn shapes_that_disagree_with_the_flags() {
     let rank3 = workspace.write("rank3.npy", &npy("<f4", false, "(4, 5, 5)", &floats(100)));
     let bias5 = workspace.write("bias5.npy", &npy("<f4", false, "(5,)", &floats(5)));
     let cases: [Case; 6] = [
+        // As PyTorch: the weight and the groups say how many channels the input must have.
         (
-            "groups that leave the weight wrong",
+            "groups that leave the input wrong",
             vec![("--groups", "4")],
-            "weight must have shape [4, 1, 3, 3]",
+            "weight [4, 2, 3, 3] with --groups 4 expects in_channels = 8: input [1, 4, 5, 5] \
+             must have in_channels (8) channels",
         ),
         (
             "groups that do not divide",
             vec![("--groups", "3")],
-            "in_channels (4) must be divisible by groups (3)",
+            "out_channels (4) must be divisible by groups (3)",
         ),
         (
             "an input of rank 3",

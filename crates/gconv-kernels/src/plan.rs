@@ -27,7 +27,16 @@ pub enum Threads {
     Count(NonZeroUsize),
 }
 
-/// Choices a plan is made with.
+/// Choices a plan is made with. The default: every core (the size of rayon's current pool)
+/// and the best tier the CPU has, or the one named by `GCONV_ISA`.
+///
+/// ```
+/// use gconv_kernels::{Isa, PlanOptions};
+///
+/// let single = PlanOptions::default().threads(1);
+/// let portable_on_two = PlanOptions::default().isa(Isa::Portable).threads(2);
+/// # let _ = (single, portable_on_two);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PlanOptions {
     /// Force an instruction-set tier; `None` takes `GCONV_ISA` if set, else the best the CPU
@@ -35,6 +44,21 @@ pub struct PlanOptions {
     pub isa: Option<Isa>,
     /// Threads to run on.
     pub threads: Threads,
+}
+
+impl PlanOptions {
+    /// Runs on `count` threads: the calling thread and `count − 1` helpers. 0 means every
+    /// core, the default (as rayon's `num_threads(0)` does).
+    pub fn threads(mut self, count: usize) -> Self {
+        self.threads = NonZeroUsize::new(count).map_or(Threads::All, Threads::Count);
+        self
+    }
+
+    /// Runs on tier `isa`; making a plan is an error if the CPU lacks it.
+    pub fn isa(mut self, isa: Isa) -> Self {
+        self.isa = Some(isa);
+        self
+    }
 }
 
 /// Scratch a plan may always allocate per thread, in elements (64 MiB of `f32`), whatever the

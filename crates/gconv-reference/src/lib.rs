@@ -25,6 +25,8 @@
 //! assert_eq!(output, [10.0, 20.0, 300.0, 400.0]);
 //! # Ok::<(), gconv_shape::ShapeError>(())
 //! ```
+
+#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod direct;

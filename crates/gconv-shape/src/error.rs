@@ -46,9 +46,11 @@ pub enum ShapeError {
         /// The shape that was given.
         actual: Vec<usize>,
     },
-    /// The input's channel dimension is not `in_channels`.
+    /// The input's channel dimension is not `in_channels`. When its last dimension is
+    /// `in_channels`, the message asks whether the array is channels-last.
     #[error(
-        "input {input_shape:?} must have in_channels ({expected}) channels in dimension 1, but has {actual}"
+        "input {input_shape:?} must have in_channels ({expected}) channels in dimension 1 of [N, C, H, W], but has {actual}{}",
+        channels_last_hint(*input_shape, *expected)
     )]
     InputChannels {
         /// `in_channels` of the convolution.
@@ -92,6 +94,14 @@ pub enum ShapeError {
         /// The shape that was given (`[]` when no bias was given).
         actual: Vec<usize>,
     },
+    /// A bias was given to parameters declared without one (`bias(false)`).
+    #[error(
+        "a bias of {given} elements was given, but the parameters say bias = false: pass no bias, or declare one with bias(true)"
+    )]
+    BiasNotDeclared {
+        /// Elements of the bias that was given.
+        given: usize,
+    },
     /// A flat buffer's length disagrees with the shape it is supposed to hold.
     #[error("{what} buffer holds {actual} elements, but its shape {shape:?} needs {expected}")]
     BufferLength {
@@ -110,4 +120,18 @@ pub enum ShapeError {
         /// What was being computed.
         what: &'static str,
     },
+}
+
+/// For an input whose channel dimension is wrong: a question whether it is channels-last,
+/// when its last dimension holds the expected channel count.
+fn channels_last_hint(input_shape: [usize; 4], expected: usize) -> String {
+    if input_shape[3] == expected && input_shape[1] != expected {
+        let [n, h, w, c] = input_shape;
+        format!(
+            "; its last dimension has {expected}: is it channels-last (NHWC)? gconv takes NCHW, \
+             here [{n}, {c}, {h}, {w}]"
+        )
+    } else {
+        String::new()
+    }
 }

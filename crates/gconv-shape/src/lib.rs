@@ -24,6 +24,8 @@
 //! assert_eq!(error.to_string(), "in_channels (6) must be divisible by groups (4)");
 //! # Ok::<(), ShapeError>(())
 //! ```
+
+#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod error;

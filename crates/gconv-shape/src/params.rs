@@ -26,24 +26,37 @@ pub struct Conv2dParams {
 }
 
 /// A spatial hyper-parameter given once for both axes (`3`) or per axis (`[3, 1]`, `(3, 1)`),
-/// height first.
+/// height first: what [`Conv2dParams::new`], [`Conv2dParams::stride`] and
+/// [`Conv2dParams::dilation`] accept, as PyTorch accepts an int or a pair.
+///
+/// ```
+/// use gconv_shape::Conv2dParams;
+///
+/// let square = Conv2dParams::new(8, 8, 3);
+/// let tall = Conv2dParams::new(8, 8, [3, 1]).stride((2, 1));
+/// assert_eq!(square.kernel_size, [3, 3]);
+/// assert_eq!((tall.kernel_size, tall.stride), ([3, 1], [2, 1]));
+/// ```
 pub trait Spatial {
     /// `[height, width]`.
     fn per_axis(self) -> [usize; 2];
 }
 
+/// One value for both axes: `3` is `[3, 3]`.
 impl Spatial for usize {
     fn per_axis(self) -> [usize; 2] {
         [self, self]
     }
 }
 
+/// `[height, width]`.
 impl Spatial for [usize; 2] {
     fn per_axis(self) -> [usize; 2] {
         self
     }
 }
 
+/// `(height, width)`, as PyTorch's tuples.
 impl Spatial for (usize, usize) {
     fn per_axis(self) -> [usize; 2] {
         [self.0, self.1]

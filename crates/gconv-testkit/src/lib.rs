@@ -53,6 +53,8 @@
 //!     .unwrap();
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod data;
 pub mod diff;
 mod problem;

@@ -1,18 +1,48 @@
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use gconv_kernels::KernelPlan;
 
-use crate::{Conv2dParams, Error, Family, Geometry, Isa, Options};
+use crate::{Conv2dParams, Error, Family, Geometry, Isa, Options, ShapeError};
 
-/// A grouped convolution with its weights, ready to run.
+/// Input shapes besides the first that a [`Conv2d`] keeps set up; past that the one used
+/// longest ago is dropped (and set up again if it comes back).
+pub const CACHED_SHAPES: usize = 8;
+
+/// A grouped convolution with its weights, ready to run on any input size its parameters
+/// accept.
+///
+/// # Cost model
+///
+/// * **Once**, in [`Conv2d::new`]: the parameters, weight and bias are validated and copied,
+///   and the first input shape is set up.
+/// * **Once per input shape** (`[N, C_in, H, W]`), on its first use or in
+///   [`Conv2d::prepare`]: the kernel and tier are chosen for that shape, the weights packed
+///   for that kernel, the tasks and scratch laid out. Up to [`CACHED_SHAPES`] shapes besides
+///   the first are kept; a shape dropped from the cache is set up again when it returns.
+/// * **Per run**: nothing is allocated on a shape already set up ([`Conv2d::run`],
+///   [`Conv2d::run_shaped`]); [`Conv2d::forward`] allocates its output.
+///
+/// The result of every shape is bit-identical to that of a `Conv2d` made for that shape,
+/// and to itself for every thread count.
 pub struct Conv2d {
-    plan: KernelPlan,
+    params: Conv2dParams,
+    weight: Box<[f32]>,
+    bias: Option<Box<[f32]>>,
+    options: Options,
+    /// The shape given to [`Conv2d::new`], always set up.
+    first: KernelPlan,
+    /// Other shapes set up, the most recently used first; never more than
+    /// [`CACHED_SHAPES`] (its capacity, reserved up front, so that reordering and
+    /// replacing allocate nothing).
+    others: Mutex<Vec<([usize; 4], Arc<KernelPlan>)>>,
 }
 
 impl Conv2d {
     /// Validates `params` against `input_shape` (`[N, C_in, H, W]`), `weight`
-    /// (`[C_out, C_in/g, kH, kW]`, flat) and `bias` (`[C_out]`; `None` makes a convolution
-    /// without bias whatever `params.bias` says), then prepares the kernel.
+    /// (`[C_out, C_in/g, kH, kW]`, flat) and `bias` (`[C_out]`), then sets up that input
+    /// shape. `None` for the bias makes a convolution without one; a bias given to
+    /// parameters declared with `bias(false)` is an error.
     pub fn new(
         params: Conv2dParams,
         input_shape: [usize; 4],
@@ -20,7 +50,11 @@ impl Conv2d {
         bias: Option<&[f32]>,
         options: Options,
     ) -> Result<Conv2d, Error> {
-        let geometry = params.bias(bias.is_some()).geometry(input_shape)?;
+        if let (false, Some(bias)) = (params.bias, bias) {
+            return Err(ShapeError::BiasNotDeclared { given: bias.len() }.into());
+        }
+        let params = params.bias(bias.is_some());
+        let geometry = params.geometry(input_shape)?;
         Conv2d::from_geometry(&geometry, weight, bias, options)
     }
 
@@ -32,76 +66,166 @@ impl Conv2d {
         bias: Option<&[f32]>,
         options: Options,
     ) -> Result<Conv2d, Error> {
+        let first = KernelPlan::new(geometry, weight, bias, options)?;
         Ok(Conv2d {
-            plan: KernelPlan::new(geometry, weight, bias, options)?,
+            params: *geometry.params(),
+            weight: weight.into(),
+            bias: bias.map(Into::into),
+            options,
+            first,
+            others: Mutex::new(Vec::with_capacity(CACHED_SHAPES)),
         })
     }
 
-    /// Convolves NCHW `input` into the NCHW `output` buffer, of `geometry().output_len()`
-    /// elements. Allocates nothing.
+    /// Convolves NCHW `input` of the shape given to [`Conv2d::new`] into the NCHW `output`
+    /// buffer, of `geometry().output_len()` elements. Allocates nothing.
     pub fn run(&self, input: &[f32], output: &mut [f32]) -> Result<(), Error> {
-        self.plan.run(input, output)
+        self.first.run(input, output)
     }
 
-    /// Convolves NCHW `input` into a new output; an output the machine cannot hold is an
-    /// error, not an abort.
+    /// Convolves NCHW `input` of `input_shape` (any batch size, height and width the
+    /// parameters accept) into the NCHW `output` buffer of the matching output shape (see
+    /// [`Conv2d::prepare`]). Sets the shape up on its first use; allocates nothing on a shape
+    /// already set up.
+    pub fn run_shaped(
+        &self,
+        input_shape: [usize; 4],
+        input: &[f32],
+        output: &mut [f32],
+    ) -> Result<(), Error> {
+        if input_shape == self.first.geometry().input_shape() {
+            return self.first.run(input, output);
+        }
+        self.plan_for(input_shape)?.run(input, output)
+    }
+
+    /// Convolves NCHW `input` of the shape given to [`Conv2d::new`] into a new output; an
+    /// output the machine cannot hold is an error, not an abort.
     pub fn forward(&self, input: &[f32]) -> Result<Vec<f32>, Error> {
-        let geometry = self.geometry();
-        // The input first: a wrong one must not cost an allocation of the output.
-        geometry.check_buffer_lengths(
-            input.len(),
-            geometry.weight_count(),
-            geometry.has_bias().then(|| geometry.out_channels()),
-            geometry.output_len(),
-        )?;
-        let len = geometry.output_len();
-        let mut output = Vec::new();
-        output
-            .try_reserve_exact(len)
-            .map_err(|_| Error::Allocation {
-                what: "the output",
-                bytes: len as u128 * 4,
-            })?;
-        output.resize(len, 0.0);
-        self.run(input, &mut output)?;
-        Ok(output)
+        forward_on(&self.first, input)
     }
 
-    /// The validated shapes.
+    /// [`Conv2d::forward`] for an input of `input_shape` (see [`Conv2d::run_shaped`]).
+    pub fn forward_shaped(
+        &self,
+        input_shape: [usize; 4],
+        input: &[f32],
+    ) -> Result<Vec<f32>, Error> {
+        if input_shape == self.first.geometry().input_shape() {
+            return forward_on(&self.first, input);
+        }
+        forward_on(&*self.plan_for(input_shape)?, input)
+    }
+
+    /// Sets up `input_shape` ahead of its first run, so that the run allocates nothing, and
+    /// returns its validated shapes (the output shape is `geometry.output_shape()`).
+    pub fn prepare(&self, input_shape: [usize; 4]) -> Result<Geometry, Error> {
+        if input_shape == self.first.geometry().input_shape() {
+            return Ok(*self.first.geometry());
+        }
+        Ok(*self.plan_for(input_shape)?.geometry())
+    }
+
+    /// The plan of `input_shape`: from the cache (moved to its front), else made and cached.
+    fn plan_for(&self, input_shape: [usize; 4]) -> Result<Arc<KernelPlan>, Error> {
+        if let Some(plan) = cached(&mut self.others(), input_shape) {
+            return Ok(plan);
+        }
+        // Made outside the lock: setting a shape up takes a while, and runs of the shapes
+        // already set up must not wait for it.
+        let geometry = self.params.geometry(input_shape)?;
+        let plan = KernelPlan::new(&geometry, &self.weight, self.bias.as_deref(), self.options)?;
+        let mut others = self.others();
+        if let Some(made_meanwhile) = cached(&mut others, input_shape) {
+            return Ok(made_meanwhile);
+        }
+        if others.len() == CACHED_SHAPES {
+            others.pop();
+        }
+        let plan = Arc::new(plan);
+        others.insert(0, (input_shape, Arc::clone(&plan)));
+        Ok(plan)
+    }
+
+    fn others(&self) -> MutexGuard<'_, Vec<([usize; 4], Arc<KernelPlan>)>> {
+        // The list is whole between any two statements that change it: a panic elsewhere
+        // while it was locked leaves nothing to repair.
+        self.others.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The validated shapes of the input shape given to [`Conv2d::new`].
     pub fn geometry(&self) -> &Geometry {
-        self.plan.geometry()
+        self.first.geometry()
     }
 
     /// The instruction-set tier it runs on.
     pub fn isa(&self) -> Isa {
-        self.plan.isa()
+        self.first.isa()
     }
 
-    /// The kernel family.
+    /// The kernel family of the first input shape.
     pub fn family(&self) -> Family {
-        self.plan.family()
+        self.first.family()
     }
 
     /// Threads it runs on.
     pub fn threads(&self) -> usize {
-        self.plan.threads()
+        self.first.threads()
     }
 
-    /// The id of the kernel that runs, e.g. `gconv-small-3x3s1d1-direct-8c48w-x86_64_v4`.
+    /// The id of the kernel that runs the first input shape, e.g.
+    /// `dwconv-3x3s2d1-streamed-1c16w-x86_64_v4`.
     pub fn kernel_id(&self) -> String {
-        self.plan.kernel_id()
+        self.first.kernel_id()
     }
+}
+
+/// The plan of `input_shape` in `others`, moved to the front.
+fn cached(
+    others: &mut [([usize; 4], Arc<KernelPlan>)],
+    input_shape: [usize; 4],
+) -> Option<Arc<KernelPlan>> {
+    let index = others.iter().position(|(shape, _)| *shape == input_shape)?;
+    others[..=index].rotate_right(1);
+    Some(Arc::clone(&others[0].1))
+}
+
+/// `plan` run on `input` into a new output.
+fn forward_on(plan: &KernelPlan, input: &[f32]) -> Result<Vec<f32>, Error> {
+    let geometry = plan.geometry();
+    // The input first: a wrong one must not cost an allocation of the output.
+    geometry.check_buffer_lengths(
+        input.len(),
+        geometry.weight_count(),
+        geometry.has_bias().then(|| geometry.out_channels()),
+        geometry.output_len(),
+    )?;
+    let len = geometry.output_len();
+    let mut output = Vec::new();
+    output
+        .try_reserve_exact(len)
+        .map_err(|_| Error::Allocation {
+            what: "the output",
+            bytes: len as u128 * 4,
+        })?;
+    output.resize(len, 0.0);
+    plan.run(input, &mut output)?;
+    Ok(output)
 }
 
 impl fmt::Debug for Conv2d {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.plan, f)
+        let shapes: Vec<[usize; 4]> = self.others().iter().map(|(shape, _)| *shape).collect();
+        f.debug_struct("Conv2d")
+            .field("first", &self.first)
+            .field("other_shapes", &shapes)
+            .finish()
     }
 }
 
 impl fmt::Display for Conv2d {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.plan, f)
+        fmt::Display::fmt(&self.first, f)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Grouped 2-D convolution with the semantics of PyTorch's `torch.nn.Conv2d(..., groups=g)`,
 //! NCHW float32, on hand-vectorized kernels chosen at run time for the CPU.
 //!
-//! Make a [`Conv2d`] once — it validates the shapes, picks the kernel family and instruction
-//! set, and packs the weights — then run it as often as needed: [`Conv2d::run`] writes into a
-//! caller's buffer without allocating, [`Conv2d::forward`] returns a new one. Results are
-//! bit-identical for every thread count.
+//! Make a [`Conv2d`] once — it validates the parameters and weights and sets up the first
+//! input shape: kernel, instruction set, packed weights — then run it as often as needed:
+//! [`Conv2d::run`] writes into a caller's buffer without allocating, [`Conv2d::forward`]
+//! returns a new one. The same `Conv2d` runs any other batch size, height and width its
+//! parameters accept ([`Conv2d::run_shaped`]), setting each new shape up on its first use
+//! (see the cost model on [`Conv2d`]). Results are bit-identical for every thread count.
 //!
 //! ```
 //! use gconv::{Conv2d, Conv2dParams, Options, Padding};
@@ -20,11 +22,34 @@
 //! let mut output = vec![0.0f32; conv.geometry().output_len()];
 //! conv.run(&input, &mut output)?; // no allocation: call it in a loop
 //! println!("ran {conv}");          // e.g. dwconv-3x3s2d1-streamed-1c16w-x86_64_v4 on 2 thread(s)
+//!
+//! // A batch of four 56x56 images through the same weights: set up once, then cached.
+//! let shape = [4, 96, 56, 56];
+//! let output_len = conv.prepare(shape)?.output_len();
+//! let mut output = vec![0.0f32; output_len];
+//! conv.run_shaped(shape, &vec![1.0f32; 4 * 96 * 56 * 56], &mut output)?;
 //! # Ok::<(), gconv::Error>(())
 //! ```
 //!
-//! The pieces are separate crates, re-exported here: [`gconv_shape`] (the contract and its
-//! errors) and [`gconv_kernels`] (tiers, families, the kernels).
+//! # Which type do I use
+//!
+//! * [`Conv2d`] — almost always: a layer's weights, ready to run on any input size.
+//! * [`Conv2dParams`] — the layer's hyper-parameters by PyTorch's names, built up from
+//!   `Conv2dParams::new(in_channels, out_channels, kernel_size)`; sizes take `3`, `[3, 1]`
+//!   or `(3, 1)` ([`gconv_shape::Spatial`]); [`Padding`] for `same`, `valid` and per side.
+//! * [`Options`] — threads and instruction set: `Options::default().threads(1)`; by default
+//!   every core and the best tier the CPU has.
+//! * [`Geometry`] — a layer's shapes for one input: output and weight shapes, parameter and
+//!   FLOP counts; from [`Conv2dParams::geometry`] or [`Conv2d::prepare`].
+//! * [`Error`] — every failure, naming the rule and the values that broke it; the shape
+//!   rules are [`ShapeError`]s inside [`Error::Shape`].
+//!
+//! The pieces are separate crates, re-exported here whole: [`gconv_shape`] (the contract
+//! and its errors) and [`gconv_kernels`] (tiers, kernel selection, the kernels, and
+//! [`gconv_kernels::KernelPlan`], one input shape's plan, which also names the selection
+//! rule that chose its kernel).
+
+#![deny(missing_docs)]
 
 pub use gconv_kernels::{Family, Isa, KernelError as Error, PlanOptions as Options, Threads};
 pub use gconv_shape::{Conv2dParams, Geometry, Padding, PaddingPerSide, ShapeError};
@@ -36,16 +61,16 @@ mod conv2d;
 /// Layer lists: the convolution layers of networks (see [`gconv_shape::workload`]).
 pub use gconv_shape::workload;
 
-pub use conv2d::Conv2d;
+pub use conv2d::{CACHED_SHAPES, Conv2d};
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-#[doc(hidden)]
+/// The kernels: tiers, kernel selection, plans for one input shape.
 pub use gconv_kernels;
-#[doc(hidden)]
+/// The contract: parameters, validation, shapes and their errors.
 pub use gconv_shape;
 
 const _: fn() = || {
