@@ -56,6 +56,16 @@ fn npy_data(path: &Path, shape: &[usize]) -> Vec<f32> {
         .collect()
 }
 
+/// `gconv run --input INPUT --weight WEIGHT --groups GROUPS --output OUTPUT` and `extra`.
+fn run_gconv(input: &str, weight: &str, groups: usize, output: &Path, extra: &[&str]) -> Output {
+    let groups = groups.to_string();
+    let output = output.to_str().unwrap();
+    let args = [
+        "run", "--input", input, "--weight", weight, "--groups", &groups, "--output", output,
+    ];
+    gconv(&[&args[..], extra].concat())
+}
+
 struct Files {
     directory: tempfile::TempDir,
 }
@@ -216,17 +226,7 @@ fn a_failed_run_leaves_an_existing_output_untouched() {
     let weight = files.npy("w.npy", &[6, 2, 1, 1], &[1.0; 12]);
     let out = files.path("y.npy");
     std::fs::write(&out, b"precious").unwrap();
-    let output = gconv(&[
-        "run",
-        "--input",
-        &input,
-        "--weight",
-        &weight,
-        "--groups",
-        "2",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let output = run_gconv(&input, &weight, 2, &out, &[]);
     assert!(!output.status.success());
     let message = stderr(&output);
     assert_eq!(message.lines().count(), 1, "{message}");
@@ -249,17 +249,7 @@ fn run_refuses_groups_that_do_not_divide_the_output_channels() {
     let input = files.npy("x.npy", &[1, 6, 2, 2], &[1.0; 24]);
     let weight = files.npy("w.npy", &[6, 1, 1, 1], &[1.0; 6]);
     let out = files.path("y.npy");
-    let output = gconv(&[
-        "run",
-        "--input",
-        &input,
-        "--weight",
-        &weight,
-        "--groups",
-        "4",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let output = run_gconv(&input, &weight, 4, &out, &[]);
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("out_channels (6) must be divisible by groups (4)"),
@@ -276,17 +266,7 @@ fn run_names_a_channels_last_input_as_such() {
     let input = files.npy("x.npy", &[2, 5, 4, 3], &[1.0; 120]);
     let weight = files.npy("w.npy", &[3, 1, 3, 3], &[1.0; 27]);
     let out = files.path("y.npy");
-    let output = gconv(&[
-        "run",
-        "--input",
-        &input,
-        "--weight",
-        &weight,
-        "--groups",
-        "3",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let output = run_gconv(&input, &weight, 3, &out, &[]);
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(
@@ -305,18 +285,7 @@ fn run_says_what_it_wrote_unless_quiet() {
     let input = files.npy("x.npy", &[1, 2, 3, 3], &[1.0; 18]);
     let weight = files.npy("w.npy", &[4, 1, 1, 1], &[1.0; 4]);
     let out = files.path("y.npy");
-    let args = [
-        "run",
-        "--input",
-        &input,
-        "--weight",
-        &weight,
-        "--groups",
-        "2",
-        "--output",
-        out.to_str().unwrap(),
-    ];
-    let output = gconv(&args);
+    let output = run_gconv(&input, &weight, 2, &out, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let message = stderr(&output);
     assert_eq!(message.lines().count(), 1, "{message}");
@@ -325,7 +294,7 @@ fn run_says_what_it_wrote_unless_quiet() {
         "{message}"
     );
     assert!(message.trim_end().ends_with(" ms)"), "{message}");
-    let quiet = gconv(&[&args[..], &["--quiet"]].concat());
+    let quiet = run_gconv(&input, &weight, 2, &out, &["--quiet"]);
     assert!(quiet.status.success());
     assert_eq!(stderr(&quiet), "");
     assert!(stdout(&quiet).is_empty());
@@ -349,15 +318,7 @@ fn an_output_in_a_missing_directory_is_named_by_the_users_path() {
     let input = files.npy("x.npy", &[1, 1, 2, 2], &[1.0; 4]);
     let weight = files.npy("w.npy", &[1, 1, 1, 1], &[1.0]);
     let out = files.path("missing").join("y.npy");
-    let output = gconv(&[
-        "run",
-        "--input",
-        &input,
-        "--weight",
-        &weight,
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let output = run_gconv(&input, &weight, 1, &out, &[]);
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(
@@ -381,15 +342,7 @@ fn run_refuses_malformed_npy_and_overwriting_its_input() {
     bytes.truncate(bytes.len() - 3);
     std::fs::write(&truncated, bytes).unwrap();
     let out = files.path("y.npy");
-    let output = gconv(&[
-        "run",
-        "--input",
-        truncated.to_str().unwrap(),
-        "--weight",
-        &weight,
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let output = run_gconv(truncated.to_str().unwrap(), &weight, 1, &out, &[]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("short.npy"), "{}", stderr(&output));
 

@@ -22,6 +22,9 @@ pub const CACHED_SHAPES: usize = 8;
 ///   the first are kept; a shape dropped from the cache is set up again when it returns.
 /// * **Per run**: nothing is allocated on a shape already set up ([`Conv2d::run`],
 ///   [`Conv2d::run_shaped`]); [`Conv2d::forward`] allocates its output.
+/// * **Once per process and thread count**: the first plan that runs on `n > 1` threads
+///   starts `n − 1` helper threads, which every later plan of `n` threads shares; they finish
+///   starting (and allocate what they need) in the background.
 ///
 /// The result of every shape is bit-identical to that of a `Conv2d` made for that shape,
 /// and to itself for every thread count.
