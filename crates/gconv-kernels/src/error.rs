@@ -1,12 +1,11 @@
 use gconv_shape::ShapeError;
-use thiserror::Error;
 
 use crate::Isa;
 
 /// Why a plan could not be made or run.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum KernelError {
+pub enum Error {
     /// The shapes or buffers break the convolution contract.
     #[error(transparent)]
     Shape(#[from] ShapeError),

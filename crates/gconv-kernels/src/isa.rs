@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::KernelError;
+use crate::Error;
 
 /// An instruction-set tier a kernel can be compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,11 +98,11 @@ impl Isa {
     }
 
     /// `requested` if the CPU supports it, else an error naming the tier.
-    pub fn require(requested: Isa) -> Result<Isa, KernelError> {
+    pub fn require(requested: Isa) -> Result<Isa, Error> {
         if requested.is_supported() {
             Ok(requested)
         } else {
-            Err(KernelError::UnsupportedIsa {
+            Err(Error::UnsupportedIsa {
                 requested,
                 available: Isa::available(),
             })
@@ -111,7 +111,7 @@ impl Isa {
 
     /// The tier forced by the `GCONV_ISA` environment variable, if it is set; an error if it
     /// names no tier or one this CPU lacks.
-    pub fn from_env() -> Result<Option<Isa>, KernelError> {
+    pub fn from_env() -> Result<Option<Isa>, Error> {
         match std::env::var("GCONV_ISA") {
             Ok(value) if !value.trim().is_empty() => {
                 let isa = value.parse::<Isa>()?;
@@ -129,7 +129,7 @@ impl fmt::Display for Isa {
 }
 
 impl FromStr for Isa {
-    type Err = KernelError;
+    type Err = Error;
 
     /// Accepts `portable`, `avx2` / `x86_64_v3`, `avx512` / `x86_64_v4`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
@@ -137,7 +137,7 @@ impl FromStr for Isa {
             "portable" => Ok(Isa::Portable),
             "avx2" | "x86_64_v3" | "x86-64-v3" => Ok(Isa::X86_64V3),
             "avx512" | "x86_64_v4" | "x86-64-v4" => Ok(Isa::X86_64V4),
-            _ => Err(KernelError::UnknownIsa {
+            _ => Err(Error::UnknownIsa {
                 name: text.to_string(),
             }),
         }
@@ -156,7 +156,7 @@ mod tests {
         }
         assert!(matches!(
             "sse9".parse::<Isa>(),
-            Err(KernelError::UnknownIsa { .. })
+            Err(Error::UnknownIsa { .. })
         ));
     }
 

@@ -35,7 +35,7 @@
 //! that chose it) and `tests/equivalence.rs` (random problems of every shape).
 //!
 //! ```
-//! use gconv_kernels::{KernelPlan, PlanOptions};
+//! use gconv_kernels::{KernelPlan, Options};
 //! use gconv_shape::{Conv2dParams, Padding};
 //!
 //! let geometry = Conv2dParams::new(8, 8, 3)
@@ -44,7 +44,7 @@
 //!     .bias(false)
 //!     .geometry([1, 8, 5, 5])?;
 //! let weight = vec![1.0f32; geometry.weight_count()];
-//! let plan = KernelPlan::new(&geometry, &weight, None, PlanOptions::default())?;
+//! let plan = KernelPlan::new(&geometry, &weight, None, Options::default())?;
 //! let input = vec![1.0f32; geometry.input_len()];
 //! let mut output = vec![0.0f32; geometry.output_len()];
 //! plan.run(&input, &mut output)?;
@@ -68,8 +68,15 @@ mod plan;
 pub mod select;
 pub mod simd;
 
-pub use error::KernelError;
+pub use error::Error;
 pub use family::Family;
 pub use isa::Isa;
-pub use plan::{KernelPlan, PlanOptions, Threads};
+pub use plan::{KernelPlan, Options, Threads};
+
+/// The name [`Error`] had before it took the one `gconv` re-exports it under.
+#[deprecated(note = "renamed to `Error`")]
+pub type KernelError = Error;
+/// The name [`Options`] had before it took the one `gconv` re-exports it under.
+#[deprecated(note = "renamed to `Options`")]
+pub type PlanOptions = Options;
 pub use select::Rule;

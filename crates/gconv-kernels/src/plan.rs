@@ -10,7 +10,7 @@ use crate::epilogue::Identity;
 use crate::exec::workspace::{Output, Workspace};
 use crate::kernels::{ForwardKernel, Parts, build_forward};
 use crate::select::{self, Problem, Rule, Selection};
-use crate::{Family, Isa, KernelError};
+use crate::{Error, Family, Isa};
 
 /// How many threads a plan runs on.
 ///
@@ -31,14 +31,14 @@ pub enum Threads {
 /// and the best tier the CPU has, or the one named by `GCONV_ISA`.
 ///
 /// ```
-/// use gconv_kernels::{Isa, PlanOptions};
+/// use gconv_kernels::{Isa, Options};
 ///
-/// let single = PlanOptions::default().threads(1);
-/// let portable_on_two = PlanOptions::default().isa(Isa::Portable).threads(2);
+/// let single = Options::default().threads(1);
+/// let portable_on_two = Options::default().isa(Isa::Portable).threads(2);
 /// # let _ = (single, portable_on_two);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PlanOptions {
+pub struct Options {
     /// Force an instruction-set tier; `None` takes `GCONV_ISA` if set, else the best the CPU
     /// has. A tier the CPU lacks is an error, never a silent fallback.
     pub isa: Option<Isa>,
@@ -46,7 +46,7 @@ pub struct PlanOptions {
     pub threads: Threads,
 }
 
-impl PlanOptions {
+impl Options {
     /// Runs on `count` threads: the calling thread and `count − 1` helpers. 0 means every
     /// core, the default (as rayon's `num_threads(0)` does).
     pub fn threads(mut self, count: usize) -> Self {
@@ -97,8 +97,8 @@ impl KernelPlan {
         geometry: &Geometry,
         weight: &[f32],
         bias: Option<&[f32]>,
-        options: PlanOptions,
-    ) -> Result<KernelPlan, KernelError> {
+        options: Options,
+    ) -> Result<KernelPlan, Error> {
         Self::with_selection(geometry, weight, bias, options, select::forward::select)
     }
 
@@ -108,9 +108,9 @@ impl KernelPlan {
         geometry: &Geometry,
         weight: &[f32],
         bias: Option<&[f32]>,
-        options: PlanOptions,
-        select: impl FnOnce(Problem<'_>) -> Result<Selection, KernelError>,
-    ) -> Result<KernelPlan, KernelError> {
+        options: Options,
+        select: impl FnOnce(Problem<'_>) -> Result<Selection, Error>,
+    ) -> Result<KernelPlan, Error> {
         // The kernels below take the weights and bias as checked here.
         geometry.check_buffer_lengths(
             geometry.input_len(),
@@ -144,7 +144,7 @@ impl KernelPlan {
         // packed band is normally a few kilobytes): refuse it rather than allocate it.
         let data = geometry.input_len().saturating_add(geometry.output_len());
         if scratch > SCRATCH_ELEMENTS.max(data.saturating_mul(2)) {
-            return Err(KernelError::TooLarge {
+            return Err(Error::TooLarge {
                 what: "the packed input scratch (padding or dilation far beyond the input)",
             });
         }
@@ -159,7 +159,7 @@ impl KernelPlan {
     }
 
     /// Convolves NCHW `input` into NCHW `output`; both lengths are checked.
-    pub fn run(&self, input: &[f32], output: &mut [f32]) -> Result<(), KernelError> {
+    pub fn run(&self, input: &[f32], output: &mut [f32]) -> Result<(), Error> {
         let geometry = &self.geometry;
         let bias_len = geometry.has_bias().then(|| geometry.out_channels());
         geometry.check_buffer_lengths(
@@ -273,7 +273,7 @@ mod tests {
 
     impl Force {
         /// The forced selection for `problem`.
-        fn select(self, problem: select::Problem<'_>) -> Result<Selection, KernelError> {
+        fn select(self, problem: select::Problem<'_>) -> Result<Selection, Error> {
             let choice = match self {
                 Force::Grouped(body, packing, order) => {
                     Choice::Grouped(GroupedChoice::forced(problem, body, packing, order)?)
@@ -353,7 +353,7 @@ mod tests {
     /// A plan of `problem` forced onto `force` and `isa` with `threads`, split across them
     /// however small the problem; it runs the kernel forced.
     fn forced_plan(problem: &Problem, force: Force, isa: Isa, threads: usize) -> KernelPlan {
-        let options = PlanOptions {
+        let options = Options {
             isa: Some(isa),
             threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
         };
@@ -813,7 +813,7 @@ mod tests {
             let weight = vec![1.0; geometry.weight_count()];
             for isa in Isa::available() {
                 for force in [None, Some(LANES), Some(positions(Packing::PhaseSplit))] {
-                    let options = PlanOptions {
+                    let options = Options {
                         isa: Some(isa),
                         threads: Threads::Count(NonZeroUsize::new(1).unwrap()),
                     };
@@ -828,7 +828,7 @@ mod tests {
                         ),
                     };
                     assert!(
-                        matches!(result, Err(KernelError::TooLarge { .. })),
+                        matches!(result, Err(Error::TooLarge { .. })),
                         "{isa} {force:?} padding {padding}: {:?}",
                         result.map(|plan| plan.kernel_id())
                     );

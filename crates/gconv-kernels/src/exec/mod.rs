@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::KernelError;
+use crate::Error;
 
 mod sync;
 mod team;
@@ -18,13 +18,13 @@ use team::Team;
 
 /// The process's team of `members` threads, made on first use and shared by every plan that
 /// asks for as many, so that a network's layers share one set of helpers.
-fn shared_team(members: usize) -> Result<Arc<Team>, KernelError> {
+fn shared_team(members: usize) -> Result<Arc<Team>, Error> {
     static TEAMS: Mutex<Vec<Arc<Team>>> = Mutex::new(Vec::new());
     let mut teams = TEAMS.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(team) = teams.iter().find(|team| team.members() == members.max(2)) {
         return Ok(Arc::clone(team));
     }
-    let team = Arc::new(Team::new(members).map_err(|reason| KernelError::Threads { reason })?);
+    let team = Arc::new(Team::new(members).map_err(|reason| Error::Threads { reason })?);
     teams.push(Arc::clone(&team));
     Ok(team)
 }

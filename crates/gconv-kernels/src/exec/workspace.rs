@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::shared_team;
 use super::team::Team;
-use crate::KernelError;
+use crate::Error;
 use crate::epilogue::{Epilogue, Sink};
 use crate::simd::Element;
 
@@ -126,7 +126,7 @@ unsafe impl<T: Send + Sync> Sync for SharedOutput<'_, T> {}
 impl<T: Element> Workspace<T> {
     /// Scratch of `len` elements for each of `threads` threads, and a team of them when there
     /// is more than one.
-    pub(crate) fn new(threads: usize, len: usize) -> Result<Workspace<T>, KernelError> {
+    pub(crate) fn new(threads: usize, len: usize) -> Result<Workspace<T>, Error> {
         let team = if threads > 1 {
             Some(shared_team(threads)?)
         } else {

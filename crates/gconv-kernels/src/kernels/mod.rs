@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use crate::KernelError;
+use crate::Error;
 use crate::epilogue::Epilogue;
 use crate::exec::workspace::{Output, Workspace};
 use crate::select::{Choice, Problem};
@@ -52,7 +52,7 @@ pub(crate) struct Parts<'a, T, E> {
 pub(crate) fn build_forward<T: Element, E: Epilogue<T>>(
     choice: &Choice,
     parts: Parts<'_, T, E>,
-) -> Result<Box<dyn ForwardKernel<T>>, KernelError> {
+) -> Result<Box<dyn ForwardKernel<T>>, Error> {
     let Problem { geometry, isa, .. } = parts.problem;
     let fits = match choice {
         Choice::Grouped(_) => true,
@@ -62,7 +62,7 @@ pub(crate) fn build_forward<T: Element, E: Epilogue<T>>(
         Choice::DepthwiseLanes => lanes::suits(geometry, lanes::tier(isa)),
     };
     if !fits {
-        return Err(KernelError::TooLarge {
+        return Err(Error::TooLarge {
             what: "the chosen kernel (a forced kernel that does not fit the problem)",
         });
     }

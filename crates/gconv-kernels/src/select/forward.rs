@@ -23,7 +23,7 @@ use gconv_shape::Geometry;
 use super::{Body, Choice, Facts, GroupedChoice, Problem, Rule, Selection, too_large};
 use crate::kernels::depthwise::{lanes, shifted, streamed, unpacked};
 use crate::pack::layout::{Packing, VectorOrder};
-use crate::{Isa, KernelError};
+use crate::{Error, Isa};
 
 /// The forward pass's rules, in the order they are tried.
 pub static RULES: [Rule; 14] = [
@@ -159,7 +159,7 @@ pub static RULES: [Rule; 14] = [
 ];
 
 /// The forward kernel for `problem`, and the rule that chose it.
-pub(crate) fn select(problem: Problem<'_>) -> Result<Selection, KernelError> {
+pub(crate) fn select(problem: Problem<'_>) -> Result<Selection, Error> {
     super::select(&RULES, problem)
 }
 
@@ -202,7 +202,7 @@ fn padded_block_bytes(geometry: &Geometry, tier: Isa) -> u128 {
 }
 
 /// The unpacked depthwise kernel for a problem of stride `stride` (both axes) where it pays.
-fn unpacked_at(facts: &Facts<'_>, stride: usize) -> Result<Option<Choice>, KernelError> {
+fn unpacked_at(facts: &Facts<'_>, stride: usize) -> Result<Option<Choice>, Error> {
     let Problem { geometry, isa, .. } = facts.problem;
     let pays = match stride {
         1 => unpacked_stride_one_pays,
@@ -286,7 +286,7 @@ fn channels_preferred(facts: &Facts<'_>) -> bool {
 
 /// The channel-vector body on `packing`, where it is preferred and `packing` exists for the
 /// problem (phase split: an error if it does not).
-fn channels_on(facts: &Facts<'_>, packing: Packing) -> Result<Option<Choice>, KernelError> {
+fn channels_on(facts: &Facts<'_>, packing: Packing) -> Result<Option<Choice>, Error> {
     if !channels_preferred(facts) {
         return Ok(None);
     }
@@ -308,10 +308,7 @@ fn channels_on(facts: &Facts<'_>, packing: Packing) -> Result<Option<Choice>, Ke
 
 /// The channel-vector body on `packing` where it is preferred and `packing` costs less than
 /// the phase split.
-fn channels_on_if_cheaper(
-    facts: &Facts<'_>,
-    packing: Packing,
-) -> Result<Option<Choice>, KernelError> {
+fn channels_on_if_cheaper(facts: &Facts<'_>, packing: Packing) -> Result<Option<Choice>, Error> {
     if !channels_preferred(facts) {
         return Ok(None);
     }

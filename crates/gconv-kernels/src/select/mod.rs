@@ -17,7 +17,7 @@ use gconv_shape::Geometry;
 use crate::kernels::depthwise::{lanes, shifted, unpacked};
 use crate::kernels::grouped::tiles::tiles_of;
 use crate::pack::layout::{Layout, Packing, VectorOrder};
-use crate::{Family, Isa, KernelError};
+use crate::{Error, Family, Isa};
 
 pub mod forward;
 #[cfg(test)]
@@ -85,7 +85,7 @@ impl GroupedChoice {
         body: Body,
         packing: Packing,
         order: Option<VectorOrder>,
-    ) -> Result<GroupedChoice, KernelError> {
+    ) -> Result<GroupedChoice, Error> {
         let Problem {
             geometry,
             isa,
@@ -112,8 +112,8 @@ impl GroupedChoice {
 }
 
 /// The error of a problem whose planes the kernels cannot index.
-pub(crate) fn too_large() -> KernelError {
-    KernelError::TooLarge {
+pub(crate) fn too_large() -> Error {
+    Error::TooLarge {
         what: "an output plane or a packed input channel",
     }
 }
@@ -186,7 +186,7 @@ impl GroupedChoice {
 pub struct Rule {
     name: &'static str,
     reason: &'static str,
-    choose: fn(&Facts<'_>) -> Result<Option<Choice>, KernelError>,
+    choose: fn(&Facts<'_>) -> Result<Option<Choice>, Error>,
 }
 
 impl Rule {
@@ -205,7 +205,7 @@ impl Rule {
 impl Rule {
     /// The rule a test's forced selection names.
     pub(crate) const fn forced() -> Rule {
-        fn never(_: &Facts<'_>) -> Result<Option<Choice>, KernelError> {
+        fn never(_: &Facts<'_>) -> Result<Option<Choice>, Error> {
             Ok(None)
         }
         Rule {
@@ -290,10 +290,7 @@ impl<'a> Facts<'a> {
 }
 
 /// The first rule of `rules` that applies to `problem`, and its choice.
-pub(crate) fn select(
-    rules: &'static [Rule],
-    problem: Problem<'_>,
-) -> Result<Selection, KernelError> {
+pub(crate) fn select(rules: &'static [Rule], problem: Problem<'_>) -> Result<Selection, Error> {
     let facts = Facts::new(problem);
     for rule in rules {
         if let Some(choice) = (rule.choose)(&facts)? {

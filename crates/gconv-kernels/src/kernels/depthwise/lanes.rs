@@ -21,7 +21,7 @@ use crate::exec::workspace::{Output, Workspace};
 use crate::pack::copy::copy;
 use crate::select::Problem;
 use crate::simd::{Element, MAX_LANES, Simd, WithSimd, dispatch, lanes_of};
-use crate::{Isa, KernelError};
+use crate::{Error, Isa};
 
 /// Output positions computed together: independent accumulators that keep both FMA units busy
 /// through their latency.
@@ -68,7 +68,7 @@ pub(crate) struct LanesEngine<T, E> {
 
 impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
     /// The engine for the problem of `parts` (which [`suits`] it).
-    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, KernelError> {
+    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, Error> {
         let Problem { geometry, isa, .. } = parts.problem;
         let isa = tier(isa);
         let lanes = lanes_of::<T>(isa);
@@ -92,7 +92,7 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
                 .and_then(|start| start.checked_add(column))
                 .and_then(|pixel| pixel.checked_mul(lanes))
         };
-        let too_large = KernelError::TooLarge {
+        let too_large = Error::TooLarge {
             what: "the padded block of the channels-in-lanes kernel",
         };
         let tap_offsets = (0..kernel_h * kernel_w)

@@ -20,7 +20,7 @@ use crate::epilogue::{Epilogue, Sink};
 use crate::exec::workspace::{Output, Workspace};
 use crate::select::Problem;
 use crate::simd::{Element, Simd, WithSimd, dispatch, lanes_of};
-use crate::{Isa, KernelError};
+use crate::{Error, Isa};
 
 /// Vectors of output positions computed together: independent accumulators that keep both
 /// FMA units busy through their latency, each tap's weight broadcast once for all of them.
@@ -58,9 +58,9 @@ pub(crate) struct ShiftedEngine<T, E> {
 impl<T: Element, E: Epilogue<T>> ShiftedEngine<T, E> {
     /// The engine for the problem of `parts` (which [`suits`] it); an error where its masks
     /// would be too many (a large or far-padded plane).
-    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, KernelError> {
+    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, Error> {
         let Problem { geometry, isa, .. } = parts.problem;
-        let too_large = KernelError::TooLarge {
+        let too_large = Error::TooLarge {
             what: "the shifted-plane depthwise kernel's masks and shifts (a forced kernel on a large or far-padded plane)",
         };
         let [height, width] = geometry.input_size();

@@ -34,7 +34,7 @@ use crate::epilogue::{Epilogue, Sink};
 use crate::exec::workspace::{Output, Workspace};
 use crate::select::Problem;
 use crate::simd::{Element, Simd, WithSimd, dispatch, lanes_between, lanes_of};
-use crate::{Isa, KernelError};
+use crate::{Error, Isa};
 
 /// The window's side with stride 2: 3x3, the stride-2 depthwise layer of MobileNet,
 /// EfficientNet and their kin, whose nine weights, three carried taps, six new ones and the
@@ -103,13 +103,12 @@ struct VectorColumns {
 
 impl<T: Element, E: Epilogue<T>> StreamedEngine<T, E> {
     /// The engine for the problem of `parts` (which [`suits`] it).
-    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, KernelError> {
+    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, Error> {
         let Problem { geometry, isa, .. } = parts.problem;
         let [out_h, out_w] = geometry.output_size();
-        let columns =
-            vector_columns(geometry, lanes_of::<T>(isa)).ok_or(KernelError::TooLarge {
-                what: "the streamed depthwise kernel's column offsets (a far-padded plane)",
-            })?;
+        let columns = vector_columns(geometry, lanes_of::<T>(isa)).ok_or(Error::TooLarge {
+            what: "the streamed depthwise kernel's column offsets (a far-padded plane)",
+        })?;
         Ok(StreamedEngine {
             geometry: *geometry,
             isa,

@@ -29,7 +29,7 @@ use crate::epilogue::{Epilogue, Sink};
 use crate::exec::workspace::{Output, Workspace};
 use crate::select::Problem;
 use crate::simd::{Element, Simd, WithSimd, dispatch, lanes_between, lanes_of};
-use crate::{Isa, KernelError};
+use crate::{Error, Isa};
 
 /// Output rows computed together, one vector of columns each: independent accumulators that
 /// keep both FMA units busy through their latency, each tap's weight broadcast and its column
@@ -61,7 +61,7 @@ pub(crate) struct UnpackedEngine<T, E> {
 
 impl<T: Element, E: Epilogue<T>> UnpackedEngine<T, E> {
     /// The engine for the problem of `parts` (which [`suits`] it).
-    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, KernelError> {
+    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, Error> {
         let Problem { geometry, isa, .. } = parts.problem;
         let [height, _] = geometry.input_size();
         let [out_h, out_w] = geometry.output_size();

@@ -21,7 +21,7 @@ use crate::pack::layout::{Layout, Packing};
 use crate::select::grouped::blocks;
 use crate::select::{Body, GroupedChoice, Problem, too_large};
 use crate::simd::{Element, Simd, WithSimd, dispatch, outlined};
-use crate::{Isa, KernelError};
+use crate::{Error, Isa};
 
 pub(crate) mod channels;
 pub(crate) mod positions;
@@ -91,11 +91,11 @@ pub(crate) struct GroupedEngine<T, E> {
 impl<T: Element, E: Epilogue<T>> GroupedEngine<T, E> {
     /// The engine of `choice` for the problem of `parts`; an error if the choice cannot run it (a forced
     /// body or packing that does not fit the problem).
-    pub fn new(choice: &GroupedChoice, parts: Parts<'_, T, E>) -> Result<Self, KernelError> {
+    pub fn new(choice: &GroupedChoice, parts: Parts<'_, T, E>) -> Result<Self, Error> {
         let Problem { geometry, isa, .. } = parts.problem;
         let partition = choice.partition;
         if choice.body == Body::Channels && !partition.suits_channels(geometry) {
-            return Err(KernelError::TooLarge {
+            return Err(Error::TooLarge {
                 what: "the channel-vector block (a forced kernel that does not fit the problem)",
             });
         }
