@@ -96,10 +96,7 @@ impl Conv2d {
         input: &[f32],
         output: &mut [f32],
     ) -> Result<(), Error> {
-        if input_shape == self.first.geometry().input_shape() {
-            return self.first.run(input, output);
-        }
-        self.plan_for(input_shape)?.run(input, output)
+        self.with_plan(input_shape, |plan| plan.run(input, output))
     }
 
     /// Convolves NCHW `input` of the shape given to [`Conv2d::new`] into a new output; an
@@ -114,19 +111,26 @@ impl Conv2d {
         input_shape: [usize; 4],
         input: &[f32],
     ) -> Result<Vec<f32>, Error> {
-        if input_shape == self.first.geometry().input_shape() {
-            return forward_on(&self.first, input);
-        }
-        forward_on(&*self.plan_for(input_shape)?, input)
+        self.with_plan(input_shape, |plan| forward_on(plan, input))
     }
 
     /// Sets up `input_shape` ahead of its first run, so that the run allocates nothing, and
     /// returns its validated shapes (the output shape is `geometry.output_shape()`).
     pub fn prepare(&self, input_shape: [usize; 4]) -> Result<Geometry, Error> {
+        self.with_plan(input_shape, |plan| Ok(*plan.geometry()))
+    }
+
+    /// `work` on the plan of `input_shape`: the first shape's, else one from the cache
+    /// ([`Conv2d::plan_for`]).
+    fn with_plan<R>(
+        &self,
+        input_shape: [usize; 4],
+        work: impl FnOnce(&KernelPlan) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         if input_shape == self.first.geometry().input_shape() {
-            return Ok(*self.first.geometry());
+            return work(&self.first);
         }
-        Ok(*self.plan_for(input_shape)?.geometry())
+        work(&*self.plan_for(input_shape)?)
     }
 
     /// The plan of `input_shape`: from the cache (moved to its front), else made and cached.

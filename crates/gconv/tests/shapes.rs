@@ -67,7 +67,7 @@ proptest! {
     fn one_conv_on_many_shapes_gives_the_bits_of_a_conv_per_shape(
         ((params, in_channels), first, shapes) in layers()
             .prop_flat_map(|(params, in_channels)| {
-                ((Just((params, in_channels))), (1..=3usize, 5..=24usize, 5..=24usize), shapes(in_channels))
+                (Just((params, in_channels)), (1..=3usize, 5..=24usize, 5..=24usize), shapes(in_channels))
             }),
     ) {
         let weight_len = params.validate().unwrap().weight_shape().iter().product();
