@@ -55,6 +55,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+//!
+//! # Which type do I use
+//!
+//! Most users want `gconv::Conv2d`, which runs one layer on every input size. Here:
+//!
+//! * [`KernelPlan`] — one layer on one input shape: kernel, tier and threads chosen, weights
+//!   packed; [`KernelPlan::rule`] names the rule of [`select`] that chose its kernel.
+//! * [`Weights`] — a weight and bias shared by the plans of several input shapes, so that
+//!   each order the kernels read them in is packed once ([`KernelPlan::with_weights`]).
+//! * [`Options`] — threads and tier: `Options::default().threads(1)`; by default every core
+//!   and the best tier the CPU has ([`Threads`], [`Isa`]).
+//! * [`Family`] — the kind of layer (depthwise, pointwise, small groups, wide groups) that
+//!   kernel ids and benchmarks sort layers into.
+//! * [`Error`] — every failure: the shape rules ([`gconv_shape::ShapeError`]), a tier the
+//!   CPU lacks, memory that cannot be had, a size too large for the kernels.
+
 #![deny(missing_docs)]
 
 mod epilogue;
@@ -67,11 +83,13 @@ mod pack;
 mod plan;
 pub mod select;
 pub mod simd;
+mod weights;
 
 pub use error::Error;
 pub use family::Family;
 pub use isa::Isa;
 pub use plan::{KernelPlan, Options, Threads};
+pub use weights::Weights;
 
 /// The name [`Error`] had before it took the one `gconv` re-exports it under.
 #[deprecated(note = "renamed to `Error`")]

@@ -10,6 +10,7 @@ use crate::epilogue::Identity;
 use crate::exec::workspace::{Output, Workspace};
 use crate::kernels::{ForwardKernel, Parts, build_forward};
 use crate::select::{self, Problem, Rule, Selection};
+use crate::weights::Weights;
 use crate::{Error, Family, Isa};
 
 /// How many threads a plan runs on.
@@ -99,25 +100,32 @@ impl KernelPlan {
         bias: Option<&[f32]>,
         options: Options,
     ) -> Result<KernelPlan, Error> {
-        Self::with_selection(geometry, weight, bias, options, select::forward::select)
+        // The lengths first: a wrong weight must not cost a copy of it.
+        geometry.check_parameter_lengths(weight.len(), bias.map(<[f32]>::len))?;
+        Self::with_weights(geometry, &Weights::new(weight, bias), options)
     }
 
-    /// [`KernelPlan::new`] with the forward kernel chosen by `select` (the tests force one
-    /// through it).
+    /// [`KernelPlan::new`] with weights shared by other plans (of other input shapes): the
+    /// weights are packed only in orders none of them has packed yet.
+    pub fn with_weights(
+        geometry: &Geometry,
+        weights: &Weights<f32>,
+        options: Options,
+    ) -> Result<KernelPlan, Error> {
+        Self::with_selection(geometry, weights, options, select::forward::select)
+    }
+
+    /// [`KernelPlan::with_weights`] with the forward kernel chosen by `select` (the tests
+    /// force one through it).
     fn with_selection(
         geometry: &Geometry,
-        weight: &[f32],
-        bias: Option<&[f32]>,
+        weights: &Weights<f32>,
         options: Options,
         select: impl FnOnce(Problem<'_>) -> Result<Selection, Error>,
     ) -> Result<KernelPlan, Error> {
         // The kernels below take the weights and bias as checked here.
-        geometry.check_buffer_lengths(
-            geometry.input_len(),
-            weight.len(),
-            bias.map(<[f32]>::len),
-            geometry.output_len(),
-        )?;
+        geometry
+            .check_parameter_lengths(weights.weight().len(), weights.bias().map(<[f32]>::len))?;
         let isa = match options.isa {
             Some(isa) => Isa::require(isa)?,
             None => Isa::from_env()?.unwrap_or_else(Isa::best),
@@ -134,8 +142,7 @@ impl KernelPlan {
         let selection = select(problem)?;
         let parts = Parts {
             problem,
-            weight,
-            bias,
+            weights,
             epilogue: Identity,
         };
         let kernel = build_forward(&selection.choice, parts)?;
@@ -357,14 +364,12 @@ mod tests {
             isa: Some(isa),
             threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
         };
-        let mut plan = KernelPlan::with_selection(
-            &problem.geometry,
-            &problem.weight,
-            problem.bias.as_deref(),
-            options,
-            |selection_problem| force.select(selection_problem),
-        )
-        .unwrap();
+        let weights = Weights::new(&problem.weight, problem.bias.as_deref());
+        let mut plan =
+            KernelPlan::with_selection(&problem.geometry, &weights, options, |selection_problem| {
+                force.select(selection_problem)
+            })
+            .unwrap();
         assert!(force.id_names(&plan), "{force:?} runs {}", plan.kernel_id());
         plan.parallel_min_flops = 0;
         plan
@@ -408,10 +413,10 @@ mod tests {
             isa: plan.isa,
             threads: plan.threads,
         };
+        let weights = Weights::new(&problem.weight, problem.bias.as_deref());
         let parts = Parts {
             problem: selection_problem,
-            weight: &problem.weight,
-            bias: problem.bias.as_deref(),
+            weights: &weights,
             epilogue: ResidualSquared,
         };
         let kernel = build_forward(&plan.forward.selection.choice, parts).unwrap();
@@ -792,6 +797,45 @@ mod tests {
         Ok(())
     }
 
+    /// Plans of one layer for other batch sizes share the weights packed for the first: on
+    /// one thread the kernel's order of the weights does not depend on the batch (grouped
+    /// layers of narrow, wide and 1x1 groups; a depthwise layer on small planes, which the
+    /// channels-in-lanes kernel packs).
+    #[test]
+    fn plans_of_other_batch_sizes_pack_no_weights_again() {
+        let layers = [
+            (64, 64, 3, 16, 14),
+            (256, 256, 3, 8, 7),
+            (240, 240, 1, 3, 14),
+            (64, 64, 3, 64, 7),
+        ];
+        for (in_channels, out_channels, kernel, groups, side) in layers {
+            let params = Conv2dParams::new(in_channels, out_channels, kernel)
+                .groups(groups)
+                .padding(Padding::uniform(kernel / 2));
+            let geometry = |batch| params.geometry([batch, in_channels, side, side]).unwrap();
+            let weight = vec![0.25; geometry(1).weight_count()];
+            let bias = vec![0.5; out_channels];
+            for isa in Isa::available() {
+                let weights = Weights::new(&weight, Some(&bias));
+                let options = Options::default().isa(isa).threads(1);
+                let first = KernelPlan::with_weights(&geometry(1), &weights, options).unwrap();
+                let packed = weights.packed_orders();
+                let others: Vec<KernelPlan> = (2..6)
+                    .map(|batch| KernelPlan::with_weights(&geometry(batch), &weights, options))
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                assert_eq!(
+                    weights.packed_orders(),
+                    packed,
+                    "{} and {:?}: {weights:?}",
+                    first.kernel_id(),
+                    others.iter().map(KernelPlan::kernel_id).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+
     /// Padding far beyond the input, with a stride that keeps the output small: a valid
     /// geometry whose packed planes would be astronomically large. A clear error, never a
     /// panic, a wrapped size or a huge allocation, on every tier and kernel path.
@@ -821,8 +865,7 @@ mod tests {
                         None => KernelPlan::new(&geometry, &weight, None, options),
                         Some(force) => KernelPlan::with_selection(
                             &geometry,
-                            &weight,
-                            None,
+                            &Weights::new(&weight, None),
                             options,
                             |problem| force.select(problem),
                         ),

@@ -86,10 +86,12 @@ pub enum ShapeError {
         /// The shape that was given.
         actual: Vec<usize>,
     },
-    /// A bias was given to a convolution declared without one, or its shape is not `[C_out]`.
-    #[error("bias must have shape {expected:?}, got {actual:?}")]
+    /// A bias is missing from a convolution declared with one, or its shape is not
+    /// `[C_out]`. (A bias given to a convolution declared without one is
+    /// [`ShapeError::BiasNotDeclared`].)
+    #[error("{}", bias_shape_message(expected, actual))]
     BiasShape {
-        /// `[out_channels]`, or `[]` meaning "no bias" for a convolution declared with `bias = false`.
+        /// `[out_channels]` (`[]` would mean "no bias", which is never a mismatch of this kind).
         expected: Vec<usize>,
         /// The shape that was given (`[]` when no bias was given).
         actual: Vec<usize>,
@@ -120,6 +122,17 @@ pub enum ShapeError {
         /// What was being computed.
         what: &'static str,
     },
+}
+
+/// The message of [`ShapeError::BiasShape`]: a missing bias said as such, not as shape `[]`.
+fn bias_shape_message(expected: &[usize], actual: &[usize]) -> String {
+    if actual.is_empty() {
+        format!(
+            "bias must have shape {expected:?}, but none was given (the parameters say bias = true: pass a bias, or declare none with bias(false))"
+        )
+    } else {
+        format!("bias must have shape {expected:?}, got {actual:?}")
+    }
 }
 
 /// For an input whose channel dimension is wrong: a question whether it is channels-last,

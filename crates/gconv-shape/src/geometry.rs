@@ -276,6 +276,11 @@ impl Geometry {
     /// Checks a bias tensor's shape (`None` meaning no bias was given) against the
     /// convolution's `bias` setting.
     pub fn check_bias_shape(&self, shape: Option<&[usize]>) -> Result<(), ShapeError> {
+        if let (Some(shape), false) = (shape, self.has_bias()) {
+            return Err(ShapeError::BiasNotDeclared {
+                given: shape.iter().product(),
+            });
+        }
         let actual = shape.map(<[usize]>::to_vec).unwrap_or_default();
         if actual == self.bias_shape() {
             Ok(())
@@ -285,6 +290,16 @@ impl Geometry {
                 actual,
             })
         }
+    }
+
+    /// Checks the lengths of flat weight and bias buffers (`bias` is `None` when there is
+    /// none), as [`Geometry::check_buffer_lengths`] does.
+    pub fn check_parameter_lengths(
+        &self,
+        weight: usize,
+        bias: Option<usize>,
+    ) -> Result<(), ShapeError> {
+        self.check_buffer_lengths(self.input_len(), weight, bias, self.output_len())
     }
 
     /// Checks the lengths of flat NCHW buffers for input, weight, bias (`None` when there is
@@ -328,10 +343,11 @@ impl Geometry {
                 ));
             }
             (Some(_), true) | (None, false) => {}
-            (given, _) => {
+            (Some(given), false) => return Err(ShapeError::BiasNotDeclared { given }),
+            (None, true) => {
                 return Err(ShapeError::BiasShape {
                     expected: self.bias_shape(),
-                    actual: given.map(|len| vec![len]).unwrap_or_default(),
+                    actual: Vec::new(),
                 });
             }
         }
@@ -525,10 +541,8 @@ mod tests {
 
     #[test]
     fn weight_and_bias_shapes_are_checked() {
-        let geometry = Conv2dParams::new(6, 6, 3)
-            .groups(3)
-            .geometry([1, 6, 5, 5])
-            .unwrap();
+        let params = Conv2dParams::new(6, 6, 3).groups(3);
+        let geometry = params.geometry([1, 6, 5, 5]).unwrap();
         assert!(geometry.check_weight_shape(&[6, 2, 3, 3]).is_ok());
         let error = geometry.check_weight_shape(&[6, 6, 3, 3]).unwrap_err();
         assert_eq!(
@@ -536,8 +550,24 @@ mod tests {
             "weight must have shape [6, 2, 3, 3] = [out_channels, in_channels / groups, kernel_h, kernel_w], got [6, 6, 3, 3]"
         );
         assert!(geometry.check_bias_shape(Some(&[6])).is_ok());
-        assert!(geometry.check_bias_shape(None).is_err());
-        assert!(geometry.check_bias_shape(Some(&[3])).is_err());
+        assert_eq!(
+            geometry.check_bias_shape(None).unwrap_err().to_string(),
+            "bias must have shape [6], but none was given (the parameters say bias = true: pass \
+             a bias, or declare none with bias(false))"
+        );
+        assert_eq!(
+            geometry
+                .check_bias_shape(Some(&[3]))
+                .unwrap_err()
+                .to_string(),
+            "bias must have shape [6], got [3]"
+        );
+        let without = params.bias(false).geometry([1, 6, 5, 5]).unwrap();
+        assert!(without.check_bias_shape(None).is_ok());
+        assert_eq!(
+            without.check_bias_shape(Some(&[6])),
+            Err(ShapeError::BiasNotDeclared { given: 6 })
+        );
     }
 
     #[test]
@@ -555,9 +585,19 @@ mod tests {
             geometry.check_buffer_lengths(18, 4, None, 19),
             Err(ShapeError::BufferLength { what: "output", .. })
         ));
-        assert!(matches!(
+        assert_eq!(
             geometry.check_buffer_lengths(18, 4, Some(2), 18),
-            Err(ShapeError::BiasShape { .. })
+            Err(ShapeError::BiasNotDeclared { given: 2 })
+        );
+        assert!(geometry.check_parameter_lengths(4, None).is_ok());
+        assert!(matches!(
+            geometry.check_parameter_lengths(5, None),
+            Err(ShapeError::BufferLength { what: "weight", .. })
+        ));
+        let with_bias = Conv2dParams::new(2, 2, 1).geometry([1, 2, 3, 3]).unwrap();
+        assert!(matches!(
+            with_bias.check_buffer_lengths(18, 4, None, 18),
+            Err(ShapeError::BiasShape { expected, actual }) if expected == [2] && actual.is_empty()
         ));
     }
 

@@ -24,6 +24,21 @@
 //! assert_eq!(error.to_string(), "in_channels (6) must be divisible by groups (4)");
 //! # Ok::<(), ShapeError>(())
 //! ```
+//!
+//! # Which type do I use
+//!
+//! * [`Conv2dParams`] — a layer's hyper-parameters by PyTorch's names, built up from
+//!   `Conv2dParams::new(in_channels, out_channels, kernel_size)`; every size takes `3`,
+//!   `[3, 1]` or `(3, 1)` (see [`Spatial`]).
+//! * [`Padding`] — [`Padding::uniform`], [`Padding::symmetric`] (per axis),
+//!   [`Padding::per_side`], [`Padding::Same`] or [`Padding::Valid`]; a geometry holds it
+//!   resolved into [`PaddingPerSide`].
+//! * [`ValidParams`] — the parameters checked without an input ([`Conv2dParams::validate`]):
+//!   weight and bias shapes, parameter count.
+//! * [`Geometry`] — the parameters checked against one input shape
+//!   ([`Conv2dParams::geometry`]): output shape, buffer lengths, FLOPs, each group's channels.
+//! * [`ShapeError`] — one variant per broken rule, with the values that broke it.
+//! * [`workload`] — lists of published layers (CSV) for benchmarks.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

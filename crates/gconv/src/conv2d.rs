@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use gconv_kernels::KernelPlan;
+use gconv_kernels::{KernelPlan, Weights};
 
 use crate::{Conv2dParams, Error, Family, Geometry, Isa, Options, ShapeError};
 
@@ -17,9 +17,14 @@ pub const CACHED_SHAPES: usize = 8;
 /// * **Once**, in [`Conv2d::new`]: the parameters, weight and bias are validated and copied,
 ///   and the first input shape is set up.
 /// * **Once per input shape** (`[N, C_in, H, W]`), on its first use or in
-///   [`Conv2d::prepare`]: the kernel and tier are chosen for that shape, the weights packed
-///   for that kernel, the tasks and scratch laid out. Up to [`CACHED_SHAPES`] shapes besides
-///   the first are kept; a shape dropped from the cache is set up again when it returns.
+///   [`Conv2d::prepare`]: the kernel and tier are chosen for that shape, the tasks and
+///   scratch laid out. Up to [`CACHED_SHAPES`] shapes besides the first are kept; a shape
+///   dropped from the cache is set up again when it returns.
+/// * **Once per order of the weights**: a kernel that reads the weights in an order of its
+///   own (its register blocks side by side, or channels in lanes) packs them on the first
+///   shape that needs that order; every other shape whose kernel reads the same order shares
+///   it. On nearly every layer one order serves every batch size and image size (see
+///   [`gconv_kernels::Weights`]).
 /// * **Per run**: nothing is allocated on a shape already set up ([`Conv2d::run`],
 ///   [`Conv2d::run_shaped`]); [`Conv2d::forward`] allocates its output.
 /// * **Once per process and thread count**: the first plan that runs on `n > 1` threads
@@ -30,8 +35,8 @@ pub const CACHED_SHAPES: usize = 8;
 /// and to itself for every thread count.
 pub struct Conv2d {
     params: Conv2dParams,
-    weight: Box<[f32]>,
-    bias: Option<Box<[f32]>>,
+    /// The weight and bias, and each order a kernel reads them in, packed once for all shapes.
+    weights: Weights<f32>,
     options: Options,
     /// The shape given to [`Conv2d::new`], always set up.
     first: KernelPlan,
@@ -69,11 +74,13 @@ impl Conv2d {
         bias: Option<&[f32]>,
         options: Options,
     ) -> Result<Conv2d, Error> {
-        let first = KernelPlan::new(geometry, weight, bias, options)?;
+        // The lengths first: a wrong weight must not cost a copy of it.
+        geometry.check_parameter_lengths(weight.len(), bias.map(<[f32]>::len))?;
+        let weights = Weights::new(weight, bias);
+        let first = KernelPlan::with_weights(geometry, &weights, options)?;
         Ok(Conv2d {
             params: *geometry.params(),
-            weight: weight.into(),
-            bias: bias.map(Into::into),
+            weights,
             options,
             first,
             others: Mutex::new(Vec::with_capacity(CACHED_SHAPES)),
@@ -90,6 +97,28 @@ impl Conv2d {
     /// parameters accept) into the NCHW `output` buffer of the matching output shape (see
     /// [`Conv2d::prepare`]). Sets the shape up on its first use; allocates nothing on a shape
     /// already set up.
+    ///
+    /// ```
+    /// use gconv::{Conv2d, Conv2dParams, Options, Padding};
+    ///
+    /// // A ResNeXt block's grouped 3x3, made for one 56x56 image on one thread.
+    /// let params = Conv2dParams::new(128, 128, 3).groups(32).padding(Padding::uniform(1));
+    /// let weight = vec![0.25f32; 128 * 4 * 3 * 3];
+    /// let options = Options::default().threads(1);
+    /// let conv = Conv2d::new(params, [1, 128, 56, 56], &weight, None, options)?;
+    ///
+    /// // The last batch of an epoch: three images, another size.
+    /// let shape = [3, 128, 40, 48];
+    /// let input = vec![1.0f32; shape.iter().product()];
+    /// let mut output = vec![0.0f32; conv.prepare(shape)?.output_len()];
+    /// conv.run_shaped(shape, &input, &mut output)?;
+    /// assert_eq!(output[40 * 48 + 48 + 1], 9.0); // an interior pixel: 4 channels x 3x3 x 0.25
+    ///
+    /// // A shape the parameters refuse is an error, not a panic.
+    /// let error = conv.run_shaped([1, 64, 8, 8], &[0.0; 64 * 64], &mut output).unwrap_err();
+    /// assert!(error.to_string().contains("in_channels (128)"), "{error}");
+    /// # Ok::<(), gconv::Error>(())
+    /// ```
     pub fn run_shaped(
         &self,
         input_shape: [usize; 4],
@@ -141,7 +170,7 @@ impl Conv2d {
         // Made outside the lock: setting a shape up takes a while, and runs of the shapes
         // already set up must not wait for it.
         let geometry = self.params.geometry(input_shape)?;
-        let plan = KernelPlan::new(&geometry, &self.weight, self.bias.as_deref(), self.options)?;
+        let plan = KernelPlan::with_weights(&geometry, &self.weights, self.options)?;
         let mut others = self.others();
         if let Some(made_meanwhile) = cached(&mut others, input_shape) {
             return Ok(made_meanwhile);
@@ -226,6 +255,7 @@ impl fmt::Debug for Conv2d {
         f.debug_struct("Conv2d")
             .field("first", &self.first)
             .field("other_shapes", &shapes)
+            .field("weights", &self.weights)
             .finish()
     }
 }
@@ -239,6 +269,36 @@ impl fmt::Display for Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Other batch sizes and image sizes of a ResNeXt layer set up on one `Conv2d` pack no
+    /// weights beyond the first shape's (on one thread its order does not depend on them).
+    #[test]
+    fn other_shapes_share_the_packed_weights() {
+        let params = Conv2dParams::new(64, 64, 3)
+            .groups(16)
+            .padding(crate::Padding::uniform(1));
+        let weight = vec![0.5; 64 * 4 * 9];
+        let bias = vec![0.25; 64];
+        let conv = Conv2d::new(
+            params,
+            [1, 64, 14, 14],
+            &weight,
+            Some(&bias),
+            Options::default().threads(1),
+        )
+        .unwrap();
+        let packed = conv.weights.packed_orders();
+        assert_eq!(packed, 1, "{conv:?}");
+        for shape in [
+            [2, 64, 14, 14],
+            [5, 64, 14, 14],
+            [1, 64, 28, 20],
+            [3, 64, 9, 31],
+        ] {
+            conv.prepare(shape).unwrap();
+        }
+        assert_eq!(conv.weights.packed_orders(), packed, "{conv:?}");
+    }
 
     #[test]
     fn forward_refuses_a_wrong_input_before_allocating_and_an_unallocatable_output() {

@@ -16,6 +16,7 @@ use crate::epilogue::Epilogue;
 use crate::exec::workspace::{Output, Workspace};
 use crate::select::{Choice, Problem};
 use crate::simd::Element;
+use crate::weights::Weights;
 
 pub(crate) mod depthwise;
 pub(crate) mod grouped;
@@ -37,12 +38,11 @@ pub(crate) trait ForwardKernel<T>: fmt::Debug + Send + Sync {
     fn run(&self, input: &[T], output: Output<'_, T>, workspace: &Workspace<T>, parallel: bool);
 }
 
-/// What a kernel is built from: the problem, its weight `[C_out, C_in/g, kH, kW]` and bias as
-/// the caller gave them, and the epilogue its stores apply.
+/// What a kernel is built from: the problem, its weights (packed in the kernel's order
+/// through the store, once for every plan that shares it), and the epilogue its stores apply.
 pub(crate) struct Parts<'a, T, E> {
     pub problem: Problem<'a>,
-    pub weight: &'a [T],
-    pub bias: Option<&'a [T]>,
+    pub weights: &'a Weights<T>,
     pub epilogue: E,
 }
 
@@ -73,9 +73,4 @@ pub(crate) fn build_forward<T: Element, E: Epilogue<T>>(
         Choice::DepthwiseUnpacked => Box::new(UnpackedEngine::new(parts)?),
         Choice::DepthwiseLanes => Box::new(LanesEngine::new(parts)?),
     })
-}
-
-/// `bias` as a vector of `channels`, or zeros without one.
-pub(crate) fn bias_or_zeros<T: Element>(bias: Option<&[T]>, channels: usize) -> Vec<T> {
-    bias.map_or_else(|| vec![T::ZERO; channels], <[T]>::to_vec)
 }

@@ -13,14 +13,17 @@
 //! shuffles on the one 512-bit shuffle port, twice an 8x8's per element (see `TUNING.md`,
 //! `depthwise-lanes`).
 
+use std::sync::Arc;
+
 use gconv_shape::Geometry;
 
-use super::super::{ForwardKernel, Parts, bias_or_zeros};
+use super::super::{ForwardKernel, Parts};
 use crate::epilogue::{Epilogue, Sink};
 use crate::exec::workspace::{Output, Workspace};
 use crate::pack::copy::copy;
 use crate::select::Problem;
 use crate::simd::{Element, MAX_LANES, Simd, WithSimd, dispatch, lanes_of};
+use crate::weights::Order;
 use crate::{Error, Isa};
 
 /// Output positions computed together: independent accumulators that keep both FMA units busy
@@ -53,10 +56,10 @@ pub(crate) struct LanesEngine<T, E> {
     isa: Isa,
     lanes: usize,
     padded: [usize; 2],
-    /// `[channel block][tap][lane]`.
-    weights: Vec<T>,
+    /// `[channel block][tap][lane]` ([`Order::Lanes`]).
+    weights: Arc<[T]>,
     /// `[channel block][lane]`.
-    bias: Vec<T>,
+    bias: Arc<[T]>,
     /// Per tap, the offset of its input from a window's top-left corner in the padded block.
     tap_offsets: Vec<usize>,
     /// Per output position (row-major), the offset of its window's top-left corner in the
@@ -72,15 +75,6 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
         let Problem { geometry, isa, .. } = parts.problem;
         let isa = tier(isa);
         let lanes = lanes_of::<T>(isa);
-        let taps = geometry.reduction_len();
-        let channels = geometry.out_channels();
-        let bias = bias_or_zeros(parts.bias, channels);
-        let mut packed_weights = Vec::with_capacity(channels * taps);
-        for block in (0..channels).step_by(lanes) {
-            for tap in 0..taps {
-                packed_weights.extend((block..block + lanes).map(|c| parts.weight[c * taps + tap]));
-            }
-        }
         let padding = geometry.padding();
         let [height, width] = geometry.input_size();
         let padded_w = width + padding.left + padding.right;
@@ -112,8 +106,8 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
             isa,
             lanes,
             padded: [height + padding.top + padding.bottom, padded_w],
-            weights: packed_weights,
-            bias,
+            weights: parts.weights.packed_in(Order::Lanes(lanes), geometry),
+            bias: parts.weights.bias_or_zeros(geometry),
             tap_offsets,
             windows,
             epilogue: parts.epilogue,

@@ -9,11 +9,13 @@
 //!
 //! Depthwise layers none of them takes run on the grouped kernels.
 
+use std::sync::Arc;
+
 use gconv_shape::Geometry;
 
-use super::bias_or_zeros;
 use crate::epilogue::Sink;
 use crate::simd::Element;
+use crate::weights::Weights;
 
 pub(crate) mod lanes;
 pub(crate) mod shifted;
@@ -50,17 +52,17 @@ impl<'a, 's, K, T, E> Planes<'a, 's, K, T, E> {
 /// Each output channel's filter, `[C_out][kH·kW]` (the caller's layout), and bias.
 #[derive(Debug)]
 pub(crate) struct Filters<T> {
-    weights: Vec<T>,
-    bias: Vec<T>,
+    weights: Arc<[T]>,
+    bias: Arc<[T]>,
     taps: usize,
 }
 
 impl<T: Element> Filters<T> {
-    /// The filters of `weight` and `bias` (zeros without one) for `geometry`.
-    pub fn new(geometry: &Geometry, weight: &[T], bias: Option<&[T]>) -> Filters<T> {
+    /// The filters of `weights` (the bias zeros without one) for `geometry`.
+    pub fn new(geometry: &Geometry, weights: &Weights<T>) -> Filters<T> {
         Filters {
-            weights: weight.to_vec(),
-            bias: bias_or_zeros(bias, geometry.out_channels()),
+            weights: weights.as_given(),
+            bias: weights.bias_or_zeros(geometry),
             taps: geometry.reduction_len(),
         }
     }

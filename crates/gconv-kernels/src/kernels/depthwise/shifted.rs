@@ -82,7 +82,7 @@ impl<T: Element, E: Epilogue<T>> ShiftedEngine<T, E> {
         Ok(ShiftedEngine {
             geometry: *geometry,
             isa,
-            filters: Filters::new(geometry, parts.weight, parts.bias),
+            filters: Filters::new(geometry, parts.weights),
             shifts,
             masks,
             reach,

@@ -112,7 +112,7 @@ impl<T: Element, E: Epilogue<T>> StreamedEngine<T, E> {
         Ok(StreamedEngine {
             geometry: *geometry,
             isa,
-            filters: Filters::new(geometry, parts.weight, parts.bias),
+            filters: Filters::new(geometry, parts.weights),
             columns,
             planes_per_task: planes_per_task(geometry, out_h * out_w),
             epilogue: parts.epilogue,

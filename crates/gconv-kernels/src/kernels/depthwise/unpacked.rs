@@ -106,7 +106,7 @@ impl<T: Element, E: Epilogue<T>> UnpackedEngine<T, E> {
         Ok(UnpackedEngine {
             geometry: *geometry,
             isa,
-            filters: Filters::new(geometry, parts.weight, parts.bias),
+            filters: Filters::new(geometry, parts.weights),
             vectors,
             row_runs,
             interior_vectors: first_inside..end_inside,

@@ -11,16 +11,18 @@
 //! [`tiles`] is the table of both bodies' register tiles per tier.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use gconv_shape::Geometry;
 
-use super::{ForwardKernel, Parts, bias_or_zeros};
+use super::{ForwardKernel, Parts};
 use crate::epilogue::{Epilogue, Identity, Sink};
 use crate::exec::workspace::{Output, Piece, Runs, Workspace};
 use crate::pack::layout::{Layout, Packing};
 use crate::select::grouped::blocks;
 use crate::select::{Body, GroupedChoice, Problem, too_large};
 use crate::simd::{Element, Simd, WithSimd, dispatch, outlined};
+use crate::weights::Order;
 use crate::{Error, Isa};
 
 pub(crate) mod channels;
@@ -75,10 +77,10 @@ pub(crate) struct GroupedEngine<T, E> {
     row_blocks: usize,
     /// The register blocks of every chunk (the same for all chunks).
     blocks: Vec<Block>,
-    /// Weights in chunk order, each block packed `[tap][m]`.
-    weights: Vec<T>,
+    /// Weights in chunk order, each block packed `[tap][m]` ([`Order::Blocks`]).
+    weights: Arc<[T]>,
     /// Bias per output channel (zeros without a bias).
-    bias: Vec<T>,
+    bias: Arc<[T]>,
     /// Elements of scratch a task's kernels use ([`GroupedEngine::task_scratch_len`]), and
     /// the channels per group: worked out once rather than in every task's set-up (their
     /// divisions took a tenth of a 6-channel 8x8 layer's time).
@@ -127,7 +129,8 @@ impl<T: Element, E: Epilogue<T>> GroupedEngine<T, E> {
                 })
                 .collect(),
         };
-        let weights = pack_weights(geometry, parts.weight, chunk_channels, &blocks);
+        let widths = blocks.iter().map(|block| block.channels).collect();
+        let weights = parts.weights.packed_in(Order::blocks(widths), geometry);
         let mut engine = GroupedEngine {
             geometry: *geometry,
             isa,
@@ -137,7 +140,7 @@ impl<T: Element, E: Epilogue<T>> GroupedEngine<T, E> {
             row_blocks: partition.row_blocks,
             blocks,
             weights,
-            bias: bias_or_zeros(parts.bias, geometry.out_channels()),
+            bias: parts.weights.bias_or_zeros(geometry),
             task_scratch: 0,
             in_per_group: geometry.in_channels_per_group(),
             out_per_group: geometry.out_channels_per_group(),
@@ -458,29 +461,6 @@ impl<T: Element, E: Epilogue<T>> WithSimd<T> for ChannelsBlock<'_, '_, T, E> {
     fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
         convolve_channels(simd, self.vectors, self.block);
     }
-}
-
-/// The weights in chunk order (chunks of `chunk_channels`), each register block of a chunk
-/// packed `[tap][m]`.
-fn pack_weights<T: Element>(
-    geometry: &Geometry,
-    weight: &[T],
-    chunk_channels: usize,
-    blocks: &[Block],
-) -> Vec<T> {
-    let taps = geometry.reduction_len();
-    let mut packed = Vec::with_capacity(weight.len());
-    for chunk_start in (0..geometry.out_channels()).step_by(chunk_channels) {
-        for block in blocks {
-            let first = chunk_start + block.first;
-            for tap in 0..taps {
-                for m in 0..block.channels {
-                    packed.push(weight[(first + m) * taps + tap]);
-                }
-            }
-        }
-    }
-    packed
 }
 
 /// Taps per chunk of the channel-vector body on vectors of `lanes`: a chunk's weights for the
