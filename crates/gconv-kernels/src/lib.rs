@@ -54,7 +54,6 @@
 //! // e.g. dwconv-3x3s1d1-lanes-8c8w-x86_64_v3 (depthwise-lanes)
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-
 //!
 //! # Which type do I use
 //!

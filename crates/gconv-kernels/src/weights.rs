@@ -11,8 +11,8 @@ use crate::simd::Element;
 /// A convolution's weight (`[C_out, C_in/g, kH, kW]`, flat) and optional bias (`[C_out]`),
 /// shared by the plans of several input shapes.
 ///
-/// A kernel reads the weights in an order of its own (the output channels of a register
-/// block side by side, or channels in lanes). The first plan that needs an order packs it;
+/// A kernel reads the weights in an order of its own (the output channels of each register
+/// block side by side, tap by tap; the block a tile's or a vector's width). The first plan that needs an order packs it;
 /// every later plan that needs the same order shares it, so a convolution run on many input
 /// sizes packs its weights once per order, not once per size. Kernels that read the weights
 /// as given share the caller's copy. An order no plan reads any more is dropped when the next
@@ -46,10 +46,9 @@ pub(crate) enum Order {
     /// The bias per output channel, zeros without one (asked for only without one).
     ZeroBias,
     /// Chunks of output channels (in order), each split into register blocks of these
-    /// widths, each block `[tap][channel]` (make it with [`Order::blocks`]).
+    /// widths, each block `[tap][channel]` (make it with [`Order::blocks`]); the
+    /// channels-in-lanes kernel's `[block][tap][lane]` is blocks of one vector's lanes.
     Blocks(Vec<usize>),
-    /// Blocks of this many channels (one per lane), each `[tap][lane]`.
-    Lanes(usize),
 }
 
 impl Order {
@@ -150,28 +149,20 @@ impl<T: Element> Weights<T> {
             taps,
         } = key;
         let (out_channels, taps) = (*out_channels, *taps);
-        let weight = |channel: usize, tap: usize| self.weight[channel * taps + tap];
+        let widths = match order {
+            Order::ZeroBias => return vec![T::ZERO; out_channels],
+            Order::Blocks(widths) => widths,
+        };
         let mut packed = Vec::with_capacity(self.weight.len());
-        match order {
-            Order::ZeroBias => packed.resize(out_channels, T::ZERO),
-            Order::Blocks(widths) => {
-                let chunk: usize = widths.iter().sum();
-                for chunk_start in (0..out_channels).step_by(chunk.max(1)) {
-                    let mut first = chunk_start;
-                    for &width in widths {
-                        for tap in 0..taps {
-                            packed.extend((first..first + width).map(|c| weight(c, tap)));
-                        }
-                        first += width;
-                    }
+        let chunk: usize = widths.iter().sum();
+        for chunk_start in (0..out_channels).step_by(chunk.max(1)) {
+            let mut first = chunk_start;
+            for &width in widths {
+                for tap in 0..taps {
+                    let channels = first..first + width;
+                    packed.extend(channels.map(|channel| self.weight[channel * taps + tap]));
                 }
-            }
-            Order::Lanes(lanes) => {
-                for block in (0..out_channels).step_by((*lanes).max(1)) {
-                    for tap in 0..taps {
-                        packed.extend((block..block + lanes).map(|c| weight(c, tap)));
-                    }
-                }
+                first += width;
             }
         }
         packed
@@ -228,7 +219,8 @@ mod tests {
         // Chunks of 4 in two blocks of 2: the same order, shared.
         let chunks_of_four = weights.packed_in(Order::blocks(vec![2, 2]), &geometry);
         assert!(Arc::ptr_eq(&pairs, &chunks_of_four));
-        let lanes = weights.packed_in(Order::Lanes(4), &geometry);
+        // Blocks of 4 lanes: every channel tap by tap.
+        let lanes = weights.packed_in(Order::blocks(vec![4]), &geometry);
         assert_eq!(*lanes, [0., 10., 20., 30., 1., 11., 21., 31.]);
         assert_eq!(*weights.bias_or_zeros(&geometry), [0.; 4]);
         assert_eq!(*weights.as_given(), *weights.weight());
@@ -263,7 +255,7 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &reshaped));
         assert_eq!(weights.packed_orders(), 2);
         drop((first, again, reshaped));
-        let _lanes = weights.packed_in(Order::Lanes(4), &geometry);
+        let _lanes = weights.packed_in(Order::blocks(vec![4]), &geometry);
         assert_eq!(weights.packed_orders(), 1, "{weights:?}");
     }
 

@@ -56,7 +56,7 @@ pub(crate) struct LanesEngine<T, E> {
     isa: Isa,
     lanes: usize,
     padded: [usize; 2],
-    /// `[channel block][tap][lane]` ([`Order::Lanes`]).
+    /// `[channel block][tap][lane]`: register blocks of one vector ([`Order::Blocks`]).
     weights: Arc<[T]>,
     /// `[channel block][lane]`.
     bias: Arc<[T]>,
@@ -106,7 +106,9 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
             isa,
             lanes,
             padded: [height + padding.top + padding.bottom, padded_w],
-            weights: parts.weights.packed_in(Order::Lanes(lanes), geometry),
+            weights: parts
+                .weights
+                .packed_in(Order::blocks(vec![lanes]), geometry),
             bias: parts.weights.bias_or_zeros(geometry),
             tap_offsets,
             windows,
