@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gconv::{Conv2d, Isa, Options, Threads};
+use gconv::{Conv2d, Isa, Options};
 use gconv_benches::{data, layers};
 
 /// The reference runs on layers below this many FLOPs only.
@@ -48,10 +48,7 @@ fn bench_layers(c: &mut Criterion) {
                 .filter(|&isa| isa != Isa::best());
             runs.extend(lower_tiers.map(|isa| (isa, 1)));
             for (isa, threads) in runs {
-                let options = Options {
-                    isa: Some(isa),
-                    threads: Threads::Count(NonZeroUsize::new(threads).expect("at least one")),
-                };
+                let options = Options::default().isa(isa).threads(threads);
                 let conv = Conv2d::from_geometry(&geometry, &weight, None, options)
                     .expect("the layer list holds valid layers");
                 let id = BenchmarkId::new(short_name.clone(), format!("{}/t{threads}", conv.isa()));

@@ -15,6 +15,7 @@ use crate::implementations::{ExecutionOptions, KernelChoice, Prepared};
 use crate::measure::{self, human};
 use crate::peers::Peers;
 use crate::plot::{self, Series};
+use gconv::CpuClass;
 use gconv::workload::{self, Layer};
 use gconv_testkit::data;
 
@@ -41,7 +42,8 @@ pub struct BenchArgs {
     )]
     min_time: f64,
     /// Also write one JSON object per layer to this file (suite, layer, threads, peer "gconv",
-    /// median_us, gflops, kernel, isa, flops, runs), the peers script's format.
+    /// median_us, gflops, kernel, isa, cpu (the CPU class kernels were chosen for), flops,
+    /// runs), the peers script's format.
     #[arg(long, value_name = "OUT.jsonl")]
     json: Option<PathBuf>,
     /// Peers' results (the JSON lines of shared/peers/bench_peers.py --json): adds the best
@@ -163,13 +165,19 @@ fn bench_layer(
         // The first run above was checked; only the time counts here.
         let _ = prepared.run(&input, &mut output);
     });
-    let (kernel, isa, threads) = match &prepared {
+    let (kernel, isa, cpu, threads) = match &prepared {
         Prepared::Fast(conv) => (
             conv.kernel_id(),
             conv.isa().name().to_string(),
+            conv.cpu_class().name(),
             conv.threads(),
         ),
-        other => (other.name(), "scalar".to_string(), 1),
+        other => (
+            other.name(),
+            "scalar".to_string(),
+            CpuClass::detect().name(),
+            1,
+        ),
     };
     Ok(json!({
         "suite": suite,
@@ -180,6 +188,7 @@ fn bench_layer(
         "gflops": timings.gflops(geometry.flops()),
         "kernel": kernel,
         "isa": isa,
+        "cpu": cpu,
         "flops": geometry.flops(),
         "runs": timings.runs.len(),
     }))

@@ -4,7 +4,7 @@ use std::num::NonZeroUsize;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use gconv::{Conv2d, Isa, Options, Threads};
+use gconv::{Conv2d, CpuClass, Isa, Options, Threads};
 use gconv_shape::Geometry;
 
 /// Which implementation computes a convolution.
@@ -23,6 +23,11 @@ pub struct ExecutionOptions {
     /// best this CPU has). A tier the CPU lacks is an error.
     #[arg(long, value_name = "ISA", value_parser = parse_isa)]
     pub isa: Option<Isa>,
+    /// Choose kernels as for this CPU class: full512 (512-bit vectors at full width), split512
+    /// (split into 256-bit halves) or narrow (no AVX-512). Default: GCONV_CPU if set, else
+    /// this CPU's class. Any class runs correctly anywhere; it only steers kernel choice.
+    #[arg(long, value_name = "CLASS", value_parser = parse_cpu)]
+    pub cpu: Option<CpuClass>,
     /// Worker threads (default: all cores). The output is bit-identical for every count.
     #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
@@ -30,6 +35,10 @@ pub struct ExecutionOptions {
 
 fn parse_isa(text: &str) -> Result<Isa, String> {
     text.parse::<Isa>().map_err(|error| error.to_string())
+}
+
+fn parse_cpu(text: &str) -> Result<CpuClass, String> {
+    text.parse::<CpuClass>().map_err(|error| error.to_string())
 }
 
 impl ExecutionOptions {
@@ -41,6 +50,7 @@ impl ExecutionOptions {
                 Some(count) => Threads::Count(count),
                 None => Threads::All,
             },
+            cpu: self.cpu,
         }
     }
 }
@@ -141,6 +151,7 @@ pub fn all<'a>(
         let execution = ExecutionOptions {
             isa: Some(isa),
             threads: None,
+            cpu: None,
         };
         prepared.push(Prepared::new(
             KernelChoice::Auto,

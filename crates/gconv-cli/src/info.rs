@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use gconv::{Conv2d, Conv2dParams, Isa};
+use gconv::{Conv2d, Conv2dParams, CpuClass, Isa};
 
 use crate::implementations::ExecutionOptions;
 use crate::options::{GeometryOptions, parse_pair, parse_shape4};
@@ -57,6 +57,22 @@ pub fn info(args: &InfoArgs) -> Result<()> {
         Isa::best().name(),
         forced.map_or(String::new(), |v| format!(" (GCONV_ISA={v} forces a tier)"))
     );
+    let detected = CpuClass::detect();
+    let forced = std::env::var("GCONV_CPU")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    out!(
+        "class:   {} ({}){}",
+        detected.name(),
+        match detected {
+            CpuClass::Full512 => "512-bit vectors at full width",
+            CpuClass::Split512 => "512-bit vectors split into 256-bit halves",
+            CpuClass::Narrow => "no AVX-512",
+        },
+        forced.map_or(String::new(), |v| format!(
+            "; GCONV_CPU={v} chooses kernels as for another class"
+        ))
+    );
     out!(
         "cores:   {} (plans use all of them unless --threads says otherwise)",
         cores()
@@ -82,10 +98,12 @@ pub fn info(args: &InfoArgs) -> Result<()> {
         );
         out!("family:  {}", conv.family());
         out!("kernel:  {}", conv.kernel_id());
+        out!("rule:    {} ({})", conv.rule().name(), conv.rule().reason());
         out!(
-            "runs on: {} thread(s), {}",
+            "runs on: {} thread(s), {}, chosen for a {} CPU",
             conv.threads(),
-            conv.isa().level()
+            conv.isa().level(),
+            conv.cpu_class().name()
         );
     }
     Ok(())

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use support::{gconv, npy};
 
+use gconv::Isa;
 use gconv_shape::{Conv2dParams, Padding};
 use gconv_testkit::{Problem, check_against_reference};
 
@@ -585,6 +586,60 @@ fn a_forced_tier_is_used_and_an_unknown_one_is_an_error() {
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("unknown instruction set 'sse9'"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_forced_cpu_class_steers_the_choice_and_an_unknown_one_is_an_error() {
+    let info = |flag: &[&str], env: &str| {
+        Command::new(env!("CARGO_BIN_EXE_gconv"))
+            .args([
+                "info",
+                "--in-channels",
+                "32",
+                "--out-channels",
+                "32",
+                "--kernel",
+                "7",
+                "--groups",
+                "32",
+                "--padding",
+                "3",
+                "--input-shape",
+                "1,32,7,7",
+            ])
+            .args(flag)
+            .env("GCONV_CPU", env)
+            .output()
+            .unwrap()
+    };
+    for class in ["full512", "split512", "narrow"] {
+        for output in [info(&["--cpu", class], ""), info(&[], class)] {
+            assert!(output.status.success(), "{}", stderr(&output));
+            let expected = format!("chosen for a {class} CPU");
+            assert!(stdout(&output).contains(&expected), "{}", stdout(&output));
+        }
+    }
+    // On AVX-512 the class decides the lanes of the 7x7 window on 7x7 planes.
+    if Isa::X86_64V4.is_supported() {
+        let full = stdout(&info(&["--cpu", "full512"], ""));
+        let split = stdout(&info(&["--cpu", "split512"], ""));
+        assert!(full.contains("-lanes-16c"), "{full}");
+        assert!(split.contains("-lanes-8c"), "{split}");
+    }
+    let output = info(&["--cpu", "zen4"], "");
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown CPU class 'zen4'"),
+        "{}",
+        stderr(&output)
+    );
+    let output = info(&[], "zen4");
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown CPU class 'zen4'"),
         "{}",
         stderr(&output)
     );

@@ -7,10 +7,8 @@
 //! non-finite weight times a padding zero is NaN in any kernel that multiplies the padding,
 //! while the reference, like the formula, has no term there at all.
 
-use std::num::NonZeroUsize;
-
 use arbitrary::{Result, Unstructured};
-use gconv::{Conv2d, Conv2dParams, Isa, Options, Padding, Threads};
+use gconv::{Conv2d, Conv2dParams, Isa, Options, Padding};
 use gconv_testkit::{Problem, check_against_reference, data};
 
 /// Values planted in the input: the IEEE special cases and magnitudes at the edges.
@@ -123,10 +121,7 @@ fn check_runs(problem: &Problem, run: impl Fn(Isa, usize) -> Vec<f32>) {
 }
 
 fn run(problem: &Problem, isa: Isa, threads: usize) -> Vec<f32> {
-    let options = Options {
-        isa: Some(isa),
-        threads: Threads::Count(NonZeroUsize::new(threads).expect("counts from 1")),
-    };
+    let options = Options::default().isa(isa).threads(threads);
     let conv = Conv2d::from_geometry(
         &problem.geometry,
         &problem.weight,

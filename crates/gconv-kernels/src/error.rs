@@ -26,6 +26,12 @@ pub enum Error {
         /// What was given.
         name: String,
     },
+    /// `GCONV_CPU` or an option named no known CPU class.
+    #[error("unknown CPU class '{name}': expected full512, split512 or narrow")]
+    UnknownCpuClass {
+        /// What was given.
+        name: String,
+    },
     /// A thread count of zero, or a thread pool that could not be built.
     #[error("invalid thread setting: {reason}")]
     Threads {

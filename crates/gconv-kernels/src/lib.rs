@@ -6,7 +6,7 @@
 //!
 //! | stage | what | where |
 //! |---|---|---|
-//! | choose | a pure function from the problem (geometry, tier, threads) to a kernel, by a table of rules per pass, each with its reason; the measurements behind them in `TUNING.md` | [`select`] |
+//! | choose | a pure function from the problem (geometry, tier, CPU class, threads) to a kernel, by a table of rules per pass, each with its reason; the measurements behind them in `TUNING.md` | [`select`] |
 //! | pack | the layouts a group's input is copied into so that every tap of every stride and dilation is a contiguous shifted load (phase split, per kernel column, im2col, in place), and their bands of rows | `pack` |
 //! | compute | the kernel bodies by family, each written once over the SIMD vocabulary and instantiated per tier, every output stored through the plan's epilogue | `kernels/grouped`, `kernels/depthwise`, `epilogue`, [`simd`] |
 //! | execute | the team of threads (the caller and helpers, each claiming tasks from its own home share first), each thread's scratch, the loop that lends each task its piece of the output | `exec` |
@@ -25,7 +25,8 @@
 //!   over them (`kernels/grouped/tiles.rs`).
 //!
 //! Every output element is one fixed chain of fused multiply-adds (bias, then the taps in
-//! order), so every thread count gives the same bits. `GCONV_ISA` forces a tier ([`isa`]).
+//! order), so every thread count gives the same bits. `GCONV_ISA` forces a tier ([`isa`]),
+//! `GCONV_CPU` a CPU class ([`cpu`]: whether 512-bit vectors run at full width).
 //!
 //! Where the checks live: each stage's unit tests beside it (forced kernels against the
 //! reference, with a non-trivial epilogue too); `selection/forward.txt`, the golden kernel
@@ -63,8 +64,8 @@
 //!   packed; [`KernelPlan::rule`] names the rule of [`select`] that chose its kernel.
 //! * [`Weights`] — a weight and bias shared by the plans of several input shapes, so that
 //!   each order the kernels read them in is packed once ([`KernelPlan::with_weights`]).
-//! * [`Options`] — threads and tier: `Options::default().threads(1)`; by default every core
-//!   and the best tier the CPU has ([`Threads`], [`Isa`]).
+//! * [`Options`] — threads, tier and CPU class: `Options::default().threads(1)`; by default
+//!   every core, the best tier the CPU has and its class ([`Threads`], [`Isa`], [`CpuClass`]).
 //! * [`Family`] — the kind of layer (depthwise, pointwise, small groups, wide groups) that
 //!   kernel ids and benchmarks sort layers into.
 //! * [`Error`] — every failure: the shape rules ([`gconv_shape::ShapeError`]), a tier the
@@ -72,6 +73,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cpu;
 mod epilogue;
 mod error;
 mod exec;
@@ -84,6 +86,7 @@ pub mod select;
 pub mod simd;
 mod weights;
 
+pub use cpu::CpuClass;
 pub use error::Error;
 pub use family::Family;
 pub use isa::Isa;

@@ -11,7 +11,7 @@ use crate::exec::workspace::{Output, Workspace};
 use crate::kernels::{ForwardKernel, Parts, build_forward};
 use crate::select::{self, Problem, Rule, Selection};
 use crate::weights::Weights;
-use crate::{Error, Family, Isa};
+use crate::{CpuClass, Error, Family, Isa};
 
 /// How many threads a plan runs on.
 ///
@@ -45,6 +45,10 @@ pub struct Options {
     pub isa: Option<Isa>,
     /// Threads to run on.
     pub threads: Threads,
+    /// Choose kernels for this CPU class; `None` takes `GCONV_CPU` if set, else the class of
+    /// the CPU it runs on ([`CpuClass::detect`]). Any class runs correctly on any CPU: it
+    /// only steers the choice of kernel.
+    pub cpu: Option<CpuClass>,
 }
 
 impl Options {
@@ -58,6 +62,12 @@ impl Options {
     /// Runs on tier `isa`; making a plan is an error if the CPU lacks it.
     pub fn isa(mut self, isa: Isa) -> Self {
         self.isa = Some(isa);
+        self
+    }
+
+    /// Chooses kernels as for a CPU of class `cpu`, whatever this one is.
+    pub fn cpu(mut self, cpu: CpuClass) -> Self {
+        self.cpu = Some(cpu);
         self
     }
 }
@@ -75,6 +85,7 @@ const PARALLEL_MIN_FLOPS: u64 = 200_000;
 pub struct KernelPlan {
     geometry: Geometry,
     isa: Isa,
+    cpu: CpuClass,
     threads: usize,
     /// Problems below this many FLOPs run on the calling thread ([`PARALLEL_MIN_FLOPS`];
     /// the tests lower it to split even tiny problems).
@@ -130,6 +141,10 @@ impl KernelPlan {
             Some(isa) => Isa::require(isa)?,
             None => Isa::from_env()?.unwrap_or_else(Isa::best),
         };
+        let cpu = match options.cpu {
+            Some(cpu) => cpu,
+            None => CpuClass::from_env()?.unwrap_or_else(CpuClass::detect),
+        };
         let threads = match options.threads {
             Threads::All => rayon::current_num_threads(),
             Threads::Count(count) => count.get(),
@@ -137,6 +152,7 @@ impl KernelPlan {
         let problem = Problem {
             geometry,
             isa,
+            cpu,
             threads,
         };
         let selection = select(problem)?;
@@ -158,6 +174,7 @@ impl KernelPlan {
         Ok(KernelPlan {
             geometry: *geometry,
             isa,
+            cpu,
             threads,
             parallel_min_flops: PARALLEL_MIN_FLOPS,
             forward: Pass { selection, kernel },
@@ -197,6 +214,11 @@ impl KernelPlan {
         self.isa
     }
 
+    /// The CPU class the kernel was chosen for.
+    pub fn cpu_class(&self) -> CpuClass {
+        self.cpu
+    }
+
     /// The kernel family.
     pub fn family(&self) -> Family {
         Family::of(&self.geometry)
@@ -232,6 +254,7 @@ impl fmt::Debug for KernelPlan {
         f.debug_struct("KernelPlan")
             .field("kernel", &self.kernel_id())
             .field("rule", &self.rule().name())
+            .field("cpu", &self.cpu.name())
             .field("threads", &self.threads)
             .field("output_shape", &self.geometry.output_shape())
             .finish()
@@ -259,13 +282,13 @@ mod tests {
 
     use super::*;
     use crate::epilogue::testing::ResidualSquared;
+    use crate::kernels::depthwise::lanes;
     use crate::pack::layout::{Packing, VectorOrder};
     use crate::select::{Body, Choice, GroupedChoice};
     use gconv_shape::{Conv2dParams, Padding};
     use gconv_testkit::strategy::{self, Limits};
     use gconv_testkit::{Problem, check_against_reference};
     use proptest::prelude::*;
-    use std::num::NonZeroUsize;
 
     /// A kernel forced whatever the rules would choose: a grouped body on a packing (in a
     /// vector order, or the cheaper one), or a depthwise kernel.
@@ -273,6 +296,10 @@ mod tests {
     enum Force {
         Grouped(Body, Packing, Option<VectorOrder>),
         Depthwise(Choice),
+        /// Channels in lanes on the plan's tier, or (`narrow`) its 256-bit subset.
+        Lanes {
+            narrow: bool,
+        },
     }
 
     /// The rule a forced selection names.
@@ -286,6 +313,12 @@ mod tests {
                     Choice::Grouped(GroupedChoice::forced(problem, body, packing, order)?)
                 }
                 Force::Depthwise(choice) => choice,
+                Force::Lanes { narrow } => Choice::DepthwiseLanes {
+                    tier: match narrow {
+                        true => lanes::narrow_tier(problem.isa),
+                        false => problem.isa,
+                    },
+                },
             };
             Ok(Selection {
                 choice,
@@ -314,13 +347,23 @@ mod tests {
                 Force::Depthwise(Choice::DepthwiseStreamed) => named("streamed"),
                 Force::Depthwise(Choice::DepthwiseShifted) => named("shifted"),
                 Force::Depthwise(Choice::DepthwiseUnpacked) => named("unpacked"),
-                Force::Depthwise(Choice::DepthwiseLanes) => named("lanes"),
+                Force::Depthwise(Choice::DepthwiseLanes { tier }) => {
+                    named("lanes") && id.contains(&format!("-{}c", tier.lanes()))
+                }
+                Force::Lanes { narrow } => {
+                    let tier = match narrow {
+                        true => lanes::narrow_tier(plan.isa),
+                        false => plan.isa,
+                    };
+                    named("lanes") && id.contains(&format!("-{}c", tier.lanes()))
+                }
                 Force::Depthwise(Choice::Grouped(_)) => false,
             }
         }
     }
 
-    const LANES: Force = Force::Depthwise(Choice::DepthwiseLanes);
+    const LANES: Force = Force::Lanes { narrow: false };
+    const NARROW_LANES: Force = Force::Lanes { narrow: true };
     const UNPACKED: Force = Force::Depthwise(Choice::DepthwiseUnpacked);
     const SHIFTED: Force = Force::Depthwise(Choice::DepthwiseShifted);
     const STREAMED: Force = Force::Depthwise(Choice::DepthwiseStreamed);
@@ -360,10 +403,7 @@ mod tests {
     /// A plan of `problem` forced onto `force` and `isa` with `threads`, split across them
     /// however small the problem; it runs the kernel forced.
     fn forced_plan(problem: &Problem, force: Force, isa: Isa, threads: usize) -> KernelPlan {
-        let options = Options {
-            isa: Some(isa),
-            threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
-        };
+        let options = Options::default().isa(isa).threads(threads);
         let weights = Weights::new(&problem.weight, problem.bias.as_deref());
         let mut plan =
             KernelPlan::with_selection(&problem.geometry, &weights, options, |selection_problem| {
@@ -411,6 +451,7 @@ mod tests {
         let selection_problem = select::Problem {
             geometry: &problem.geometry,
             isa: plan.isa,
+            cpu: plan.cpu,
             threads: plan.threads,
         };
         let weights = Weights::new(&problem.weight, problem.bias.as_deref());
@@ -449,13 +490,14 @@ mod tests {
 
     /// Depthwise problems whose channels fill whole vectors of every tier (16 lanes).
     fn lane_problems() -> impl Strategy<Value = Problem> {
-        // Kernels up to 7x7 (49 taps): ConvNeXt's depthwise size.
+        // Kernels up to 7x7 (49 taps): ConvNeXt's depthwise size. Strides and dilations up to
+        // 3 pair output rows 1, 2 or 3 apart, shifted by 1 to 3 kernel rows (or not at all).
         (
             1usize..3,
             1usize..8,
             1usize..8,
-            1usize..3,
-            1usize..3,
+            1usize..4,
+            1usize..4,
             0usize..4,
             1usize..12,
             1usize..12,
@@ -857,10 +899,7 @@ mod tests {
             let weight = vec![1.0; geometry.weight_count()];
             for isa in Isa::available() {
                 for force in [None, Some(LANES), Some(positions(Packing::PhaseSplit))] {
-                    let options = Options {
-                        isa: Some(isa),
-                        threads: Threads::Count(NonZeroUsize::new(1).unwrap()),
-                    };
+                    let options = Options::default().isa(isa).threads(1);
                     let result = match force {
                         None => KernelPlan::new(&geometry, &weight, None, options),
                         Some(force) => KernelPlan::with_selection(
@@ -923,6 +962,7 @@ mod tests {
         #[test]
         fn channels_in_lanes_match_the_reference(problem in lane_problems()) {
             check_path(&problem, LANES)?;
+            check_path(&problem, NARROW_LANES)?;
         }
 
         #[test]

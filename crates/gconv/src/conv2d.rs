@@ -1,9 +1,9 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use gconv_kernels::{KernelPlan, Weights};
+use gconv_kernels::{KernelPlan, Rule, Weights};
 
-use crate::{Conv2dParams, Error, Family, Geometry, Isa, Options, ShapeError};
+use crate::{Conv2dParams, CpuClass, Error, Family, Geometry, Isa, Options, ShapeError};
 
 /// Input shapes besides the first that a [`Conv2d`] keeps set up; past that the one used
 /// longest ago is dropped (and set up again if it comes back).
@@ -197,6 +197,17 @@ impl Conv2d {
     /// The instruction-set tier it runs on.
     pub fn isa(&self) -> Isa {
         self.first.isa()
+    }
+
+    /// The CPU class its kernels were chosen for (`GCONV_CPU`, [`Options::cpu`], or this
+    /// CPU's).
+    pub fn cpu_class(&self) -> CpuClass {
+        self.first.cpu_class()
+    }
+
+    /// The rule of the selection table that chose the first input shape's kernel.
+    pub fn rule(&self) -> &'static Rule {
+        self.first.rule()
     }
 
     /// The kernel family of the first input shape.

@@ -51,7 +51,7 @@
 
 #![deny(missing_docs)]
 
-pub use gconv_kernels::{Error, Family, Isa, Options, Threads};
+pub use gconv_kernels::{CpuClass, Error, Family, Isa, Options, Threads};
 pub use gconv_shape::{Conv2dParams, Geometry, Padding, PaddingPerSide, ShapeError};
 
 use gconv_kernels::KernelPlan;

@@ -9,10 +9,7 @@ use gconv_testkit::{Problem, check_against_reference};
 use proptest::prelude::*;
 
 fn options(isa: Isa, threads: usize) -> Options {
-    Options {
-        isa: Some(isa),
-        threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
-    }
+    Options::default().isa(isa).threads(threads)
 }
 
 fn run(problem: &Problem, isa: Isa, threads: usize) -> Vec<f32> {
@@ -109,8 +106,8 @@ fn a_plan_shared_by_threads_gives_the_same_bits() {
         for isa in Isa::available() {
             for threads in [Threads::All, Threads::Count(NonZeroUsize::new(2).unwrap())] {
                 let options = Options {
-                    isa: Some(isa),
                     threads,
+                    ..Options::default().isa(isa)
                 };
                 let conv = Conv2d::from_geometry(&geometry, &weight, None, options).unwrap();
                 let alone = conv.forward(&input).unwrap();

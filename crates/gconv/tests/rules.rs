@@ -3,33 +3,38 @@
 //! rule chooses, each test asserts that the rule did choose them (so a strategy that drifts
 //! off its rule fails rather than testing another kernel), then checks the output against the
 //! reference on 1 thread and bit-identity on 2 and 3, on every tier this CPU has where the rule
-//! applies. Fixed cases below sit on the boundaries random shapes rarely hit: a leftover batch
+//! applies (AVX-512 as chosen for both classes of CPU that have it). Fixed cases below sit on the boundaries random shapes rarely hit: a leftover batch
 //! of claimed tasks, reductions at exact multiples of a tap chunk, widths of lanes ± 1.
 
-use std::num::NonZeroUsize;
-
 use gconv::gconv_kernels::KernelPlan;
-use gconv::{Conv2dParams, Geometry, Isa, Options, Padding, Threads};
+use gconv::{Conv2dParams, CpuClass, Geometry, Isa, Options, Padding};
 use gconv_testkit::strategy::{self, with_data};
 use gconv_testkit::{Problem, check_against_reference};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-fn options(isa: Isa, threads: usize) -> Options {
-    Options {
-        isa: Some(isa),
-        threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
-    }
+fn plan(problem: &Problem, isa: Isa, threads: usize) -> KernelPlan {
+    plan_for(problem, isa, CpuClass::detect(), threads)
 }
 
-fn plan(problem: &Problem, isa: Isa, threads: usize) -> KernelPlan {
+/// A plan on `isa` with the kernel chosen for a CPU of class `cpu`.
+fn plan_for(problem: &Problem, isa: Isa, cpu: CpuClass, threads: usize) -> KernelPlan {
     KernelPlan::new(
         &problem.geometry,
         &problem.weight,
         problem.bias.as_deref(),
-        options(isa, threads),
+        Options::default().isa(isa).cpu(cpu).threads(threads),
     )
     .unwrap()
+}
+
+/// The classes whose choices a test runs on `isa`: on AVX-512 both that have it (any class
+/// runs on any CPU of the tier), below it this CPU's (the rules read the class only there).
+fn classes(isa: Isa) -> Vec<CpuClass> {
+    match isa {
+        Isa::X86_64V4 => vec![CpuClass::Full512, CpuClass::Split512],
+        _ => vec![CpuClass::detect()],
+    }
 }
 
 fn output(plan: &KernelPlan, problem: &Problem) -> Vec<f32> {
@@ -38,16 +43,30 @@ fn output(plan: &KernelPlan, problem: &Problem) -> Vec<f32> {
     output
 }
 
-/// On `isa`: `rule` chooses the problem on one thread, the output matches the
-/// reference, and 2 and 3 threads give the bits of 1.
+/// On `isa`, for each class of [`classes`]: `rule` chooses the problem on one thread, the
+/// output matches the reference, and 2 and 3 threads give the bits of 1.
 fn check_rule_on(problem: &Problem, rule: &str, isa: Isa) -> Result<(), TestCaseError> {
-    let single = plan(problem, isa, 1);
+    for cpu in classes(isa) {
+        check_rule_for(problem, rule, isa, cpu)?;
+    }
+    Ok(())
+}
+
+/// [`check_rule_on`] for a CPU of class `cpu`.
+fn check_rule_for(
+    problem: &Problem,
+    rule: &str,
+    isa: Isa,
+    cpu: CpuClass,
+) -> Result<(), TestCaseError> {
+    let single = plan_for(problem, isa, cpu, 1);
     prop_assert_eq!(
         single.rule().name(),
         rule,
-        "{:?} on {}",
+        "{:?} on {} ({})",
         problem.geometry,
-        isa
+        isa,
+        cpu
     );
     let expected = output(&single, problem);
     check_against_reference(problem, &expected)
@@ -55,7 +74,7 @@ fn check_rule_on(problem: &Problem, rule: &str, isa: Isa) -> Result<(), TestCase
     for threads in [2, 3] {
         // Not asserted to be `rule`: a dense or few-group layer's channels are split between
         // threads, and a thread's share may suit another body.
-        let parallel = plan(problem, isa, threads);
+        let parallel = plan_for(problem, isa, cpu, threads);
         let identical = output(&parallel, problem)
             .iter()
             .zip(&expected)
@@ -171,10 +190,11 @@ fn well_filled_widths(lanes: usize, max_vectors: usize) -> impl Strategy<Value =
         .prop_flat_map(move |vectors| (4 * lanes * vectors).div_ceil(5)..=lanes * vectors)
 }
 
-/// Output channels per group that fill whole vectors of every tier: the channel-vector body
-/// keeps a group's output channels in lanes.
+/// Output channels per group that fill whole register blocks of every tier: the
+/// channel-vector body keeps a group's output channels in blocks of two vectors (32 lanes on
+/// AVX-512).
 fn whole_vectors() -> impl Strategy<Value = usize> {
-    (1..=3usize).prop_map(|vectors| 16 * vectors)
+    (1..=3usize).prop_map(|blocks| 32 * blocks)
 }
 
 macro_rules! rule_test {
@@ -237,6 +257,41 @@ rule_test!(
             ..DEPTHWISE
         }
         .geometry())
+);
+
+rule_test!(
+    depthwise_lanes_short_rows,
+    "depthwise-lanes-short-rows",
+    AVX512,
+    (
+        1..=2usize,
+        1..=4usize,
+        [1..=3usize, 1..=3usize],
+        0..=3usize,
+        1..=2usize,
+        1..=6usize,
+        1..=8usize
+    )
+        .prop_map(
+            |(batch, eights, [half_h, half_w], padding, dilation, height, out_width)| {
+                let kernel = [2 * half_h + 1, 2 * half_w + 1];
+                let padding = padding.min(half_w * dilation);
+                let reach = (kernel[1] - 1) * dilation;
+                Depthwise {
+                    batch,
+                    channels: 8 * eights,
+                    kernel,
+                    padding: Padding::uniform(padding),
+                    dilation,
+                    plane: [
+                        height + (kernel[0] - 1) * dilation,
+                        out_width + reach - 2 * padding.min(reach / 2),
+                    ],
+                    ..DEPTHWISE
+                }
+                .geometry()
+            }
+        )
 );
 
 rule_test!(
@@ -452,23 +507,42 @@ rule_test!(
         .geometry())
 );
 
-rule_test!(
-    grouped_channels_phase_split,
-    "grouped-channels-phase-split",
-    VECTOR_TIERS,
-    (1..=4usize, 16..=20usize, [26..=32usize, 26..=32usize]).prop_map(
-        |(groups, in_per_group, plane)| Grouped {
-            groups,
-            in_per_group,
-            out_per_group: 16,
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-            plane,
-            ..GROUPED
-        }
-        .geometry()
+/// Phase-split channel vectors: stride 2 on planes where a copy per kernel column costs more,
+/// `out_per_group` a block of two vectors of `isa`.
+fn channel_phase_split(
+    out_per_group: usize,
+    in_per_group: std::ops::RangeInclusive<usize>,
+    side: std::ops::RangeInclusive<usize>,
+) -> impl Strategy<Value = Geometry> {
+    (1..=4usize, in_per_group, [side.clone(), side]).prop_map(
+        move |(groups, in_per_group, plane)| {
+            Grouped {
+                groups,
+                in_per_group,
+                out_per_group,
+                kernel: 3,
+                stride: 2,
+                padding: 1,
+                plane,
+                ..GROUPED
+            }
+            .geometry()
+        },
     )
+}
+
+rule_test!(
+    grouped_channels_phase_split_avx2,
+    "grouped-channels-phase-split",
+    [Isa::X86_64V3],
+    channel_phase_split(16, 16..=20, 26..=32)
+);
+
+rule_test!(
+    grouped_channels_phase_split_avx512,
+    "grouped-channels-phase-split",
+    AVX512,
+    channel_phase_split(32, 28..=36, 12..=16)
 );
 
 rule_test!(
@@ -478,7 +552,7 @@ rule_test!(
     (
         1..=3usize,
         1..=8usize,
-        1..=16usize,
+        2..=16usize,
         1..=16usize,
         [1..=20usize, 1..=20usize]
     )
@@ -502,7 +576,7 @@ rule_test!(
     (
         1..=2usize,
         1..=4usize,
-        1..=4usize,
+        2..=4usize,
         1..=8usize,
         [1..=2usize, 1..=2usize]
     )
@@ -521,31 +595,47 @@ rule_test!(
         )
 );
 
-rule_test!(
-    grouped_positions_phase_split,
-    "grouped-positions-phase-split",
-    ALL_TIERS,
+/// The flat body on phase-split packing: 3x3 windows at stride 1 or 2 on planes of `side`.
+fn positions_phase_split(side: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Geometry> {
     (
         1..=2usize,
         1..=5usize,
         2..=6usize,
         1..=6usize,
         1..=2usize,
-        [12..=24usize, 12..=24usize]
+        [side.clone(), side],
     )
         .prop_map(
-            |(batch, groups, in_per_group, out_per_group, stride, plane)| Grouped {
-                batch,
-                groups,
-                in_per_group,
-                out_per_group,
-                kernel: 3,
-                stride,
-                padding: 1,
-                plane,
-            }
-            .geometry()
+            |(batch, groups, in_per_group, out_per_group, stride, plane)| {
+                Grouped {
+                    batch,
+                    groups,
+                    in_per_group,
+                    out_per_group,
+                    kernel: 3,
+                    stride,
+                    padding: 1,
+                    plane,
+                }
+                .geometry()
+            },
         )
+}
+
+rule_test!(
+    grouped_positions_phase_split,
+    "grouped-positions-phase-split",
+    BELOW_AVX512,
+    positions_phase_split(12..=24)
+);
+
+// On AVX-512 the phase split's two padding columns per row waste a twentieth of 16-lane
+// vectors on rows up to about 40 wide, where im2col's copy (within L2) wins: wider planes.
+rule_test!(
+    grouped_positions_phase_split_avx512,
+    "grouped-positions-phase-split",
+    AVX512,
+    positions_phase_split(44..=60)
 );
 
 /// A fixed problem with seeded data: on every tier, the reference on one thread and the same

@@ -2,18 +2,11 @@
 //! gives the bits of a `Conv2d` made for that shape, on every tier this CPU has, whatever the
 //! order the shapes come in and however often the cache of set-up shapes overflows.
 
-use std::num::NonZeroUsize;
-
-use gconv::{
-    CACHED_SHAPES, Conv2d, Conv2dParams, Error, Isa, Options, Padding, ShapeError, Threads,
-};
+use gconv::{CACHED_SHAPES, Conv2d, Conv2dParams, Error, Isa, Options, Padding, ShapeError};
 use proptest::prelude::*;
 
 fn options(isa: Isa, threads: usize) -> Options {
-    Options {
-        isa: Some(isa),
-        threads: Threads::Count(NonZeroUsize::new(threads).unwrap()),
-    }
+    Options::default().isa(isa).threads(threads)
 }
 
 /// Deterministic values in [-1, 1) for a buffer of `len`.

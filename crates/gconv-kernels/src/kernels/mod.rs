@@ -59,7 +59,7 @@ pub(crate) fn build_forward<T: Element, E: Epilogue<T>>(
         Choice::DepthwiseStreamed => streamed::suits(geometry),
         Choice::DepthwiseShifted => shifted::suits(geometry),
         Choice::DepthwiseUnpacked => unpacked::suits(geometry),
-        Choice::DepthwiseLanes => lanes::suits(geometry, lanes::tier(isa)),
+        Choice::DepthwiseLanes { tier } => *tier <= isa && lanes::suits(geometry, *tier),
     };
     if !fits {
         return Err(Error::TooLarge {
@@ -71,6 +71,6 @@ pub(crate) fn build_forward<T: Element, E: Epilogue<T>>(
         Choice::DepthwiseStreamed => Box::new(StreamedEngine::new(parts)?),
         Choice::DepthwiseShifted => Box::new(ShiftedEngine::new(parts)?),
         Choice::DepthwiseUnpacked => Box::new(UnpackedEngine::new(parts)?),
-        Choice::DepthwiseLanes => Box::new(LanesEngine::new(parts)?),
+        Choice::DepthwiseLanes { tier } => Box::new(LanesEngine::new(parts, *tier)?),
     })
 }

@@ -5,18 +5,23 @@
 //! |---|---|---|
 //! | 1 | `depthwise-streamed-3x3-stride-2` | streamed depthwise |
 //! | 2 | `depthwise-streamed-5x5-stride-2` | streamed depthwise |
-//! | 3 | `depthwise-streamed-stride-1` | streamed depthwise |
-//! | 4 | `depthwise-streamed-stride-1-short-bands` | streamed depthwise |
-//! | 5 | `depthwise-shifted` | shifted-plane depthwise |
-//! | 6 | `depthwise-unpacked-stride-2` | unpacked depthwise |
-//! | 7 | `depthwise-unpacked-stride-1` | unpacked depthwise |
-//! | 8 | `depthwise-lanes` | channels-in-lanes depthwise |
-//! | 9 | `grouped-channels-in-place` | channel-vector body, input read in place |
-//! | 10 | `grouped-channels-columns` | channel-vector body, one copy per kernel column |
-//! | 11 | `grouped-channels-phase-split` | channel-vector body, phase-split packing |
-//! | 12 | `grouped-positions-in-place` | flat body, input read in place |
-//! | 13 | `grouped-positions-im2col` | flat body, im2col |
-//! | 14 | `grouped-positions-phase-split` | flat body, phase-split packing (every problem) |
+//! | 3 | `depthwise-lanes-short-rows` | channels-in-lanes depthwise |
+//! | 4 | `depthwise-streamed-stride-1` | streamed depthwise |
+//! | 5 | `depthwise-streamed-stride-1-short-bands` | streamed depthwise |
+//! | 6 | `depthwise-shifted` | shifted-plane depthwise |
+//! | 7 | `depthwise-unpacked-stride-2` | unpacked depthwise |
+//! | 8 | `depthwise-unpacked-stride-1` | unpacked depthwise |
+//! | 9 | `depthwise-lanes` | channels-in-lanes depthwise |
+//! | 10 | `grouped-channels-in-place` | channel-vector body, input read in place |
+//! | 11 | `grouped-channels-columns` | channel-vector body, one copy per kernel column |
+//! | 12 | `grouped-channels-phase-split` | channel-vector body, phase-split packing |
+//! | 13 | `grouped-positions-in-place` | flat body, input read in place |
+//! | 14 | `grouped-positions-im2col` | flat body, im2col |
+//! | 15 | `grouped-positions-phase-split` | flat body, phase-split packing (every problem) |
+//!
+//! Rules read the CPU class ([`crate::CpuClass`]) only on the AVX-512 tier, and there only in
+//! the tier the channels-in-lanes kernel runs on (`lanes::tier_for`): 512-bit lanes on a
+//! CPU that runs them at full width, 256-bit lanes on one that splits them.
 
 use gconv_shape::Geometry;
 
@@ -26,7 +31,7 @@ use crate::pack::layout::{Packing, VectorOrder};
 use crate::{Error, Isa};
 
 /// The forward pass's rules, in the order they are tried.
-pub static RULES: [Rule; 14] = [
+pub static RULES: [Rule; 15] = [
     Rule {
         name: "depthwise-streamed-3x3-stride-2",
         reason: "every input row is loaded once per band of columns, deinterleaved into the \
@@ -42,6 +47,26 @@ pub static RULES: [Rule; 14] = [
                 let [_, out_w] = geometry.output_size();
                 window(geometry) == (2, 5) && isa == Isa::X86_64V4 && 2 * out_w > isa.lanes()
             }))
+        },
+    },
+    Rule {
+        name: "depthwise-lanes-short-rows",
+        reason: "AVX-512, stride 1, rows that would fill at most half of the streamed kernel's \
+                 vectors (two thirds for 7x7 windows): channels in lanes fill every lane",
+        choose: |facts| {
+            let Problem { geometry, isa, .. } = facts.problem;
+            let [_, out_w] = geometry.output_size();
+            let lanes = isa.lanes();
+            let filled = out_w.div_ceil(lanes) * lanes;
+            let short =
+                2 * out_w <= filled || (geometry.reduction_len() >= 49 && 3 * out_w < 2 * filled);
+            let applies = isa == Isa::X86_64V4
+                && geometry.stride() == [1, 1]
+                && short
+                && lanes::suits(geometry, lanes::narrow_tier(isa))
+                && padded_block_bytes(geometry, lanes::narrow_tier(isa))
+                    <= LANES_BLOCK_BUDGET as u128;
+            Ok(applies.then(|| lanes_choice(facts)))
         },
     },
     Rule {
@@ -100,8 +125,9 @@ pub static RULES: [Rule; 14] = [
                  where vectors of positions would waste a tenth of their lanes, within L2",
         choose: |facts| {
             let Problem { geometry, isa, .. } = facts.problem;
-            let applies = lanes::suits(geometry, lanes::tier(isa)) && lanes_pay(geometry, isa);
-            Ok(applies.then_some(Choice::DepthwiseLanes))
+            let applies =
+                lanes::suits(geometry, lanes::narrow_tier(isa)) && lanes_pay(geometry, isa);
+            Ok(applies.then(|| lanes_choice(facts)))
         },
     },
     Rule {
@@ -191,6 +217,16 @@ fn streamed_if(facts: &Facts<'_>, pays: impl Fn(&Geometry, Isa) -> bool) -> Opti
     (streamed::suits(geometry) && pays(geometry, isa)).then_some(Choice::DepthwiseStreamed)
 }
 
+/// The channels-in-lanes kernel on the tier that suits the problem and the CPU class.
+fn lanes_choice(facts: &Facts<'_>) -> Choice {
+    let Problem {
+        geometry, isa, cpu, ..
+    } = facts.problem;
+    Choice::DepthwiseLanes {
+        tier: lanes::tier_for(geometry, isa, cpu),
+    }
+}
+
 /// Bytes of the problem's padded plane as a block of channels in lanes of `tier`.
 fn padded_block_bytes(geometry: &Geometry, tier: Isa) -> u128 {
     let [height, width] = geometry.input_size();
@@ -224,7 +260,7 @@ fn unpacked_stride_two_pays(geometry: &Geometry, isa: Isa) -> bool {
         (Isa::X86_64V4, 3) => UNPACKED_MIN_BLOCK,
         _ => 4 * UNPACKED_MIN_BLOCK,
     };
-    shared && padded_block_bytes(geometry, lanes::tier(isa)) > min_block as u128
+    shared && padded_block_bytes(geometry, lanes::narrow_tier(isa)) > min_block as u128
 }
 
 /// Stride 1 on the unpacked kernel: at most nine taps, or a 5xN or 7xN window without
@@ -237,7 +273,7 @@ fn unpacked_stride_one_pays(geometry: &Geometry, isa: Isa) -> bool {
     let tall_shared =
         matches!(kernel_h, 5 | 7) && geometry.dilation()[0] == 1 && 6 * (kernel_h - 1) <= out_h;
     (geometry.reduction_len() <= 9 || tall_shared)
-        && padded_block_bytes(geometry, lanes::tier(isa)) > UNPACKED_MIN_BLOCK as u128
+        && padded_block_bytes(geometry, lanes::narrow_tier(isa)) > UNPACKED_MIN_BLOCK as u128
 }
 
 /// Whether the channels-in-lanes kernel should run `geometry` rather than the flat kernel on
@@ -250,7 +286,7 @@ fn lanes_pay(geometry: &Geometry, isa: Isa) -> bool {
     let [_, width] = geometry.input_size();
     let padding = geometry.padding();
     let padded_w = width + padding.left + padding.right;
-    let block_bytes = padded_block_bytes(geometry, lanes::tier(isa));
+    let block_bytes = padded_block_bytes(geometry, lanes::narrow_tier(isa));
     let flat_lanes = isa.lanes() as u128;
     let row_stride = padded_w.div_ceil(geometry.stride()[1]) as u128;
     let flat_positions = (out_h as u128 * row_stride).div_ceil(flat_lanes) * flat_lanes;

@@ -17,7 +17,7 @@ use gconv_shape::Geometry;
 use crate::kernels::depthwise::{lanes, shifted, unpacked};
 use crate::kernels::grouped::tiles::tiles_of;
 use crate::pack::layout::{Layout, Packing, VectorOrder};
-use crate::{Error, Family, Isa};
+use crate::{CpuClass, Error, Family, Isa};
 
 pub mod forward;
 #[cfg(test)]
@@ -33,6 +33,8 @@ pub struct Problem<'a> {
     pub geometry: &'a Geometry,
     /// The tier the plan runs on.
     pub isa: Isa,
+    /// The class of CPU the kernel is chosen for.
+    pub cpu: CpuClass,
     /// The plan's threads.
     pub threads: usize,
 }
@@ -70,9 +72,12 @@ pub(crate) enum Choice {
     /// Depthwise, tiles of output rows read straight from the input rows
     /// (`kernels::depthwise::unpacked`).
     DepthwiseUnpacked,
-    /// Depthwise, channels in lanes (`kernels::depthwise::lanes`), on
-    /// [`lanes::tier`]`(isa)`.
-    DepthwiseLanes,
+    /// Depthwise, channels in lanes (`kernels::depthwise::lanes`), on `tier`: the plan's, or
+    /// on AVX-512 its 256-bit subset ([`lanes::tier_for`]).
+    DepthwiseLanes {
+        /// The tier whose vectors hold the channels.
+        tier: Isa,
+    },
 }
 
 #[cfg(test)]
@@ -90,6 +95,7 @@ impl GroupedChoice {
             geometry,
             isa,
             threads,
+            ..
         } = problem;
         let partition = Partition::new(geometry, isa, threads, body == Body::Channels);
         let order = match (packing, order) {
@@ -137,7 +143,11 @@ impl Choice {
         let lanes = isa.lanes();
         let (packing, channels, positions) = match self {
             Choice::Grouped(grouped) => grouped.tile(isa),
-            Choice::DepthwiseLanes => ("lanes", lanes::tier(isa).lanes(), lanes::POSITIONS),
+            Choice::DepthwiseLanes { tier } => (
+                "lanes",
+                tier.lanes(),
+                lanes::tile_positions(geometry, *tier),
+            ),
             Choice::DepthwiseUnpacked => ("unpacked", 1, unpacked::TILE_ROWS * lanes),
             Choice::DepthwiseShifted => ("shifted", 1, shifted::TILE_VECTORS * lanes),
             Choice::DepthwiseStreamed => ("streamed", 1, lanes),
@@ -263,6 +273,7 @@ impl<'a> Facts<'a> {
                 geometry,
                 isa,
                 threads,
+                ..
             } = self.problem;
             let partition = Partition::new(geometry, isa, threads, false);
             let phase_split = grouped::phase_split(geometry, &partition.bands(geometry, isa));

@@ -9,8 +9,10 @@
 //! dilation, with no lane wasted. The `[position][lane]` result is transposed back to NCHW
 //! on its way to the output.
 //!
-//! On AVX-512 it runs with the tier's AVX2 subset ([`tier`]): its 16x16 transposes cost 64
-//! shuffles on the one 512-bit shuffle port, twice an 8x8's per element (see `TUNING.md`,
+//! On AVX-512 it runs with 16 lanes where 512-bit vectors run at full width and the block
+//! stays in L1, else with the tier's 256-bit subset ([`tier_for`]): on a CPU that splits
+//! 512-bit operations the wider vector does no more arithmetic per cycle, and its 16x16
+//! transposes cost more shuffles per element than 8x8 ones (see `TUNING.md`,
 //! `depthwise-lanes`).
 
 use std::sync::Arc;
@@ -24,19 +26,58 @@ use crate::pack::copy::copy;
 use crate::select::Problem;
 use crate::simd::{Element, MAX_LANES, Simd, WithSimd, dispatch, lanes_of};
 use crate::weights::Order;
-use crate::{Error, Isa};
+use crate::{CpuClass, Error, Isa};
 
-/// Output positions computed together: independent accumulators that keep both FMA units busy
-/// through their latency.
-pub(crate) const POSITIONS: usize = 8;
+/// Outputs along a row computed together where a row is alone: independent sums that keep
+/// both FMA units busy through their latency.
+const ROW_TILE: usize = 8;
 
-/// The tier the channels-in-lanes kernel runs on for a plan of tier `isa`: on AVX-512, its
-/// AVX2 subset (an AVX-512 tier includes AVX2 and FMA, see `Isa::is_supported`).
-pub(crate) fn tier(isa: Isa) -> Isa {
+/// The outputs along each of two paired rows computed together on `tier`: with 32 vector
+/// registers 8 (16 sums, two weights and an input), with 16 registers 4.
+fn paired_tile(tier: Isa) -> usize {
+    match tier.registers() {
+        32 => 8,
+        _ => 4,
+    }
+}
+
+/// The outputs of the kernel's largest register tile on `tier` for `geometry`: two rows'
+/// worth where rows are paired, else a row's.
+pub(crate) fn tile_positions(geometry: &Geometry, tier: Isa) -> usize {
+    match Pairing::of(geometry) {
+        Some(_) => 2 * paired_tile(tier),
+        None => ROW_TILE,
+    }
+}
+
+/// The 256-bit tier of a plan of tier `isa`: on AVX-512, its AVX2 subset (an AVX-512 tier
+/// includes AVX2 and FMA, see `Isa::is_supported`).
+pub(crate) fn narrow_tier(isa: Isa) -> Isa {
     match isa {
         Isa::X86_64V4 => Isa::X86_64V3,
         other => other,
     }
+}
+
+/// Bytes of a padded block of 16 channels in lanes up to which 512-bit lanes run it on a
+/// full-width CPU: what stays in L1 beside the weights (`TUNING.md`, `depthwise-lanes`).
+const WIDE_BLOCK_BUDGET: u128 = 32 * 1024;
+
+/// The tier the kernel runs `geometry` on for a plan of tier `isa` on a CPU of class `cpu`:
+/// the plan's 512-bit vectors where they run at full width, the channels fill them and the
+/// padded block stays in L1; otherwise the 256-bit subset.
+pub(crate) fn tier_for(geometry: &Geometry, isa: Isa, cpu: CpuClass) -> Isa {
+    let [height, width] = geometry.input_size();
+    let padding = geometry.padding();
+    // In u128: absurd padding can make these products exceed usize.
+    let padded_h = height as u128 + padding.top as u128 + padding.bottom as u128;
+    let padded_w = width as u128 + padding.left as u128 + padding.right as u128;
+    let block_bytes = padded_h * padded_w * isa.vector_bytes() as u128;
+    let wide = isa == Isa::X86_64V4
+        && cpu == CpuClass::Full512
+        && suits(geometry, isa)
+        && block_bytes <= WIDE_BLOCK_BUDGET;
+    if wide { isa } else { narrow_tier(isa) }
 }
 
 /// Whether `geometry` suits this kernel on `tier`: depthwise with multiplier 1 and channels a
@@ -52,7 +93,7 @@ pub(crate) fn suits(geometry: &Geometry, tier: Isa) -> bool {
 #[derive(Debug)]
 pub(crate) struct LanesEngine<T, E> {
     geometry: Geometry,
-    /// The tier it runs on ([`tier`] of the plan's).
+    /// The tier it runs on ([`tier_for`] the plan's).
     isa: Isa,
     lanes: usize,
     padded: [usize; 2],
@@ -60,20 +101,26 @@ pub(crate) struct LanesEngine<T, E> {
     weights: Arc<[T]>,
     /// `[channel block][lane]`.
     bias: Arc<[T]>,
-    /// Per tap, the offset of its input from a window's top-left corner in the padded block.
-    tap_offsets: Vec<usize>,
-    /// Per output position (row-major), the offset of its window's top-left corner in the
-    /// padded block: positions are taken in groups across row ends, so a 7-wide row costs no
-    /// short tail tiles.
-    windows: Vec<usize>,
+    /// Per kernel row, the offset of its input from a window's top-left corner in the padded
+    /// block (`i·dH·padded_w·LANES`).
+    row_offsets: Vec<usize>,
+    /// Per kernel column, the offset of its input from a window's left edge (`j·dW·LANES`).
+    column_offsets: Vec<usize>,
+    /// Output rows `oh` and `oh + rows_apart` read the same input rows, the second's kernel
+    /// row `i` being the first's `i + taps_apart` (`rows_apart·sH = taps_apart·dH`), when
+    /// `taps_apart < kH`; `None` where no two rows share one.
+    pairs: Option<Pairing>,
+    /// Per output row, the offset of its first window's top-left corner in the padded block;
+    /// the row's next windows follow `stride_w · LANES` elements apart.
+    row_windows: Vec<usize>,
     epilogue: E,
 }
 
 impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
-    /// The engine for the problem of `parts` (which [`suits`] it).
-    pub fn new(parts: Parts<'_, T, E>) -> Result<Self, Error> {
-        let Problem { geometry, isa, .. } = parts.problem;
-        let isa = tier(isa);
+    /// The engine for the problem of `parts` (which [`suits`] it) on tier `isa`: the plan's
+    /// or, on AVX-512, its 256-bit subset ([`tier_for`]).
+    pub fn new(parts: Parts<'_, T, E>, isa: Isa) -> Result<Self, Error> {
+        let Problem { geometry, .. } = parts.problem;
         let lanes = lanes_of::<T>(isa);
         let padding = geometry.padding();
         let [height, width] = geometry.input_size();
@@ -89,15 +136,24 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
         let too_large = Error::TooLarge {
             what: "the padded block of the channels-in-lanes kernel",
         };
-        let tap_offsets = (0..kernel_h * kernel_w)
-            .map(|tap| offset(tap / kernel_w * dilation_h, tap % kernel_w * dilation_w))
+        let row_offsets = (0..kernel_h)
+            .map(|i| offset(i * dilation_h, 0))
             .collect::<Option<Vec<usize>>>()
+            .ok_or(too_large.clone())?;
+        let column_offsets = (0..kernel_w)
+            .map(|j| offset(0, j * dilation_w))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or(too_large.clone())?;
+        // Whole taps' reach fits: the last tap is the furthest.
+        offset((kernel_h - 1) * dilation_h, (kernel_w - 1) * dilation_w)
             .ok_or(too_large.clone())?;
         let [out_h, out_w] = geometry.output_size();
         let [stride_h, stride_w] = geometry.stride();
-        let windows = (0..out_h)
-            .flat_map(|oh| (0..out_w).map(move |ow| (oh, ow)))
-            .map(|(oh, ow)| offset(oh * stride_h, ow * stride_w))
+        // The last window of each row is the furthest: if it fits, every window does.
+        let row_windows = (0..out_h)
+            .map(|oh| {
+                offset(oh * stride_h, (out_w - 1) * stride_w).and_then(|_| offset(oh * stride_h, 0))
+            })
             .collect::<Option<Vec<usize>>>()
             .ok_or(too_large)?;
         // Sums that Geometry checked: each padded extent fits in usize.
@@ -110,8 +166,10 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
                 .weights
                 .packed_in(Order::blocks(vec![lanes]), geometry),
             bias: parts.weights.bias_or_zeros(geometry),
-            tap_offsets,
-            windows,
+            row_offsets,
+            column_offsets,
+            pairs: Pairing::of(geometry),
+            row_windows,
             epilogue: parts.epilogue,
         })
     }
@@ -207,7 +265,7 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
         let padding = self.geometry.padding();
         let padded_w = self.padded[1];
         let image = height * width;
-        padded.fill(T::ZERO);
+        zero_border(padded, [height, width], padding, lanes);
         assert_eq!(input.len(), lanes * image);
         if width.is_multiple_of(lanes) {
             for row in 0..height {
@@ -240,10 +298,6 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
 
     /// Every output position of channel block `block` as one vector, into `transposed` as
     /// `[position][lane]`.
-    ///
-    /// Loop order: output rows, then positions along the row in groups of [`POSITIONS`], then
-    /// taps: each tap loads its weight vector once per group of positions and one input
-    /// vector per position.
     #[inline(always)]
     fn convolve_block<S: Simd<Elem = T>>(
         &self,
@@ -254,37 +308,71 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
     ) {
         let lanes = S::LANES;
         let taps = self.geometry.reduction_len();
-        let weights = &self.weights[block * taps * lanes..][..taps * lanes];
-        let bias = simd.load_from(&self.bias[block * lanes..]);
-        if taps <= RESIDENT_TAPS {
-            // Up to 16 weight vectors stay in registers for the whole block (measured 7 %
-            // faster on MobileNet's 3x3 layers than loading them per group of positions). A
-            // plain loop, not `array::from_fn`: its closure may stay out of line, outside the
-            // tier's `target_feature` context, where the intrinsics cannot inline.
-            let mut resident = [simd.splat(T::ZERO); RESIDENT_TAPS];
-            for (vector, tap_weights) in resident.iter_mut().zip(weights.chunks_exact(lanes)) {
-                *vector = simd.load_from(tap_weights);
-            }
-            let window = Window {
-                simd,
-                padded,
-                weights: &resident[..taps],
-                tap_offsets: &self.tap_offsets,
-                windows: &self.windows,
-                bias,
-            };
-            window.plane(transposed);
-        } else {
-            let window = Window {
-                simd,
-                padded,
-                weights: &InMemory(weights),
-                tap_offsets: &self.tap_offsets,
-                windows: &self.windows,
-                bias,
-            };
-            window.plane(transposed);
-        }
+        let window = Window {
+            simd,
+            padded,
+            weights: &self.weights[block * taps * lanes..][..taps * lanes],
+            row_offsets: &self.row_offsets,
+            column_offsets: &self.column_offsets,
+            row_windows: &self.row_windows,
+            step: self.geometry.stride()[1] * lanes,
+            out_w: self.geometry.output_size()[1],
+            paired_tile: paired_tile(self.isa),
+            bias: simd.load_from(&self.bias[block * lanes..]),
+        };
+        window.plane(self.pairs, transposed);
+    }
+}
+
+/// Two output rows that read the same input rows: `oh` and `oh + rows_apart`, the second's
+/// kernel row `i` reading the first's kernel row `i + taps_apart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pairing {
+    rows_apart: usize,
+    taps_apart: usize,
+}
+
+impl Pairing {
+    /// Rows `m` apart share input rows when `m·sH` is a multiple of `dH`: the smallest such
+    /// `m` is `dH / gcd(sH, dH)`, its shift `sH / gcd(sH, dH)` taps; they share some when the
+    /// shift is shorter than the window.
+    fn of(geometry: &Geometry) -> Option<Pairing> {
+        let (stride, dilation) = (geometry.stride()[0], geometry.dilation()[0]);
+        let divisor = gcd(stride, dilation);
+        let pairing = Pairing {
+            rows_apart: dilation / divisor,
+            taps_apart: stride / divisor,
+        };
+        let [out_h, _] = geometry.output_size();
+        (pairing.taps_apart < geometry.kernel_size()[0] && pairing.rows_apart < out_h)
+            .then_some(pairing)
+    }
+}
+
+/// Greatest common divisor (stride and dilation are at least 1).
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Zeros the padding around the `height × width` plane in the padded `[row][column][lane]`
+/// block: the top and bottom rows and each row's two ends, not the interior the input fills.
+fn zero_border<T: Element>(
+    padded: &mut [T],
+    [height, width]: [usize; 2],
+    padding: gconv_shape::PaddingPerSide,
+    lanes: usize,
+) {
+    let padded_w = (padding.left + width + padding.right) * lanes;
+    let (top, rest) = padded.split_at_mut(padding.top * padded_w);
+    top.fill(T::ZERO);
+    let (interior, bottom) = rest.split_at_mut(height * padded_w);
+    bottom.fill(T::ZERO);
+    for row in interior.chunks_exact_mut(padded_w) {
+        row[..padding.left * lanes].fill(T::ZERO);
+        row[(padding.left + width) * lanes..].fill(T::ZERO);
     }
 }
 
@@ -381,88 +469,216 @@ unsafe fn transpose_part<S: Simd>(
     }
 }
 
-/// Taps whose weight vectors are kept in registers for a whole block.
-const RESIDENT_TAPS: usize = 16;
-
-/// Where a tile finds each tap's weight vector.
-trait TapWeights<S: Simd> {
-    fn weight(&self, simd: S, tap: usize) -> S::Vector;
-}
-
-/// Weight vectors loaded once per block (kept in registers).
-impl<S: Simd> TapWeights<S> for [S::Vector] {
-    #[inline(always)]
-    fn weight(&self, _simd: S, tap: usize) -> S::Vector {
-        self[tap]
-    }
-}
-
-/// Weights `[tap][lane]` in memory, loaded per tap.
-struct InMemory<'a, T>(&'a [T]);
-
-impl<S: Simd> TapWeights<S> for InMemory<'_, S::Elem> {
-    #[inline(always)]
-    fn weight(&self, simd: S, tap: usize) -> S::Vector {
-        simd.load_from(&self.0[tap * S::LANES..])
-    }
-}
-
 /// What every tile of a block reads: the padded input, the taps' weights and input offsets.
-struct Window<'a, S: Simd, W: TapWeights<S> + ?Sized> {
+struct Window<'a, S: Simd> {
     simd: S,
     padded: &'a [S::Elem],
-    weights: &'a W,
-    tap_offsets: &'a [usize],
-    /// Per output position, its window's offset in `padded`.
-    windows: &'a [usize],
+    /// `[tap][lane]`.
+    weights: &'a [S::Elem],
+    row_offsets: &'a [usize],
+    column_offsets: &'a [usize],
+    /// Per output row, its first window's offset in `padded`.
+    row_windows: &'a [usize],
+    /// Elements between the windows of neighbouring outputs of a row: `stride_w · LANES`.
+    step: usize,
+    /// Outputs per row.
+    out_w: usize,
+    /// Outputs per tile along each of two paired rows: [`paired_tile`] of the tier.
+    paired_tile: usize,
     bias: S::Vector,
 }
 
-impl<S: Simd, W: TapWeights<S> + ?Sized> Window<'_, S, W> {
-    /// Every output position, row after row, in groups of [`POSITIONS`] that may span row
-    /// ends, then 4, 2, 1, into `outputs` as `[position][lane]`.
+impl<S: Simd> Window<'_, S> {
+    /// Every output row into `outputs` as `[position][lane]`: rows two at a time where a
+    /// pairing lets them share their input loads (rows `oh` and `oh + m` of each run of `2m`
+    /// rows), the rest alone.
+    ///
+    /// Register tile: `P` outputs along a row, [`ROW_TILE`] for a row alone and
+    /// [`paired_tile`] for each of two paired rows; the row's last outputs one tile of the
+    /// rest. Loop order within a tile: kernel rows, kernel columns,
+    /// then the tile's outputs, each a multiply-add whose input is loaded once for both rows.
+    /// A tile keeps to its rows, so its windows are one base address and constant steps.
     #[inline(always)]
-    fn plane(&self, outputs: &mut [S::Elem]) {
-        let positions = self.windows.len();
-        let mut first = 0;
-        while first + POSITIONS <= positions {
-            self.positions::<POSITIONS>(first, outputs);
-            first += POSITIONS;
-        }
-        macro_rules! tails {
-            ($($size:literal),*) => {$(
-                if positions - first >= $size {
-                    self.positions::<$size>(first, outputs);
-                    first += $size;
-                }
-            )*};
-        }
-        tails!(4, 2, 1);
-    }
-
-    /// Output positions `first..first + P`: `P` accumulators, one load and one fused
-    /// multiply-add per tap each, written to `outputs` as `[position][lane]`.
-    #[inline(always)]
-    fn positions<const P: usize>(&self, first: usize, outputs: &mut [S::Elem]) {
-        let (simd, lanes) = (self.simd, S::LANES);
-        let base = self.padded.as_ptr();
-        let windows: &[usize; P] = self.windows[first..first + P]
-            .try_into()
-            .expect("P positions");
-        let mut acc = [self.bias; P];
-        for (tap, &offset) in self.tap_offsets.iter().enumerate() {
-            let weights = self.weights.weight(simd, tap);
-            for (sum, &window) in acc.iter_mut().zip(windows) {
-                debug_assert!(window + offset + lanes <= self.padded.len());
-                // SAFETY: the window of each output lies inside the padded block:
-                // (oh·sH + i·dH) < padded_h and (ow·sW + j·dW) < padded_w, so the LANES
-                // elements at `window + offset` are inside `padded`.
-                let x = unsafe { simd.load(base.add(window + offset)) };
-                *sum = simd.mul_add(weights, x, *sum);
+    fn plane(&self, pairing: Option<Pairing>, outputs: &mut [S::Elem]) {
+        let out_h = self.row_windows.len();
+        let Some(Pairing {
+            rows_apart,
+            taps_apart,
+        }) = pairing
+        else {
+            for row in 0..out_h {
+                self.row(row, None, outputs);
+            }
+            return;
+        };
+        for run in (0..out_h).step_by(2 * rows_apart) {
+            for first in run..(run + rows_apart).min(out_h) {
+                let second = first + rows_apart;
+                let pair = (second < out_h).then_some((second, taps_apart));
+                self.row(first, pair, outputs);
             }
         }
-        for (p, &sum) in acc.iter().enumerate() {
-            simd.store_into(&mut outputs[(first + p) * lanes..], sum);
+    }
+
+    /// Output row `first`, and with it `(second, taps_apart)` if paired, in tiles of `P`.
+    #[inline(always)]
+    fn row(&self, first: usize, pair: Option<(usize, usize)>, outputs: &mut [S::Elem]) {
+        match (pair, self.paired_tile) {
+            (None, _) => self.row_in_tiles::<ROW_TILE>(first, None, outputs),
+            (Some(_), 8) => self.row_in_tiles::<8>(first, pair, outputs),
+            (Some(_), _) => self.row_in_tiles::<4>(first, pair, outputs),
+        }
+    }
+
+    #[inline(always)]
+    fn row_in_tiles<const P: usize>(
+        &self,
+        first: usize,
+        pair: Option<(usize, usize)>,
+        outputs: &mut [S::Elem],
+    ) {
+        let mut column = 0;
+        while self.out_w - column >= P {
+            self.tile::<P>(first, pair, column, outputs);
+            column += P;
+        }
+        macro_rules! rest {
+            ($($size:literal),*) => {
+                match self.out_w - column {
+                    $($size if $size < P => self.tile::<$size>(first, pair, column, outputs),)*
+                    _ => {}
+                }
+            };
+        }
+        rest!(1, 2, 3, 4, 5, 6, 7);
+    }
+
+    /// Outputs `column..column + P` of row `first`, and of row `second` if paired.
+    #[inline(always)]
+    fn tile<const P: usize>(
+        &self,
+        first: usize,
+        pair: Option<(usize, usize)>,
+        column: usize,
+        outputs: &mut [S::Elem],
+    ) {
+        let kernel_h = self.row_offsets.len();
+        let origin = |row: usize| {
+            // Every window of the tile lies inside the padded block, so these pointers and
+            // those derived from them below stay inside it.
+            self.padded
+                .as_ptr()
+                .wrapping_add(self.row_windows[row] + column * self.step)
+        };
+        let mut sums = [self.bias; P];
+        match pair {
+            None => {
+                self.add_rows(origin(first), 0..kernel_h, 0, &mut sums);
+            }
+            Some((second, taps_apart)) => {
+                let mut second_sums = [self.bias; P];
+                // Kernel rows only the first row reads, those both read, those only the second.
+                self.add_rows(origin(first), 0..taps_apart, 0, &mut sums);
+                self.add_shared_rows(
+                    origin(first),
+                    taps_apart..kernel_h,
+                    taps_apart,
+                    [&mut sums, &mut second_sums],
+                );
+                self.add_rows(
+                    origin(second),
+                    kernel_h - taps_apart..kernel_h,
+                    0,
+                    &mut second_sums,
+                );
+                self.store(second, column, &second_sums, outputs);
+            }
+        }
+        self.store(first, column, &sums, outputs);
+    }
+
+    /// Kernel rows `rows` (input rows read from `origin`) added to `sums` with the weights of
+    /// kernel rows `rows − taps_back`.
+    #[inline(always)]
+    fn add_rows<const P: usize>(
+        &self,
+        origin: *const S::Elem,
+        rows: std::ops::Range<usize>,
+        taps_back: usize,
+        sums: &mut [S::Vector; P],
+    ) {
+        let (simd, lanes) = (self.simd, S::LANES);
+        let kernel_w = self.column_offsets.len();
+        for i in rows {
+            let row_origin = origin.wrapping_add(self.row_offsets[i]);
+            let row_weights =
+                &self.weights[(i - taps_back) * kernel_w * lanes..][..kernel_w * lanes];
+            for (&column_offset, weights) in self
+                .column_offsets
+                .iter()
+                .zip(row_weights.chunks_exact(lanes))
+            {
+                let weights = simd.load_from(weights);
+                let tap_origin = row_origin.wrapping_add(column_offset);
+                for (p, sum) in sums.iter_mut().enumerate() {
+                    // SAFETY: output (oh, ow) reads padded pixel (oh·sH + i·dH, ow·sW + j·dW),
+                    // inside the padded block (its extents are the outputs' reach), so the
+                    // LANES elements at its window's offset plus the tap's are in `padded`.
+                    let x = unsafe { simd.load(tap_origin.wrapping_add(p * self.step)) };
+                    *sum = simd.mul_add(weights, x, *sum);
+                }
+            }
+        }
+    }
+
+    /// Kernel rows `rows` of the first row of a pair (read from its `origin`), which are the
+    /// second's kernel rows `rows − taps_apart`: each input loaded once for both.
+    #[inline(always)]
+    fn add_shared_rows<const P: usize>(
+        &self,
+        origin: *const S::Elem,
+        rows: std::ops::Range<usize>,
+        taps_apart: usize,
+        [first, second]: [&mut [S::Vector; P]; 2],
+    ) {
+        let (simd, lanes) = (self.simd, S::LANES);
+        let kernel_w = self.column_offsets.len();
+        for i in rows {
+            let row_origin = origin.wrapping_add(self.row_offsets[i]);
+            let first_weights = &self.weights[i * kernel_w * lanes..][..kernel_w * lanes];
+            let second_weights =
+                &self.weights[(i - taps_apart) * kernel_w * lanes..][..kernel_w * lanes];
+            for (j, &column_offset) in self.column_offsets.iter().enumerate() {
+                let first_weight = simd.load_from(&first_weights[j * lanes..]);
+                let second_weight = simd.load_from(&second_weights[j * lanes..]);
+                let tap_origin = row_origin.wrapping_add(column_offset);
+                for (p, (first_sum, second_sum)) in
+                    first.iter_mut().zip(second.iter_mut()).enumerate()
+                {
+                    // SAFETY: as in `add_rows`: this is the first row's window plus its tap
+                    // (the second row's window plus its tap `i − taps_apart` is the same
+                    // input), inside `padded`.
+                    let x = unsafe { simd.load(tap_origin.wrapping_add(p * self.step)) };
+                    *first_sum = simd.mul_add(first_weight, x, *first_sum);
+                    *second_sum = simd.mul_add(second_weight, x, *second_sum);
+                }
+            }
+        }
+    }
+
+    /// A tile's sums to `outputs` as `[position][lane]`.
+    #[inline(always)]
+    fn store<const P: usize>(
+        &self,
+        row: usize,
+        column: usize,
+        sums: &[S::Vector; P],
+        outputs: &mut [S::Elem],
+    ) {
+        let first = row * self.out_w + column;
+        for (p, &sum) in sums.iter().enumerate() {
+            self.simd
+                .store_into(&mut outputs[(first + p) * S::LANES..], sum);
         }
     }
 }
