@@ -103,7 +103,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         Ok(())
     })?;
     let mut records = Vec::new();
-    for layer in selected {
+    for &layer in &selected {
         progress.set_message(layer.name.clone());
         let record = bench_layer(&suite, layer, args, min_time)?;
         let gflops = record["gflops"].as_f64().unwrap_or(0.0);
@@ -139,6 +139,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         records.push(record);
     }
     progress.finish_and_clear();
+    if selected.iter().any(|layer| layer.count > 1) {
+        network_totals(&selected, &records, peers.as_ref())?;
+    }
     if let Some(path) = &args.json {
         write_lines(path, &records)?;
     }
@@ -190,8 +193,76 @@ fn bench_layer(
         "isa": isa,
         "cpu": cpu,
         "flops": geometry.flops(),
+        "count": layer.count,
         "runs": timings.runs.len(),
     }))
+}
+
+/// For a list of whole networks (layers with counts): per network, the sum of each layer's
+/// median times its count, ours and every peer's that measured all of its layers, and the
+/// share of our time in dense (`groups = 1`) layers.
+fn network_totals(
+    layers: &[&Layer],
+    records: &[serde_json::Value],
+    peers: Option<&Peers>,
+) -> Result<()> {
+    let mut networks: Vec<&str> = Vec::new();
+    for layer in layers {
+        if !networks.contains(&layer.network()) {
+            networks.push(layer.network());
+        }
+    }
+    out!();
+    out!(
+        "network totals (each layer's median times its count, summed; ratio: the peer's total over ours):"
+    );
+    for network in networks {
+        let members: Vec<(&Layer, &serde_json::Value)> = layers
+            .iter()
+            .zip(records)
+            .filter(|(layer, _)| layer.network() == network)
+            .map(|(layer, record)| (*layer, record))
+            .collect();
+        let threads = members
+            .first()
+            .and_then(|(_, record)| record["threads"].as_u64())
+            .unwrap_or(1);
+        let time = |(layer, record): &(&Layer, &serde_json::Value)| {
+            record["median_us"].as_f64().unwrap_or(0.0) * layer.count as f64
+        };
+        let ours: f64 = members.iter().map(time).sum();
+        let dense: f64 = members
+            .iter()
+            .filter(|(layer, _)| layer.geometry.groups() == 1)
+            .map(time)
+            .sum();
+        let mut line = format!(
+            "  {network:<24} T={threads}  gconv {:>10}  ({:.0} % in groups = 1)",
+            human(Duration::from_secs_f64(ours / 1e6)),
+            100.0 * dense / ours.max(f64::MIN_POSITIVE)
+        );
+        for peer in peers.iter().flat_map(|peers| peers.names.iter()) {
+            if peer.starts_with("gconv") {
+                continue;
+            }
+            let total: Option<f64> = members
+                .iter()
+                .map(|(layer, _)| {
+                    let gflops = peers?.gflops(&layer.name, threads, peer)?;
+                    Some(layer.geometry.flops() as f64 / gflops / 1e3 * layer.count as f64)
+                })
+                .sum();
+            if let Some(total) = total {
+                line += &format!(
+                    "  {peer} {} ({:.2}x)",
+                    human(Duration::from_secs_f64(total / 1e6)),
+                    total / ours
+                );
+            }
+        }
+        out!("{line}");
+    }
+    Ok(())
 }
 
 /// A bar on stderr that counts layers; drawn only when stderr is a terminal.

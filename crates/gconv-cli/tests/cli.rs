@@ -644,3 +644,61 @@ fn a_forced_cpu_class_steers_the_choice_and_an_unknown_one_is_an_error() {
         stderr(&output)
     );
 }
+
+#[test]
+fn bench_sums_a_whole_network_by_its_counts_beside_the_peers() {
+    let files = Files::new();
+    let layers = files.path("net.csv");
+    std::fs::write(
+        &layers,
+        "net.dense,1,4,8,8,8,3,3,1,1,1,1,3\nnet.dw,1,8,8,8,8,3,3,1,1,1,8\n",
+    )
+    .unwrap();
+    // A peer at 1 GFLOP/s on both layers: its total is each layer's FLOPs in ns, weighted.
+    let peers = files.path("peers.jsonl");
+    let line = |layer: &str| {
+        format!(
+            r#"{{"layer": "{layer}", "threads": 1, "peer": "ort", "median_us": 1.0, "gflops": 1.0}}"#
+        )
+    };
+    std::fs::write(
+        &peers,
+        format!("{}\n{}\n", line("net.dense"), line("net.dw")),
+    )
+    .unwrap();
+    let json = files.path("ours.jsonl");
+    let output = gconv(&[
+        "bench",
+        "--layers",
+        layers.to_str().unwrap(),
+        "--threads",
+        "1",
+        "--min-time",
+        "0",
+        "--peers",
+        peers.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    // FLOPs: dense 2·8·64·4·9 = 36864 (three times), depthwise 2·8·64·9 = 9216: 119808 ns.
+    assert!(table.contains("network totals"), "{table}");
+    assert!(table.contains("ort 119.8 µs"), "{table}");
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records[0]["count"], 3);
+    assert_eq!(records[1]["count"], 1);
+    let ours: f64 = records
+        .iter()
+        .map(|record| record["median_us"].as_f64().unwrap() * record["count"].as_f64().unwrap())
+        .sum();
+    let dense_share = 100.0 * records[0]["median_us"].as_f64().unwrap() * 3.0 / ours;
+    assert!(
+        table.contains(&format!("({dense_share:.0} % in groups = 1)")),
+        "{table}"
+    );
+}

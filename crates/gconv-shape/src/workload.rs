@@ -2,9 +2,12 @@
 //! kernels' selection tests read them.
 //!
 //! One layer per line, `name,batch,in_channels,out_channels,height,width,kernel_h,kernel_w,
-//! stride,padding,dilation,groups`, with symmetric zero padding and the stride and dilation on
-//! both axes; `#` starts a comment line and a `name,…` header line is skipped. This is the
-//! format of the peers script in `shared/peers`, so one file drives both.
+//! stride,padding,dilation,groups[,count]`, with symmetric zero padding and the stride and
+//! dilation on both axes; `#` starts a comment line and a `name,…` header line is skipped. The
+//! optional `count` says how often the layer occurs in its network (1 if absent), so that a
+//! list of a whole network weighs each layer's time into the network's total. This is the
+//! format of the peers script in `shared/peers` (which reads the first twelve columns), so one
+//! file drives both.
 
 use std::fmt;
 
@@ -21,6 +24,8 @@ pub struct Layer {
     pub name: String,
     /// The validated shapes.
     pub geometry: Geometry,
+    /// How often the layer occurs in its network (the optional 13th column; 1 if absent).
+    pub count: usize,
 }
 
 /// A line of a layer list that could not be understood.
@@ -69,18 +74,29 @@ pub fn parse_layers(text: &str) -> Result<Vec<Layer>, LayerError> {
             problem,
         };
         let fields: Vec<&str> = trimmed.split(',').map(str::trim).collect();
-        if fields.len() != COLUMNS.len() {
+        if fields.len() != COLUMNS.len() && fields.len() != COLUMNS.len() + 1 {
             return Err(error(format!(
-                "expected {} comma-separated fields ({}), found {}",
+                "expected {} comma-separated fields ({}), and optionally a count, found {}",
                 COLUMNS.len(),
                 COLUMNS.join(","),
                 fields.len()
             )));
         }
+        let count = match fields.get(COLUMNS.len()) {
+            None => 1,
+            Some(field) => match field.parse::<usize>() {
+                Ok(count) if count >= 1 => count,
+                _ => {
+                    return Err(error(format!(
+                        "count '{field}' is not a positive integer (how often the layer occurs)"
+                    )));
+                }
+            },
+        };
         let mut numbers = [0usize; 11];
         for (slot, (field, column)) in numbers
             .iter_mut()
-            .zip(fields[1..].iter().zip(&COLUMNS[1..]))
+            .zip(fields[1..COLUMNS.len()].iter().zip(&COLUMNS[1..]))
         {
             *slot = field
                 .parse()
@@ -112,6 +128,7 @@ pub fn parse_layers(text: &str) -> Result<Vec<Layer>, LayerError> {
         layers.push(Layer {
             name: fields[0].to_string(),
             geometry,
+            count,
         });
     }
     Ok(layers)
@@ -166,5 +183,23 @@ mod tests {
         );
         let error = parse_layers("x,1,4,4,8,8,3,3,one,1,1,4\n").unwrap_err();
         assert!(error.to_string().contains("stride 'one'"), "{error}");
+    }
+
+    #[test]
+    fn a_thirteenth_column_counts_the_layer_and_defaults_to_one() {
+        let layers =
+            parse_layers("once,1,4,4,8,8,3,3,1,1,1,4\nthrice,1,4,8,8,8,1,1,1,0,1,1,3\n").unwrap();
+        assert_eq!((layers[0].count, layers[1].count), (1, 3));
+        assert_eq!(layers[1].geometry.weight_shape(), [8, 4, 1, 1]);
+        for bad in ["0", "-2", "two"] {
+            let text = format!("x,1,4,4,8,8,3,3,1,1,1,4,{bad}\n");
+            let error = parse_layers(&text).unwrap_err();
+            assert!(
+                error.to_string().contains(&format!("count '{bad}'")),
+                "{error}"
+            );
+        }
+        let error = parse_layers("x,1,4,4,8,8,3,3,1,1,1,4,1,1\n").unwrap_err();
+        assert!(error.to_string().contains("found 14"), "{error}");
     }
 }
