@@ -4,10 +4,11 @@
 //! vector is padding columns or tail, and every channel pays for its own packing and tiles.
 //! Here a task takes `LANES` consecutive channels of a depthwise convolution (one filter per
 //! channel), copies their zero-padded input into a `[row][column][lane]` block, and computes
-//! every output position as one vector of `LANES` channels: `kH·kW` loads and fused
-//! multiply-adds against per-channel weight vectors held in registers, for any stride and
-//! dilation, with no lane wasted. The `[position][lane]` result is transposed back to NCHW
-//! on its way to the output.
+//! every output position as one vector of `LANES` channels: `kH·kW` fused multiply-adds of
+//! per-channel weight vectors, for any stride and dilation, with no lane wasted. Two output
+//! rows that read the same input rows (with stride 1 and no dilation, neighbours) are computed
+//! together, each input vector loaded once for both. The `[position][lane]` result is
+//! transposed back to NCHW on its way to the output.
 //!
 //! On AVX-512 it runs with 16 lanes where 512-bit vectors run at full width and the block
 //! stays in L1, else with the tier's 256-bit subset ([`tier_for`]): on a CPU that splits
@@ -495,9 +496,9 @@ impl<S: Simd> Window<'_, S> {
     ///
     /// Register tile: `P` outputs along a row, [`ROW_TILE`] for a row alone and
     /// [`paired_tile`] for each of two paired rows; the row's last outputs one tile of the
-    /// rest. Loop order within a tile: kernel rows, kernel columns,
-    /// then the tile's outputs, each a multiply-add whose input is loaded once for both rows.
-    /// A tile keeps to its rows, so its windows are one base address and constant steps.
+    /// rest. Loop order within a tile: kernel rows, kernel columns, then the tile's outputs,
+    /// each a multiply-add whose input is loaded once for both rows. A tile keeps to its rows,
+    /// so its windows are one base address and constant steps.
     #[inline(always)]
     fn plane(&self, pairing: Option<Pairing>, outputs: &mut [S::Elem]) {
         let out_h = self.row_windows.len();
