@@ -314,16 +314,21 @@ mod tests {
                 }
                 Force::Depthwise(choice) => choice,
                 Force::Lanes { narrow } => Choice::DepthwiseLanes {
-                    tier: match narrow {
-                        true => lanes::narrow_tier(problem.isa),
-                        false => problem.isa,
-                    },
+                    tier: Force::lanes_tier(narrow, problem.isa),
                 },
             };
             Ok(Selection {
                 choice,
                 rule: &FORCED,
             })
+        }
+
+        /// The tier of forced channels in lanes on a plan of tier `isa`.
+        fn lanes_tier(narrow: bool, isa: Isa) -> Isa {
+            match narrow {
+                true => lanes::narrow_tier(isa),
+                false => isa,
+            }
         }
 
         /// What the kernel id of a plan running this names: the packing or the depthwise
@@ -351,10 +356,7 @@ mod tests {
                     named("lanes") && id.contains(&format!("-{}c", tier.lanes()))
                 }
                 Force::Lanes { narrow } => {
-                    let tier = match narrow {
-                        true => lanes::narrow_tier(plan.isa),
-                        false => plan.isa,
-                    };
+                    let tier = Force::lanes_tier(narrow, plan.isa);
                     named("lanes") && id.contains(&format!("-{}c", tier.lanes()))
                 }
                 Force::Depthwise(Choice::Grouped(_)) => false,

@@ -64,7 +64,7 @@ pub static RULES: [Rule; 15] = [
                 && geometry.stride() == [1, 1]
                 && short
                 && lanes::suits(geometry, lanes::narrow_tier(isa))
-                && padded_block_bytes(geometry, lanes::narrow_tier(isa))
+                && lanes::block_bytes(geometry, lanes::narrow_tier(isa))
                     <= LANES_BLOCK_BUDGET as u128;
             Ok(applies.then(|| lanes_choice(facts)))
         },
@@ -227,16 +227,6 @@ fn lanes_choice(facts: &Facts<'_>) -> Choice {
     }
 }
 
-/// Bytes of the problem's padded plane as a block of channels in lanes of `tier`.
-fn padded_block_bytes(geometry: &Geometry, tier: Isa) -> u128 {
-    let [height, width] = geometry.input_size();
-    let padding = geometry.padding();
-    // In u128: absurd padding can make these products exceed usize.
-    let padded_h = height as u128 + padding.top as u128 + padding.bottom as u128;
-    let padded_w = width as u128 + padding.left as u128 + padding.right as u128;
-    padded_h * padded_w * tier.lanes() as u128 * 4
-}
-
 /// The unpacked depthwise kernel for a problem of stride `stride` (both axes) where it pays.
 fn unpacked_at(facts: &Facts<'_>, stride: usize) -> Result<Option<Choice>, Error> {
     let Problem { geometry, isa, .. } = facts.problem;
@@ -260,7 +250,7 @@ fn unpacked_stride_two_pays(geometry: &Geometry, isa: Isa) -> bool {
         (Isa::X86_64V4, 3) => UNPACKED_MIN_BLOCK,
         _ => 4 * UNPACKED_MIN_BLOCK,
     };
-    shared && padded_block_bytes(geometry, lanes::narrow_tier(isa)) > min_block as u128
+    shared && lanes::block_bytes(geometry, lanes::narrow_tier(isa)) > min_block as u128
 }
 
 /// Stride 1 on the unpacked kernel: at most nine taps, or a 5xN or 7xN window without
@@ -273,7 +263,7 @@ fn unpacked_stride_one_pays(geometry: &Geometry, isa: Isa) -> bool {
     let tall_shared =
         matches!(kernel_h, 5 | 7) && geometry.dilation()[0] == 1 && 6 * (kernel_h - 1) <= out_h;
     (geometry.reduction_len() <= 9 || tall_shared)
-        && padded_block_bytes(geometry, lanes::narrow_tier(isa)) > UNPACKED_MIN_BLOCK as u128
+        && lanes::block_bytes(geometry, lanes::narrow_tier(isa)) > UNPACKED_MIN_BLOCK as u128
 }
 
 /// Whether the channels-in-lanes kernel should run `geometry` rather than the flat kernel on
@@ -286,7 +276,7 @@ fn lanes_pay(geometry: &Geometry, isa: Isa) -> bool {
     let [_, width] = geometry.input_size();
     let padding = geometry.padding();
     let padded_w = width + padding.left + padding.right;
-    let block_bytes = padded_block_bytes(geometry, lanes::narrow_tier(isa));
+    let block_bytes = lanes::block_bytes(geometry, lanes::narrow_tier(isa));
     let flat_lanes = isa.lanes() as u128;
     let row_stride = padded_w.div_ceil(geometry.stride()[1]) as u128;
     let flat_positions = (out_h as u128 * row_stride).div_ceil(flat_lanes) * flat_lanes;

@@ -68,17 +68,21 @@ const WIDE_BLOCK_BUDGET: u128 = 32 * 1024;
 /// the plan's 512-bit vectors where they run at full width, the channels fill them and the
 /// padded block stays in L1; otherwise the 256-bit subset.
 pub(crate) fn tier_for(geometry: &Geometry, isa: Isa, cpu: CpuClass) -> Isa {
+    let wide = isa == Isa::X86_64V4
+        && cpu == CpuClass::Full512
+        && suits(geometry, isa)
+        && block_bytes(geometry, isa) <= WIDE_BLOCK_BUDGET;
+    if wide { isa } else { narrow_tier(isa) }
+}
+
+/// Bytes of the problem's padded plane as a block of `f32` channels in the lanes of `tier`.
+pub(crate) fn block_bytes(geometry: &Geometry, tier: Isa) -> u128 {
     let [height, width] = geometry.input_size();
     let padding = geometry.padding();
     // In u128: absurd padding can make these products exceed usize.
     let padded_h = height as u128 + padding.top as u128 + padding.bottom as u128;
     let padded_w = width as u128 + padding.left as u128 + padding.right as u128;
-    let block_bytes = padded_h * padded_w * isa.vector_bytes() as u128;
-    let wide = isa == Isa::X86_64V4
-        && cpu == CpuClass::Full512
-        && suits(geometry, isa)
-        && block_bytes <= WIDE_BLOCK_BUDGET;
-    if wide { isa } else { narrow_tier(isa) }
+    padded_h * padded_w * tier.vector_bytes() as u128
 }
 
 /// Whether `geometry` suits this kernel on `tier`: depthwise with multiplier 1 and channels a
