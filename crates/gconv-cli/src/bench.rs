@@ -15,8 +15,8 @@ use crate::implementations::{ExecutionOptions, KernelChoice, Prepared};
 use crate::measure::{self, human};
 use crate::peers::Peers;
 use crate::plot::{self, Series};
-use gconv::CpuClass;
 use gconv::workload::{self, Layer};
+use gconv::{CpuClass, Planning};
 use gconv_testkit::data;
 
 #[derive(Debug, Args)]
@@ -60,36 +60,12 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let min_time = Duration::try_from_secs_f64(args.min_time)
         .ok()
         .context("--min-time must be a non-negative number of seconds")?;
-    let (suite, text) = match &args.layers {
-        Some(path) => (
-            suite_name(path),
-            fs::read_to_string(path)
-                .with_context(|| format!("cannot read layer list {}", path.display()))?,
-        ),
-        None => ("published".to_string(), workload::PUBLISHED.to_string()),
-    };
-    let source = args
-        .layers
-        .as_ref()
-        .map_or("the built-in layer list".to_string(), |path| {
-            path.display().to_string()
-        });
-    let all = workload::parse_layers(&text).with_context(|| format!("in {source}"))?;
-    let selected: Vec<&Layer> = all
-        .iter()
-        .filter(|layer| {
-            args.filter
-                .as_ref()
-                .is_none_or(|f| layer.name.contains(f.as_str()))
-        })
-        .collect();
-    anyhow::ensure!(
-        !selected.is_empty(),
-        "no layer of {source} matches the filter"
-    );
+    let (suite, all) = load_layers(args.layers.as_deref())?;
+    let selected = select_layers(&all, args.filter.as_deref(), args.layers.as_deref())?;
 
     // Read everything that can fail before spending minutes on timing.
     let peers = args.peers.as_deref().map(Peers::load).transpose()?;
+    args.execution.load_wisdom()?;
     let progress = progress_bar(selected.len());
     let mut header = format!(
         "{:<30} {:<42} {:<42} {:>3} {:>10} {:>8}",
@@ -139,6 +115,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         records.push(record);
     }
     progress.finish_and_clear();
+    args.execution.save_wisdom()?;
     if selected.iter().any(|layer| layer.count > 1) {
         network_totals(&selected, &records, peers.as_ref())?;
     }
@@ -149,6 +126,45 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         draw(path, &suite, &records, peers.as_ref())?;
     }
     Ok(())
+}
+
+/// The suite name and layers of the list at `path`, or of the built-in published layers.
+pub fn load_layers(path: Option<&Path>) -> Result<(String, Vec<Layer>)> {
+    let (suite, text) = match path {
+        Some(path) => (
+            suite_name(path),
+            fs::read_to_string(path)
+                .with_context(|| format!("cannot read layer list {}", path.display()))?,
+        ),
+        None => ("published".to_string(), workload::PUBLISHED.to_string()),
+    };
+    let layers = workload::parse_layers(&text).with_context(|| format!("in {}", source(path)))?;
+    Ok((suite, layers))
+}
+
+/// The layers whose name contains `filter` (all without one); an error if none does.
+pub fn select_layers<'a>(
+    layers: &'a [Layer],
+    filter: Option<&str>,
+    path: Option<&Path>,
+) -> Result<Vec<&'a Layer>> {
+    let selected: Vec<&Layer> = layers
+        .iter()
+        .filter(|layer| filter.is_none_or(|filter| layer.name.contains(filter)))
+        .collect();
+    anyhow::ensure!(
+        !selected.is_empty(),
+        "no layer of {} matches the filter",
+        source(path)
+    );
+    Ok(selected)
+}
+
+/// How messages name a layer list.
+fn source(path: Option<&Path>) -> String {
+    path.map_or("the built-in layer list".to_string(), |path| {
+        path.display().to_string()
+    })
 }
 
 fn bench_layer(
@@ -192,10 +208,20 @@ fn bench_layer(
         "kernel": kernel,
         "isa": isa,
         "cpu": cpu,
+        "planning": planning_name(args.execution.planning()),
         "flops": geometry.flops(),
         "count": layer.count,
         "runs": timings.runs.len(),
     }))
+}
+
+/// `table`, `wisdom` or `measure:MS`, as --planning takes it.
+pub fn planning_name(planning: Planning) -> String {
+    match planning {
+        Planning::Table => "table".to_string(),
+        Planning::Wisdom => "wisdom".to_string(),
+        Planning::Measure { budget } => format!("measure:{}", budget.as_millis()),
+    }
 }
 
 /// For a list of whole networks (layers with counts): per network, the sum of each layer's

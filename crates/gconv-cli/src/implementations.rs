@@ -1,10 +1,13 @@
 //! The convolution implementations the CLI can run, by name.
 
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use gconv::{Conv2d, CpuClass, Isa, Options, Threads};
+use gconv::gconv_kernels::measured::DEFAULT_BUDGET;
+use gconv::{Conv2d, CpuClass, Isa, Options, Planning, Threads, Wisdom};
 use gconv_shape::Geometry;
 
 /// Which implementation computes a convolution.
@@ -16,8 +19,8 @@ pub enum KernelChoice {
     Reference,
 }
 
-/// How the fast kernels run: tier and threads.
-#[derive(Debug, Clone, Copy, Args)]
+/// How the fast kernels run: tier, threads, and how their kernel is chosen.
+#[derive(Debug, Clone, Args)]
 pub struct ExecutionOptions {
     /// Force an instruction set: portable, avx2 or avx512 (default: GCONV_ISA if set, else the
     /// best this CPU has). A tier the CPU lacks is an error.
@@ -31,6 +34,41 @@ pub struct ExecutionOptions {
     /// Worker threads (default: all cores). The output is bit-identical for every count.
     #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
+    /// How kernels are chosen: `table` (the selection rules, the default), `wisdom` (a choice
+    /// measured before and read from --wisdom, else the table's), `measure` or `measure:MS`
+    /// (time every candidate kernel for about MS milliseconds, default 50, and keep the
+    /// fastest; the output is the same bits whichever wins).
+    #[arg(long, value_name = "table|wisdom|measure[:MS]", value_parser = parse_planning)]
+    pub planning: Option<Planning>,
+    /// Wisdom file: measured kernel choices, read before planning (a missing file is no
+    /// wisdom yet) and, with --planning measure, written back with what was measured (whole
+    /// or not at all). Without --planning it implies --planning wisdom.
+    #[arg(long, value_name = "FILE")]
+    pub wisdom: Option<PathBuf>,
+}
+
+/// `table`, `wisdom`, `measure` or `measure:MS`.
+pub fn parse_planning(text: &str) -> Result<Planning, String> {
+    let expected = "expected table, wisdom, measure or measure:MS";
+    match text.trim().split_once(':') {
+        None => match text.trim() {
+            "table" => Ok(Planning::Table),
+            "wisdom" => Ok(Planning::Wisdom),
+            "measure" => Ok(Planning::Measure {
+                budget: DEFAULT_BUDGET,
+            }),
+            _ => Err(format!("{expected}, got '{text}'")),
+        },
+        Some(("measure", millis)) => match millis.trim().parse::<u64>() {
+            Ok(millis) => Ok(Planning::Measure {
+                budget: Duration::from_millis(millis),
+            }),
+            Err(_) => Err(format!(
+                "{expected}: '{millis}' is not a whole number of milliseconds"
+            )),
+        },
+        Some(_) => Err(format!("{expected}, got '{text}'")),
+    }
 }
 
 fn parse_isa(text: &str) -> Result<Isa, String> {
@@ -51,7 +89,37 @@ impl ExecutionOptions {
                 None => Threads::All,
             },
             cpu: self.cpu,
+            planning: self.planning(),
         }
+    }
+
+    /// The planning asked for: --planning, else `wisdom` where a wisdom file is given, else
+    /// the table.
+    pub fn planning(&self) -> Planning {
+        match (self.planning, &self.wisdom) {
+            (Some(planning), _) => planning,
+            (None, Some(_)) => Planning::Wisdom,
+            (None, None) => Planning::Table,
+        }
+    }
+
+    /// Adds the wisdom file's choices (if one is given and exists) to the process's.
+    pub fn load_wisdom(&self) -> Result<()> {
+        if let Some(path) = &self.wisdom
+            && path.exists()
+        {
+            Wisdom::import(path).context("cannot use the --wisdom file")?;
+        }
+        Ok(())
+    }
+
+    /// Writes the process's wisdom to the wisdom file, if one is given and kernels were
+    /// measured.
+    pub fn save_wisdom(&self) -> Result<()> {
+        if let (Some(path), Planning::Measure { .. }) = (&self.wisdom, self.planning()) {
+            Wisdom::export(path).context("cannot write the --wisdom file")?;
+        }
+        Ok(())
     }
 }
 
@@ -152,6 +220,8 @@ pub fn all<'a>(
             isa: Some(isa),
             threads: None,
             cpu: None,
+            planning: None,
+            wisdom: None,
         };
         prepared.push(Prepared::new(
             KernelChoice::Auto,

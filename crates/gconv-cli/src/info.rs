@@ -89,7 +89,9 @@ pub fn info(args: &InfoArgs) -> Result<()> {
             .bias(false);
         let geometry = params.geometry(input_shape)?;
         let weight = vec![0.0; geometry.weight_count()];
+        args.execution.load_wisdom()?;
         let conv = Conv2d::from_geometry(&geometry, &weight, None, args.execution.options())?;
+        args.execution.save_wisdom()?;
         out!();
         out!(
             "problem: {input_shape:?} -> {:?}, weight {:?}",
@@ -99,6 +101,22 @@ pub fn info(args: &InfoArgs) -> Result<()> {
         out!("family:  {}", conv.family());
         out!("kernel:  {}", conv.kernel_id());
         out!("rule:    {} ({})", conv.rule().name(), conv.rule().reason());
+        if let Some(measurement) = conv.measurement() {
+            out!(
+                "planned: {measurement}; the table's choice: {}",
+                measurement.table_kernel()
+            );
+            for timing in measurement.timings() {
+                let best = timing.best.map_or("not run".to_string(), |best| {
+                    format!("{:.1} us", best.as_secs_f64() * 1e6)
+                });
+                out!(
+                    "         {:<48} {best:>12}  ({} runs)",
+                    timing.kernel,
+                    timing.runs
+                );
+            }
+        }
         out!(
             "runs on: {} thread(s), {}, chosen for a {} CPU",
             conv.threads(),

@@ -22,6 +22,7 @@ mod peers;
 mod plot;
 mod run;
 mod shape;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Show the CPU's instruction-set tiers and, for a problem, the kernel that runs it.
     Info(info::InfoArgs),
+    /// Time every candidate kernel of each layer of a layer list: how far the selection
+    /// table's choice is from the fastest, and a wisdom file of the fastest.
+    Tune(tune::TuneArgs),
     /// Compare two saved criterion baselines benchmark by benchmark: the change of the median
     /// with its confidence interval; fails when any benchmark got slower beyond the noise.
     Compare(compare::CompareArgs),
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Info(args) => info::info(&args),
+        Command::Tune(args) => tune::tune(&args),
         Command::Compare(args) => compare::compare(&args),
     };
     match result {

@@ -49,12 +49,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let geometry = geometry_of(args, &input.shape, &weight.shape, bias.as_ref())
         .context("the tensors do not make a valid convolution")?;
     let bias = bias.as_ref().map(|b| b.data.as_slice());
+    args.execution.load_wisdom()?;
     let prepared = Prepared::new(args.kernel, &geometry, &weight.data, bias, &args.execution)?;
     let mut output = allocate(&geometry)?;
     let start = Instant::now();
     prepared.run(&input.data, &mut output)?;
     let elapsed = start.elapsed();
     npy::write_atomically(&args.output, &geometry.output_shape(), &output)?;
+    args.execution.save_wisdom()?;
     if !args.quiet {
         eprintln!(
             "gconv: wrote {} {:?} ({}, {:.3} ms)",

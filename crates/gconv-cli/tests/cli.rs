@@ -393,7 +393,21 @@ fn every_command_has_complete_help() {
                 "--groups",
                 "--kernel",
                 "--threads",
+                "--planning",
+                "--wisdom",
                 "--output",
+            ][..],
+        ),
+        (
+            "tune",
+            &[
+                "--layers",
+                "--filter",
+                "--budget-ms",
+                "--tolerance",
+                "--threads",
+                "--wisdom",
+                "--json",
             ][..],
         ),
     ] {
@@ -701,4 +715,163 @@ fn bench_sums_a_whole_network_by_its_counts_beside_the_peers() {
         table.contains(&format!("({dense_share:.0} % in groups = 1)")),
         "{table}"
     );
+}
+
+#[test]
+fn a_measured_run_gives_the_tables_bits_and_keeps_its_choice_as_wisdom() {
+    let files = Files::new();
+    // Depthwise 3x3 on 32 channels: several candidate kernels on every tier.
+    let geometry = Conv2dParams::new(32, 32, 3)
+        .groups(32)
+        .padding(Padding::uniform(1))
+        .geometry([1, 32, 12, 13])
+        .unwrap();
+    let input_data = gconv_testkit::data::uniform(geometry.input_len(), 1);
+    let weight_data = gconv_testkit::data::uniform(geometry.weight_count(), 2);
+    let input = files.npy("x.npy", &geometry.input_shape(), &input_data);
+    let weight = files.npy("w.npy", &geometry.weight_shape(), &weight_data);
+    let wisdom = files.path("wisdom.txt");
+    let wisdom_flag = ["--wisdom", wisdom.to_str().unwrap()];
+    let (table, measured) = (files.path("table.npy"), files.path("measured.npy"));
+    let padded = ["--padding", "1"];
+
+    let output = run_gconv(&input, &weight, 32, &table, &padded);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let extra = [&padded[..], &["--planning", "measure:20"], &wisdom_flag].concat();
+    let output = run_gconv(&input, &weight, 32, &measured, &extra);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let bits = |path: &Path| -> Vec<u32> {
+        let values = npy_data(path, &geometry.output_shape());
+        values.iter().map(|value| value.to_bits()).collect()
+    };
+    assert_eq!(bits(&table), bits(&measured));
+
+    let text = std::fs::read_to_string(&wisdom).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "# gconv wisdom 1", "{text}");
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[2].contains(" 1x32x12x13-g32-o32-k3x3-s1x1-d1x1-p1,1,1,1 "),
+        "{text}"
+    );
+
+    // Another process reads the choice back: no timing, the same kernel.
+    let info = gconv(&[
+        "info",
+        "--in-channels",
+        "32",
+        "--out-channels",
+        "32",
+        "--kernel",
+        "3",
+        "--groups",
+        "32",
+        "--padding",
+        "1",
+        "--input-shape",
+        "1,32,12,13",
+        "--threads",
+        lines[2].split(' ').nth(3).unwrap(),
+        "--wisdom",
+        wisdom.to_str().unwrap(),
+    ]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let printed = stdout(&info);
+    assert!(printed.contains("planned: from wisdom"), "{printed}");
+    let kernel = lines[2].split(' ').nth(5).unwrap();
+    assert!(printed.contains(&format!("kernel:  {kernel}")), "{printed}");
+}
+
+#[test]
+fn bad_planning_flags_and_wisdom_files_are_refused_and_leave_the_output_alone() {
+    let files = Files::new();
+    let input = files.npy("x.npy", &[1, 4, 5, 5], &[1.0; 100]);
+    let weight = files.npy("w.npy", &[4, 1, 3, 3], &[1.0; 36]);
+    let out = files.path("y.npy");
+    std::fs::write(&out, b"precious").unwrap();
+
+    let output = run_gconv(&input, &weight, 4, &out, &["--planning", "sometimes"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("expected table, wisdom, measure or measure:MS, got 'sometimes'"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run_gconv(&input, &weight, 4, &out, &["--planning", "measure:soon"]);
+    assert!(
+        stderr(&output).contains("'soon' is not a whole number"),
+        "{}",
+        stderr(&output)
+    );
+
+    let wisdom = files.path("wisdom.txt");
+    std::fs::write(
+        &wisdom,
+        "# gconv wisdom 1\nAuthenticAMD avx512 full512 one p k 5\n",
+    )
+    .unwrap();
+    let output = run_gconv(
+        &input,
+        &weight,
+        4,
+        &out,
+        &["--wisdom", wisdom.to_str().unwrap()],
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message
+            .contains("wisdom.txt, line 2 of the wisdom: threads 'one' is not a positive integer"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+}
+
+#[test]
+fn tune_reports_the_tables_distance_from_the_fastest_and_writes_wisdom() {
+    let files = Files::new();
+    let layers = files.path("layers.csv");
+    std::fs::write(
+        &layers,
+        "name,batch,in_channels,out_channels,height,width,kernel_h,kernel_w,stride,padding,dilation,groups\n\
+         tiny.dw,1,16,16,9,9,3,3,1,1,1,16\n\
+         tiny.grouped,1,32,32,6,6,3,3,1,1,1,4\n",
+    )
+    .unwrap();
+    let (wisdom, json) = (files.path("wisdom.txt"), files.path("tune.jsonl"));
+    let output = gconv(&[
+        "tune",
+        "--layers",
+        layers.to_str().unwrap(),
+        "--budget-ms",
+        "10",
+        "--threads",
+        "1",
+        "--wisdom",
+        wisdom.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    assert!(
+        printed.contains("tiny.dw") && printed.contains("tiny.grouped"),
+        "{printed}"
+    );
+    assert!(printed.contains("fastest candidate on "), "{printed}");
+    assert!(printed.contains(" of 2 layers"), "{printed}");
+    let wisdom_text = std::fs::read_to_string(&wisdom).unwrap();
+    assert_eq!(wisdom_text.lines().count(), 4, "{wisdom_text}");
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2);
+    for record in &records {
+        let candidates = record["candidates"].as_array().unwrap();
+        assert!(candidates.len() > 1, "{record}");
+        assert_eq!(candidates[0]["kernel"], record["table_kernel"], "{record}");
+        assert!(record["table_ratio"].as_f64().unwrap() >= 1.0, "{record}");
+    }
 }

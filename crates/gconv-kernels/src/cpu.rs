@@ -65,6 +65,37 @@ impl CpuClass {
     }
 }
 
+/// This CPU's vendor, family and model as CPUID reports them, e.g. `AuthenticAMD-1a-02`
+/// (`unknown` off x86-64): what a measured kernel choice is kept under in a
+/// [`crate::Wisdom`], since CPUs of one model time the kernels alike.
+pub fn model_key() -> String {
+    match (vendor(), identify()) {
+        (Some(vendor), Some(Identity { family, model, .. })) => {
+            format!("{vendor}-{family:02x}-{model:02x}")
+        }
+        _ => "unknown".to_string(),
+    }
+}
+
+/// The CPU vendor's CPUID string (`GenuineIntel`, `AuthenticAMD`), printable characters only.
+#[cfg(target_arch = "x86_64")]
+fn vendor() -> Option<String> {
+    let leaf = std::arch::x86_64::__cpuid(0);
+    let bytes: Vec<u8> = [leaf.ebx, leaf.edx, leaf.ecx]
+        .iter()
+        .flat_map(|word| word.to_le_bytes())
+        .filter(u8::is_ascii_alphanumeric)
+        .collect();
+    String::from_utf8(bytes)
+        .ok()
+        .filter(|name| !name.is_empty())
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn vendor() -> Option<String> {
+    None
+}
+
 /// A CPU's vendor, family and model, as CPUID reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Identity {
@@ -178,6 +209,17 @@ mod tests {
             model: 0x8F,
         };
         assert_eq!(class_of(intel), CpuClass::Full512);
+    }
+
+    #[test]
+    fn the_model_key_is_one_word() {
+        let key = model_key();
+        assert!(
+            !key.is_empty() && !key.contains(char::is_whitespace),
+            "{key:?}"
+        );
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(key.split('-').count(), 3, "vendor-family-model: {key:?}");
     }
 
     #[test]

@@ -52,6 +52,32 @@ pub enum Error {
         /// What is too large.
         what: &'static str,
     },
+    /// A wisdom text or file that does not follow the format ([`crate::Wisdom`]).
+    #[error("{}line {line} of the wisdom: {reason}", at_path(path))]
+    Wisdom {
+        /// The file, if it was read from one (empty otherwise).
+        path: String,
+        /// The line (from 1).
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file could not be read or written.
+    #[error("cannot access {path}: {reason}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+}
+
+/// `PATH, ` before a line number, if the text came from a file.
+fn at_path(path: &str) -> String {
+    match path {
+        "" => String::new(),
+        path => format!("{path}, "),
+    }
 }
 
 fn names(isas: &[Isa]) -> String {

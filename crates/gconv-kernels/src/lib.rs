@@ -80,18 +80,22 @@ mod exec;
 pub mod family;
 pub mod isa;
 mod kernels;
+pub mod measured;
 mod pack;
 mod plan;
 pub mod select;
 pub mod simd;
 mod weights;
+pub mod wisdom;
 
 pub use cpu::CpuClass;
 pub use error::Error;
 pub use family::Family;
 pub use isa::Isa;
+pub use measured::{Measurement, Planning};
 pub use plan::{KernelPlan, Options, Threads};
 pub use weights::Weights;
+pub use wisdom::Wisdom;
 
 /// The name [`Error`] had before it took the one `gconv` re-exports it under.
 #[deprecated(note = "renamed to `Error`")]

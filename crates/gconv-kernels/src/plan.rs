@@ -9,6 +9,7 @@ use gconv_shape::Geometry;
 use crate::epilogue::Identity;
 use crate::exec::workspace::{Output, Workspace};
 use crate::kernels::{ForwardKernel, Parts, build_forward};
+use crate::measured::{self, Chosen, Measurement, Planning};
 use crate::select::{self, Problem, Rule, Selection};
 use crate::weights::Weights;
 use crate::{CpuClass, Error, Family, Isa};
@@ -49,6 +50,8 @@ pub struct Options {
     /// the CPU it runs on ([`CpuClass::detect`]). Any class runs correctly on any CPU: it
     /// only steers the choice of kernel.
     pub cpu: Option<CpuClass>,
+    /// How the kernel is chosen: by the selection table (the default), or measured.
+    pub planning: Planning,
 }
 
 impl Options {
@@ -69,6 +72,20 @@ impl Options {
     pub fn cpu(mut self, cpu: CpuClass) -> Self {
         self.cpu = Some(cpu);
         self
+    }
+
+    /// Chooses the kernel as `planning` says.
+    pub fn planning(mut self, planning: Planning) -> Self {
+        self.planning = planning;
+        self
+    }
+
+    /// Chooses the kernel by timing the candidates within [`measured::DEFAULT_BUDGET`] (or
+    /// takes what the process's [`crate::Wisdom`] recorded): `Planning::Measure`.
+    pub fn measure(self) -> Self {
+        self.planning(Planning::Measure {
+            budget: measured::DEFAULT_BUDGET,
+        })
     }
 }
 
@@ -99,6 +116,8 @@ pub struct KernelPlan {
 struct Pass<T> {
     selection: Selection,
     kernel: Box<dyn ForwardKernel<T>>,
+    /// How a measured plan came by its kernel (`None`: the table chose it).
+    measurement: Option<Measurement>,
 }
 
 impl KernelPlan {
@@ -123,16 +142,49 @@ impl KernelPlan {
         weights: &Weights<f32>,
         options: Options,
     ) -> Result<KernelPlan, Error> {
-        Self::with_selection(geometry, weights, options, select::forward::select)
+        Self::assemble(geometry, weights, options, |problem, parallel| {
+            // A problem too small to share the work runs on the calling thread: its kernel
+            // is chosen and its tasks laid out as for one thread.
+            let problem = match parallel {
+                true => problem,
+                false => Problem {
+                    threads: 1,
+                    ..problem
+                },
+            };
+            match options.planning {
+                Planning::Table => {
+                    let selection = select::forward::select(problem)?;
+                    build(problem, weights, selection)
+                }
+                planning => measured::choose(problem, weights, planning, parallel, |scratch| {
+                    scratch_fits(geometry, scratch)
+                }),
+            }
+        })
     }
 
-    /// [`KernelPlan::with_weights`] with the forward kernel chosen by `select` (the tests
-    /// force one through it).
+    /// [`KernelPlan::with_weights`] with the forward kernel chosen by `select`, for the
+    /// problem as given (the tests force a kernel through it, on any partition).
+    #[cfg(test)]
     fn with_selection(
         geometry: &Geometry,
         weights: &Weights<f32>,
         options: Options,
         select: impl FnOnce(Problem<'_>) -> Result<Selection, Error>,
+    ) -> Result<KernelPlan, Error> {
+        Self::assemble(geometry, weights, options, |problem, _| {
+            build(problem, weights, select(problem)?)
+        })
+    }
+
+    /// The plan of the problem that `options` make of `geometry`, with the kernel `choose`
+    /// gives it (told whether runs share the work).
+    fn assemble(
+        geometry: &Geometry,
+        weights: &Weights<f32>,
+        options: Options,
+        choose: impl FnOnce(Problem<'_>, bool) -> Result<Chosen, Error>,
     ) -> Result<KernelPlan, Error> {
         // The kernels below take the weights and bias as checked here.
         geometry
@@ -155,18 +207,14 @@ impl KernelPlan {
             cpu,
             threads,
         };
-        let selection = select(problem)?;
-        let parts = Parts {
-            problem,
-            weights,
-            epilogue: Identity,
-        };
-        let kernel = build_forward(&selection.choice, parts)?;
+        let parallel = runs_in_parallel(geometry, threads, PARALLEL_MIN_FLOPS);
+        let Chosen {
+            selection,
+            kernel,
+            measurement,
+        } = choose(problem, parallel)?;
         let scratch = kernel.scratch_len();
-        // Scratch beyond the data itself only comes from absurd padding or dilation (a
-        // packed band is normally a few kilobytes): refuse it rather than allocate it.
-        let data = geometry.input_len().saturating_add(geometry.output_len());
-        if scratch > SCRATCH_ELEMENTS.max(data.saturating_mul(2)) {
+        if !scratch_fits(geometry, scratch) {
             return Err(Error::TooLarge {
                 what: "the packed input scratch (padding or dilation far beyond the input)",
             });
@@ -177,7 +225,11 @@ impl KernelPlan {
             cpu,
             threads,
             parallel_min_flops: PARALLEL_MIN_FLOPS,
-            forward: Pass { selection, kernel },
+            forward: Pass {
+                selection,
+                kernel,
+                measurement,
+            },
             workspace: Workspace::new(threads, scratch)?,
         })
     }
@@ -192,8 +244,7 @@ impl KernelPlan {
             bias_len,
             output.len(),
         )?;
-        // Sharing the work costs a few microseconds: not worth it for a few hundred kFLOP.
-        let parallel = self.threads > 1 && geometry.flops() >= self.parallel_min_flops;
+        let parallel = runs_in_parallel(geometry, self.threads, self.parallel_min_flops);
         let output = Output {
             values: output,
             residual: None,
@@ -243,10 +294,50 @@ impl KernelPlan {
     }
 
     /// The rule of the selection table ([`select::forward::RULES`]) that chose the forward
-    /// kernel.
+    /// kernel; `measured` where a measurement ([`Planning::Measure`]) chose another kernel
+    /// than the table's.
     pub fn rule(&self) -> &'static Rule {
         self.forward.selection.rule
     }
+
+    /// How a measured plan came by its kernel: timed now (each candidate's best time) or read
+    /// from wisdom; `None` where the selection table chose it.
+    pub fn measurement(&self) -> Option<&Measurement> {
+        self.forward.measurement.as_ref()
+    }
+}
+
+/// The kernel `selection` chose for `problem`, built on `weights`.
+fn build(
+    problem: Problem<'_>,
+    weights: &Weights<f32>,
+    selection: Selection,
+) -> Result<Chosen, Error> {
+    let parts = Parts {
+        problem,
+        weights,
+        epilogue: Identity,
+    };
+    let kernel = build_forward(&selection.choice, parts)?;
+    Ok(Chosen {
+        selection,
+        kernel,
+        measurement: None,
+    })
+}
+
+/// Whether runs of `geometry` on `threads` share the work: sharing costs a few
+/// microseconds, not worth it below `min_flops` (a few hundred kFLOP).
+fn runs_in_parallel(geometry: &Geometry, threads: usize, min_flops: u64) -> bool {
+    threads > 1 && geometry.flops() >= min_flops
+}
+
+/// Whether a kernel may have `scratch` elements per thread: scratch beyond the data itself
+/// only comes from absurd padding or dilation (a packed band is normally a few kilobytes),
+/// and is refused rather than allocated.
+fn scratch_fits(geometry: &Geometry, scratch: usize) -> bool {
+    let data = geometry.input_len().saturating_add(geometry.output_len());
+    scratch <= SCRATCH_ELEMENTS.max(data.saturating_mul(2))
 }
 
 impl fmt::Debug for KernelPlan {
@@ -255,6 +346,13 @@ impl fmt::Debug for KernelPlan {
             .field("kernel", &self.kernel_id())
             .field("rule", &self.rule().name())
             .field("cpu", &self.cpu.name())
+            .field(
+                "planning",
+                &match self.measurement() {
+                    Some(measurement) => measurement.to_string(),
+                    None => "table".to_string(),
+                },
+            )
             .field("threads", &self.threads)
             .field("output_shape", &self.geometry.output_shape())
             .finish()

@@ -141,6 +141,13 @@ impl<T: Element> Weights<T> {
         values
     }
 
+    /// Drops the orders no plan reads any more (those of candidates a measured plan timed
+    /// and let go).
+    pub(crate) fn release_unread(&self) {
+        self.packed()
+            .retain(|(_, values)| Arc::strong_count(values) > 1);
+    }
+
     /// The weights (or zero bias) in the order of `key`.
     fn pack(&self, key: &Key) -> Vec<T> {
         let Key {

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use gconv_kernels::{KernelPlan, Rule, Weights};
+use gconv_kernels::{KernelPlan, Measurement, Rule, Weights};
 
 use crate::{Conv2dParams, CpuClass, Error, Family, Geometry, Isa, Options, ShapeError};
 
@@ -205,9 +205,16 @@ impl Conv2d {
         self.first.cpu_class()
     }
 
-    /// The rule of the selection table that chose the first input shape's kernel.
+    /// The rule of the selection table that chose the first input shape's kernel
+    /// (`measured` where a measurement chose another, see [`crate::Planning`]).
     pub fn rule(&self) -> &'static Rule {
         self.first.rule()
+    }
+
+    /// How a measured plan of the first input shape came by its kernel (timed, each
+    /// candidate's best time, or read from wisdom); `None` where the table chose it.
+    pub fn measurement(&self) -> Option<&Measurement> {
+        self.first.measurement()
     }
 
     /// The kernel family of the first input shape.

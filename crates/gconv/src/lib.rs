@@ -38,7 +38,9 @@
 //!   `Conv2dParams::new(in_channels, out_channels, kernel_size)`; sizes take `3`, `[3, 1]`
 //!   or `(3, 1)` ([`gconv_shape::Spatial`]); [`Padding`] for `same`, `valid` and per side.
 //! * [`Options`] — threads and instruction set: `Options::default().threads(1)`; by default
-//!   every core and the best tier the CPU has.
+//!   every core and the best tier the CPU has. `Options::default().measure()` times the
+//!   candidate kernels of each shape when it is set up and keeps the fastest ([`Planning`]),
+//!   recording it in the process's [`Wisdom`], which a file carries to other processes.
 //! * [`Geometry`] — a layer's shapes for one input: output and weight shapes, parameter and
 //!   FLOP counts; from [`Conv2dParams::geometry`] or [`Conv2d::prepare`].
 //! * [`Error`] — every failure, naming the rule and the values that broke it; the shape
@@ -51,7 +53,7 @@
 
 #![deny(missing_docs)]
 
-pub use gconv_kernels::{CpuClass, Error, Family, Isa, Options, Threads};
+pub use gconv_kernels::{CpuClass, Error, Family, Isa, Options, Planning, Threads, Wisdom};
 pub use gconv_shape::{Conv2dParams, Geometry, Padding, PaddingPerSide, ShapeError};
 
 use gconv_kernels::KernelPlan;

@@ -52,14 +52,19 @@ pub static RULES: [Rule; 15] = [
     Rule {
         name: "depthwise-lanes-short-rows",
         reason: "AVX-512, stride 1, rows that would fill at most half of the streamed kernel's \
-                 vectors (two thirds for 7x7 windows): channels in lanes fill every lane",
+                 vectors (two thirds for 7x7 windows, any share where 16 lanes of them fit L1 \
+                 at full width): channels in lanes fill every lane",
         choose: |facts| {
-            let Problem { geometry, isa, .. } = facts.problem;
+            let Problem {
+                geometry, isa, cpu, ..
+            } = facts.problem;
             let [_, out_w] = geometry.output_size();
             let lanes = isa.lanes();
             let filled = out_w.div_ceil(lanes) * lanes;
-            let short =
-                2 * out_w <= filled || (geometry.reduction_len() >= 49 && 3 * out_w < 2 * filled);
+            let long_window = geometry.reduction_len() >= 49;
+            let short = 2 * out_w <= filled
+                || (long_window && 3 * out_w < 2 * filled)
+                || (long_window && lanes::tier_for(geometry, isa, cpu) == Isa::X86_64V4);
             let applies = isa == Isa::X86_64V4
                 && geometry.stride() == [1, 1]
                 && short
@@ -132,8 +137,9 @@ pub static RULES: [Rule; 15] = [
     },
     Rule {
         name: "grouped-channels-in-place",
-        reason: "long reductions of 1x1 groups: output channels in lanes, each input \
-                 broadcast against a block of them, the input read where it lies",
+        reason: "long reductions of 1x1 groups, or planes under half a vector: output \
+                 channels in lanes, each input broadcast against a block of them, the input \
+                 read where it lies",
         choose: |facts| channels_on(facts, Packing::InPlace),
     },
     Rule {
@@ -190,7 +196,7 @@ pub(crate) fn select(problem: Problem<'_>) -> Result<Selection, Error> {
 }
 
 /// Positions of the largest plane the shifted-plane kernel runs.
-const SHIFTED_MAX_PLANE: usize = 32 * 32;
+pub(crate) const SHIFTED_MAX_PLANE: usize = 32 * 32;
 
 /// Bytes of a padded block of channels in lanes from which the unpacked kernel beats the
 /// channels-in-lanes one on 3x3 layers: between 26x26 and 30x30 padded pixels of 8 lanes.
@@ -201,7 +207,7 @@ const UNPACKED_MIN_BLOCK: usize = 24 * 1024;
 const LANES_L1_BUDGET: usize = 32 * 1024;
 
 /// Bytes the channels-in-lanes kernel's padded input block may take: what stays in L2.
-const LANES_BLOCK_BUDGET: usize = 256 * 1024;
+pub(crate) const LANES_BLOCK_BUDGET: usize = 256 * 1024;
 
 /// `(stride, side)` of a square window with the same stride on both axes, else `(0, 0)`.
 fn window(geometry: &Geometry) -> (usize, usize) {
@@ -303,11 +309,16 @@ fn channels_min_reduction(isa: Isa) -> usize {
 }
 
 /// Whether the channel-vector body should run the problem: where it can, with a reduction
-/// long enough that storing each tile through a transpose is small against its arithmetic.
+/// long enough that storing each tile through a transpose is small against its arithmetic,
+/// or on a plane of less than half a vector of positions, where the flat body would leave
+/// most of its lanes idle whatever the reduction (squeeze-and-excitation's 1x1 planes).
 fn channels_preferred(facts: &Facts<'_>) -> bool {
     let geometry = facts.geometry();
+    let isa = facts.problem.isa;
+    let [out_h, out_w] = geometry.output_size();
+    let tiny_plane = isa != Isa::Portable && 2 * out_h * out_w <= isa.lanes();
     facts.grouped().partition.suits_channels(geometry)
-        && geometry.reduction_len() >= channels_min_reduction(facts.problem.isa)
+        && (geometry.reduction_len() >= channels_min_reduction(isa) || tiny_plane)
 }
 
 /// The channel-vector body on `packing`, where it is preferred and `packing` exists for the

@@ -19,6 +19,7 @@ use crate::kernels::grouped::tiles::tiles_of;
 use crate::pack::layout::{Layout, Packing, VectorOrder};
 use crate::{CpuClass, Error, Family, Isa};
 
+pub(crate) mod candidates;
 pub mod forward;
 #[cfg(test)]
 mod golden;
@@ -211,13 +212,27 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// The rule a measured choice other than the table's names (no problem selects it).
+    pub(crate) const fn measured() -> Rule {
+        Rule {
+            name: "measured",
+            reason: "timed fastest of the candidate kernels on this CPU (Planning::Measure), \
+                     now or in the wisdom it read",
+            choose: never,
+        }
+    }
+}
+
+/// A rule that applies to no problem.
+fn never(_: &Facts<'_>) -> Result<Option<Choice>, Error> {
+    Ok(None)
+}
+
 #[cfg(test)]
 impl Rule {
     /// The rule a test's forced selection names.
     pub(crate) const fn forced() -> Rule {
-        fn never(_: &Facts<'_>) -> Result<Option<Choice>, Error> {
-            Ok(None)
-        }
         Rule {
             name: "forced",
             reason: "a test forced this kernel",

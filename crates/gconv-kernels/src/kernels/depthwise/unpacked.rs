@@ -41,6 +41,21 @@ pub(crate) fn suits(geometry: &Geometry) -> bool {
     geometry.in_channels_per_group() == 1 && matches!(geometry.stride(), [1, 1] | [2, 2])
 }
 
+/// Whether the rows of `geometry`'s whole windows share their input rows here, summing each
+/// output's taps column by column (`Plane::sums_sharing_rows`) or by pairs of columns
+/// (`Plane::sums_stride_two_sharing_rows`) rather than row by row as every other kernel
+/// does: a chain of multiply-adds of its own, whose last bits differ. The window shapes of
+/// the dispatch in `convolve_plane`.
+pub(crate) fn sums_out_of_row_order(geometry: &Geometry) -> bool {
+    let dilation_h = geometry.dilation()[0];
+    match (geometry.stride(), geometry.kernel_size()) {
+        ([1, 1], [3, 3]) => matches!(dilation_h, 1 | 2),
+        ([1, 1], [5, 5] | [7, 7]) => dilation_h == 1,
+        ([2, 2], [3 | 5, _]) => dilation_h == 1,
+        _ => false,
+    }
+}
+
 /// A depthwise convolution (one input channel per group, any channel multiplier) with stride
 /// 1 or 2, prepared for the unpacked kernel.
 #[derive(Debug)]
