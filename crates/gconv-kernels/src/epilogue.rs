@@ -24,7 +24,9 @@ pub(crate) trait Epilogue<T: Element>: Copy + fmt::Debug + Send + Sync + 'static
     const IS_IDENTITY: bool = false;
 
     /// The value stored for `sum`, `residual` holding the residual's elements at the same
-    /// positions (zeros unless [`Epilogue::READS_RESIDUAL`]).
+    /// positions (zeros unless [`Epilogue::READS_RESIDUAL`]). A pure function of the two:
+    /// a kernel may store a position twice (overlapping last squares), the same value both
+    /// times.
     fn apply<S: Simd<Elem = T>>(self, simd: S, sum: S::Vector, residual: S::Vector) -> S::Vector;
 }
 

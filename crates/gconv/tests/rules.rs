@@ -13,10 +13,6 @@ use gconv_testkit::{Problem, check_against_reference};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-fn plan(problem: &Problem, isa: Isa, threads: usize) -> KernelPlan {
-    plan_for(problem, isa, CpuClass::detect(), threads)
-}
-
 /// A plan on `isa` with the kernel chosen for a CPU of class `cpu`.
 fn plan_for(problem: &Problem, isa: Isa, cpu: CpuClass, threads: usize) -> KernelPlan {
     KernelPlan::new(
@@ -293,6 +289,41 @@ rule_test!(
             }
         )
 );
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(strategy::cases(24)))]
+
+    /// 3x3 stride 2 on rows of at most half a 16-lane vector, channels in blocks of 16: the
+    /// channels-in-lanes kernel where 16 lanes run at full width, the streamed one where
+    /// 512-bit operations are split.
+    #[test]
+    fn depthwise_lanes_short_rows_stride_2(problem in problems((
+        1..=2usize,
+        1..=4usize,
+        0..=1usize,
+        3..=24usize,
+        3..=16usize,
+    )
+        .prop_map(|(batch, blocks, padding, height, width)| Depthwise {
+            batch,
+            channels: 16 * blocks,
+            stride: 2,
+            padding: Padding::uniform(padding),
+            plane: [height, width],
+            ..DEPTHWISE
+        }
+        .geometry()))) {
+        if Isa::available().contains(&Isa::X86_64V4) {
+            check_rule_for(&problem, "depthwise-lanes-short-rows", Isa::X86_64V4, CpuClass::Full512)?;
+            check_rule_for(
+                &problem,
+                "depthwise-streamed-3x3-stride-2",
+                Isa::X86_64V4,
+                CpuClass::Split512,
+            )?;
+        }
+    }
+}
 
 rule_test!(
     depthwise_streamed_stride_1,
@@ -641,7 +672,8 @@ rule_test!(
 );
 
 /// A fixed problem with seeded data: on every tier, the reference on one thread and the same
-/// bits on 2 and 3; returns the rules that chose it, one per tier.
+/// bits on 2 and 3; returns the rules that chose it, one per tier (on AVX-512 one per CPU
+/// class of [`classes`]).
 fn check_fixed(geometry: Geometry) -> Vec<&'static str> {
     let data = |len: usize, seed: u64| gconv_testkit::data::uniform(len, seed);
     let problem = Problem {
@@ -654,9 +686,10 @@ fn check_fixed(geometry: Geometry) -> Vec<&'static str> {
     };
     Isa::available()
         .into_iter()
-        .map(|isa| {
-            let rule = plan(&problem, isa, 1).rule().name();
-            check_rule_on(&problem, rule, isa).unwrap_or_else(|error| panic!("{error}"));
+        .flat_map(|isa| classes(isa).into_iter().map(move |cpu| (isa, cpu)))
+        .map(|(isa, cpu)| {
+            let rule = plan_for(&problem, isa, cpu, 1).rule().name();
+            check_rule_for(&problem, rule, isa, cpu).unwrap_or_else(|error| panic!("{error}"));
             rule
         })
         .collect()

@@ -35,8 +35,14 @@ pub static RULES: [Rule; 15] = [
     Rule {
         name: "depthwise-streamed-3x3-stride-2",
         reason: "every input row is loaded once per band of columns, deinterleaved into the \
-                 window's taps, the shared row carried to the next output row",
-        choose: |facts| Ok(streamed_if(facts, |geometry, _| window(geometry) == (2, 3))),
+                 window's taps, the shared row carried to the next output row (but for rows \
+                 of at most half a vector where 16 lanes run at full width)",
+        choose: |facts| {
+            let short_rows = short_rows_at_full_width(facts);
+            Ok(streamed_if(facts, |geometry, _| {
+                window(geometry) == (2, 3) && !short_rows
+            }))
+        },
     },
     Rule {
         name: "depthwise-streamed-5x5-stride-2",
@@ -53,7 +59,8 @@ pub static RULES: [Rule; 15] = [
         name: "depthwise-lanes-short-rows",
         reason: "AVX-512, stride 1, rows that would fill at most half of the streamed kernel's \
                  vectors (two thirds for 7x7 windows, any share where 16 lanes of them fit L1 \
-                 at full width): channels in lanes fill every lane",
+                 at full width), and 3x3 stride 2 on such rows at full width: channels in \
+                 lanes fill every lane",
         choose: |facts| {
             let Problem {
                 geometry, isa, cpu, ..
@@ -65,13 +72,14 @@ pub static RULES: [Rule; 15] = [
             let short = 2 * out_w <= filled
                 || (long_window && 3 * out_w < 2 * filled)
                 || (long_window && lanes::tier_for(geometry, isa, cpu) == Isa::X86_64V4);
-            let applies = isa == Isa::X86_64V4
+            let stride_one = isa == Isa::X86_64V4
                 && geometry.stride() == [1, 1]
                 && short
                 && lanes::suits(geometry, lanes::narrow_tier(isa))
                 && lanes::block_bytes(geometry, lanes::narrow_tier(isa))
                     <= LANES_BLOCK_BUDGET as u128;
-            Ok(applies.then(|| lanes_choice(facts)))
+            let stride_two = window(geometry) == (2, 3) && short_rows_at_full_width(facts);
+            Ok((stride_one || stride_two).then(|| lanes_choice(facts)))
         },
     },
     Rule {
@@ -215,6 +223,18 @@ fn window(geometry: &Geometry) -> (usize, usize) {
         ([s, t], [k, l]) if s == t && k == l => (s, k),
         _ => (0, 0),
     }
+}
+
+/// Whether output rows fill at most half of an AVX-512 vector and the channels-in-lanes
+/// kernel would run the problem with 16 lanes at full width (`lanes::tier_for`).
+fn short_rows_at_full_width(facts: &Facts<'_>) -> bool {
+    let Problem {
+        geometry, isa, cpu, ..
+    } = facts.problem;
+    let [_, out_w] = geometry.output_size();
+    isa == Isa::X86_64V4
+        && 2 * out_w <= isa.lanes()
+        && lanes::tier_for(geometry, isa, cpu) == Isa::X86_64V4
 }
 
 /// The streamed depthwise kernel where it can run the problem and `pays` says so.

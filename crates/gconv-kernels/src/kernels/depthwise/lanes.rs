@@ -42,6 +42,28 @@ fn paired_tile(tier: Isa) -> usize {
     }
 }
 
+/// Lanes from which a block's last, partial square of positions is transposed as a whole
+/// square overlapping the one before: faster with 16 lanes, slower with 8 (`TUNING.md`,
+/// `depthwise-lanes`).
+const OVERLAP_MIN_LANES: usize = 16;
+
+/// Input vectors a sliding row holds at most: [`ROW_TILE`] outputs of a 7-wide window.
+const MAX_SLIDING_INPUTS: usize = ROW_TILE + 7 - 1;
+
+/// The kernel width of `geometry` if its rows suit sliding tiles: taps of a row reading
+/// consecutive input vectors (stride and dilation 1 along rows), a width they are built for.
+fn sliding_width(geometry: &Geometry) -> Option<usize> {
+    let kernel_w = geometry.kernel_size()[1];
+    let consecutive = geometry.stride()[1] == 1 && geometry.dilation()[1] == 1;
+    (consecutive && matches!(kernel_w, 3 | 5 | 7)).then_some(kernel_w)
+}
+
+/// Vector registers a sliding tile of `positions` outputs along each of `rows` rows uses for
+/// a `kernel_w`-wide window: its sums, one kernel row's inputs and a weight per row.
+const fn sliding_registers(positions: usize, kernel_w: usize, rows: usize) -> usize {
+    rows * positions + positions + kernel_w - 1 + rows
+}
+
 /// The outputs of the kernel's largest register tile on `tier` for `geometry`: two rows'
 /// worth where rows are paired, else a row's.
 pub(crate) fn tile_positions(geometry: &Geometry, tier: Isa) -> usize {
@@ -270,7 +292,7 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
         let padding = self.geometry.padding();
         let padded_w = self.padded[1];
         let image = height * width;
-        zero_border(padded, [height, width], padding, lanes);
+        zero_border(simd, padded, [height, width], padding);
         assert_eq!(input.len(), lanes * image);
         if width.is_multiple_of(lanes) {
             for row in 0..height {
@@ -323,6 +345,8 @@ impl<T: Element, E: Epilogue<T>> LanesEngine<T, E> {
             step: self.geometry.stride()[1] * lanes,
             out_w: self.geometry.output_size()[1],
             paired_tile: paired_tile(self.isa),
+            sliding_width: sliding_width(&self.geometry),
+            registers: self.isa.registers(),
             bias: simd.load_from(&self.bias[block * lanes..]),
         };
         window.plane(self.pairs, transposed);
@@ -363,26 +387,39 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
 }
 
 /// Zeros the padding around the `height × width` plane in the padded `[row][column][lane]`
-/// block: the top and bottom rows and each row's two ends, not the interior the input fills.
-fn zero_border<T: Element>(
-    padded: &mut [T],
+/// block: the top and bottom rows (long runs, filled whole) and each row's two ends (a few
+/// vectors each, stored as vectors: too short for a `memset` call to pay).
+#[inline(always)]
+fn zero_border<S: Simd>(
+    simd: S,
+    padded: &mut [S::Elem],
     [height, width]: [usize; 2],
     padding: gconv_shape::PaddingPerSide,
-    lanes: usize,
 ) {
+    let lanes = S::LANES;
+    let zero = simd.splat(S::Elem::ZERO);
+    let zero_vectors = |run: &mut [S::Elem]| {
+        for vector in run.chunks_exact_mut(lanes) {
+            simd.store_into(vector, zero);
+        }
+    };
     let padded_w = (padding.left + width + padding.right) * lanes;
     let (top, rest) = padded.split_at_mut(padding.top * padded_w);
-    top.fill(T::ZERO);
+    top.fill(S::Elem::ZERO);
     let (interior, bottom) = rest.split_at_mut(height * padded_w);
-    bottom.fill(T::ZERO);
+    bottom[..padding.bottom * padded_w].fill(S::Elem::ZERO);
     for row in interior.chunks_exact_mut(padded_w) {
-        row[..padding.left * lanes].fill(T::ZERO);
-        row[(padding.left + width) * lanes..].fill(T::ZERO);
+        let (left, rest) = row.split_at_mut(padding.left * lanes);
+        zero_vectors(left);
+        zero_vectors(&mut rest[width * lanes..]);
     }
 }
 
 /// `[position][lane]` sums of a block (`transposed`) back to its `LANES` NCHW planes in
-/// `sink`, squares of `LANES` positions at a time, then the rest.
+/// `sink`, squares of `LANES` positions at a time. With [`OVERLAP_MIN_LANES`] and a plane of
+/// at least `LANES` positions the last square ends at the plane's end, overlapping the one
+/// before (its positions stored twice, the same values), rather than a partial square's
+/// detour through the stack.
 #[inline(always)]
 fn store_planes<S: Simd, E: Epilogue<S::Elem>>(
     simd: S,
@@ -393,15 +430,20 @@ fn store_planes<S: Simd, E: Epilogue<S::Elem>>(
     let out_plane = transposed.len() / lanes;
     assert_eq!(sink.len(), lanes * out_plane);
     for position in (0..out_plane).step_by(lanes) {
-        let count = lanes.min(out_plane - position);
-        let square = &transposed[position * lanes..][..count * lanes];
-        sink.store_transposed(simd, square, count, position, out_plane);
+        let (start, count) = match out_plane - position {
+            left if left >= lanes => (position, lanes),
+            _ if out_plane >= lanes && lanes >= OVERLAP_MIN_LANES => (out_plane - lanes, lanes),
+            left => (position, left),
+        };
+        let square = &transposed[start * lanes..][..count * lanes];
+        sink.store_transposed(simd, square, count, start, out_plane);
     }
 }
 
 /// `LANES` planes of `image` positions each (`planes`, one after the other) to
-/// `[position][lane]` in `target`: squares by shuffles, the last positions through
-/// [`transpose_part`].
+/// `[position][lane]` in `target`: squares by shuffles, the last one overlapping the one
+/// before where [`OVERLAP_MIN_LANES`] allows and there are at least `LANES` positions, else
+/// through [`transpose_part`].
 #[inline(always)]
 fn transpose_planes<S: Simd>(simd: S, planes: &[S::Elem], image: usize, target: &mut [S::Elem]) {
     let lanes = S::LANES;
@@ -421,7 +463,20 @@ fn transpose_planes<S: Simd>(simd: S, planes: &[S::Elem], image: usize, target: 
         };
     }
     let rest = image - whole_positions;
-    if rest > 0 {
+    if rest > 0 && image >= lanes && lanes >= OVERLAP_MIN_LANES {
+        // The last square ends at the planes' end, overlapping the one before (which wrote
+        // the same values there).
+        let position = image - lanes;
+        // SAFETY: as above, for the square of positions `image − LANES..image`.
+        unsafe {
+            simd.transpose_square(
+                planes[position..].as_ptr(),
+                image,
+                target[position * lanes..][..lanes * lanes].as_mut_ptr(),
+                lanes,
+            )
+        };
+    } else if rest > 0 {
         // SAFETY: source row `lane` holds `rest` elements at `planes[lane · image +
         // whole_positions..]`; the target is the last `rest · LANES` elements of `target`.
         unsafe {
@@ -490,6 +545,11 @@ struct Window<'a, S: Simd> {
     out_w: usize,
     /// Outputs per tile along each of two paired rows: [`paired_tile`] of the tier.
     paired_tile: usize,
+    /// The kernel's width where a row's taps read consecutive input vectors (stride and
+    /// dilation 1 along rows) and it is one the sliding tiles are built for (3, 5, 7).
+    sliding_width: Option<usize>,
+    /// Vector registers of the tier: the sliding tiles run only where theirs fit.
+    registers: usize,
     bias: S::Vector,
 }
 
@@ -502,7 +562,11 @@ impl<S: Simd> Window<'_, S> {
     /// [`paired_tile`] for each of two paired rows; the row's last outputs one tile of the
     /// rest. Loop order within a tile: kernel rows, kernel columns, then the tile's outputs,
     /// each a multiply-add whose input is loaded once for both rows. A tile keeps to its rows,
-    /// so its windows are one base address and constant steps.
+    /// so its windows are one base address and constant steps. Where a row's taps read
+    /// consecutive vectors and the registers allow, a *sliding* tile loads each kernel row's
+    /// `P + kW − 1` inputs once and takes every tap's products from registers (a load per
+    /// `kW` outputs' worth of taps rather than one per multiply-add); the order of each
+    /// output's sum is the same.
     #[inline(always)]
     fn plane(&self, pairing: Option<Pairing>, outputs: &mut [S::Elem]) {
         let out_h = self.row_windows.len();
@@ -558,9 +622,29 @@ impl<S: Simd> Window<'_, S> {
         rest!(1, 2, 3, 4, 5, 6, 7);
     }
 
-    /// Outputs `column..column + P` of row `first`, and of row `second` if paired.
+    /// Outputs `column..column + P` of row `first`, and of row `second` if paired: on a
+    /// sliding tile where the window's rows suit one and its registers fit the tier's.
     #[inline(always)]
     fn tile<const P: usize>(
+        &self,
+        first: usize,
+        pair: Option<(usize, usize)>,
+        column: usize,
+        outputs: &mut [S::Elem],
+    ) {
+        let rows = if pair.is_some() { 2 } else { 1 };
+        let fits = |kernel_w: usize| sliding_registers(P, kernel_w, rows) <= self.registers;
+        match self.sliding_width {
+            Some(3) if fits(3) => self.tile_with::<P, 3>(first, pair, column, outputs),
+            Some(5) if fits(5) => self.tile_with::<P, 5>(first, pair, column, outputs),
+            Some(7) if fits(7) => self.tile_with::<P, 7>(first, pair, column, outputs),
+            _ => self.tile_with::<P, 0>(first, pair, column, outputs),
+        }
+    }
+
+    /// [`Window::tile`] with sliding rows of `KW` taps, or (`KW` = 0) loads per tap.
+    #[inline(always)]
+    fn tile_with<const P: usize, const KW: usize>(
         &self,
         first: usize,
         pair: Option<(usize, usize)>,
@@ -578,19 +662,19 @@ impl<S: Simd> Window<'_, S> {
         let mut sums = [self.bias; P];
         match pair {
             None => {
-                self.add_rows(origin(first), 0..kernel_h, 0, &mut sums);
+                self.add_rows::<P, KW>(origin(first), 0..kernel_h, 0, &mut sums);
             }
             Some((second, taps_apart)) => {
                 let mut second_sums = [self.bias; P];
                 // Kernel rows only the first row reads, those both read, those only the second.
-                self.add_rows(origin(first), 0..taps_apart, 0, &mut sums);
-                self.add_shared_rows(
+                self.add_rows::<P, KW>(origin(first), 0..taps_apart, 0, &mut sums);
+                self.add_shared_rows::<P, KW>(
                     origin(first),
                     taps_apart..kernel_h,
                     taps_apart,
                     [&mut sums, &mut second_sums],
                 );
-                self.add_rows(
+                self.add_rows::<P, KW>(
                     origin(second),
                     kernel_h - taps_apart..kernel_h,
                     0,
@@ -603,9 +687,10 @@ impl<S: Simd> Window<'_, S> {
     }
 
     /// Kernel rows `rows` (input rows read from `origin`) added to `sums` with the weights of
-    /// kernel rows `rows − taps_back`.
+    /// kernel rows `rows − taps_back`: a sliding row of `KW` taps, or (`KW` = 0) a load per
+    /// tap and output.
     #[inline(always)]
-    fn add_rows<const P: usize>(
+    fn add_rows<const P: usize, const KW: usize>(
         &self,
         origin: *const S::Elem,
         rows: std::ops::Range<usize>,
@@ -614,6 +699,20 @@ impl<S: Simd> Window<'_, S> {
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
         let kernel_w = self.column_offsets.len();
+        if KW > 0 {
+            debug_assert_eq!(kernel_w, KW);
+            for i in rows {
+                let inputs = self.sliding_inputs::<P, KW>(origin.wrapping_add(self.row_offsets[i]));
+                let row_weights = &self.weights[(i - taps_back) * KW * lanes..][..KW * lanes];
+                for j in 0..KW {
+                    let weights = simd.load_from(&row_weights[j * lanes..]);
+                    for (p, sum) in sums.iter_mut().enumerate() {
+                        *sum = simd.mul_add(weights, inputs[p + j], *sum);
+                    }
+                }
+            }
+            return;
+        }
         for i in rows {
             let row_origin = origin.wrapping_add(self.row_offsets[i]);
             let row_weights =
@@ -639,7 +738,7 @@ impl<S: Simd> Window<'_, S> {
     /// Kernel rows `rows` of the first row of a pair (read from its `origin`), which are the
     /// second's kernel rows `rows − taps_apart`: each input loaded once for both.
     #[inline(always)]
-    fn add_shared_rows<const P: usize>(
+    fn add_shared_rows<const P: usize, const KW: usize>(
         &self,
         origin: *const S::Elem,
         rows: std::ops::Range<usize>,
@@ -648,6 +747,25 @@ impl<S: Simd> Window<'_, S> {
     ) {
         let (simd, lanes) = (self.simd, S::LANES);
         let kernel_w = self.column_offsets.len();
+        if KW > 0 {
+            debug_assert_eq!(kernel_w, KW);
+            for i in rows {
+                let inputs = self.sliding_inputs::<P, KW>(origin.wrapping_add(self.row_offsets[i]));
+                let first_weights = &self.weights[i * KW * lanes..][..KW * lanes];
+                let second_weights = &self.weights[(i - taps_apart) * KW * lanes..][..KW * lanes];
+                for j in 0..KW {
+                    let first_weight = simd.load_from(&first_weights[j * lanes..]);
+                    let second_weight = simd.load_from(&second_weights[j * lanes..]);
+                    for (p, (first_sum, second_sum)) in
+                        first.iter_mut().zip(second.iter_mut()).enumerate()
+                    {
+                        *first_sum = simd.mul_add(first_weight, inputs[p + j], *first_sum);
+                        *second_sum = simd.mul_add(second_weight, inputs[p + j], *second_sum);
+                    }
+                }
+            }
+            return;
+        }
         for i in rows {
             let row_origin = origin.wrapping_add(self.row_offsets[i]);
             let first_weights = &self.weights[i * kernel_w * lanes..][..kernel_w * lanes];
@@ -669,6 +787,24 @@ impl<S: Simd> Window<'_, S> {
                 }
             }
         }
+    }
+
+    /// The `P + KW − 1` consecutive input vectors a sliding row of a tile reads from
+    /// `row_origin` (its first window's kernel row); the rest of the array unused.
+    #[inline(always)]
+    fn sliding_inputs<const P: usize, const KW: usize>(
+        &self,
+        row_origin: *const S::Elem,
+    ) -> [S::Vector; MAX_SLIDING_INPUTS] {
+        let simd = self.simd;
+        let mut inputs = [simd.splat(S::Elem::ZERO); MAX_SLIDING_INPUTS];
+        for (k, input) in inputs.iter_mut().take(P + KW - 1).enumerate() {
+            // SAFETY: with consecutive taps (stride and dilation 1 along rows), output `p` of
+            // the tile reads input vectors `p..p + KW` from its row's origin: vector `k` is
+            // one that output `min(k, P − 1)` reads, inside `padded` as in `add_rows`.
+            *input = unsafe { simd.load(row_origin.wrapping_add(k * S::LANES)) };
+        }
+        inputs
     }
 
     /// A tile's sums to `outputs` as `[position][lane]`.
