@@ -451,31 +451,13 @@ fn transpose_planes<S: Simd>(simd: S, planes: &[S::Elem], image: usize, target: 
     assert_eq!(target.len(), lanes * image);
     let whole_positions = image / lanes * lanes;
     for position in (0..whole_positions).step_by(lanes) {
-        // SAFETY: source row `lane` is `planes[lane · image + position..][..LANES]`, inside
-        // `planes`; the target square is `target[position · LANES..][..LANES²]`.
-        unsafe {
-            simd.transpose_square(
-                planes[position..].as_ptr(),
-                image,
-                target[position * lanes..][..lanes * lanes].as_mut_ptr(),
-                lanes,
-            )
-        };
+        transpose_square_at(simd, planes, image, target, position);
     }
     let rest = image - whole_positions;
     if rest > 0 && image >= lanes && lanes >= OVERLAP_MIN_LANES {
         // The last square ends at the planes' end, overlapping the one before (which wrote
         // the same values there).
-        let position = image - lanes;
-        // SAFETY: as above, for the square of positions `image − LANES..image`.
-        unsafe {
-            simd.transpose_square(
-                planes[position..].as_ptr(),
-                image,
-                target[position * lanes..][..lanes * lanes].as_mut_ptr(),
-                lanes,
-            )
-        };
+        transpose_square_at(simd, planes, image, target, image - lanes);
     } else if rest > 0 {
         // SAFETY: source row `lane` holds `rest` elements at `planes[lane · image +
         // whole_positions..]`; the target is the last `rest · LANES` elements of `target`.
@@ -490,6 +472,30 @@ fn transpose_planes<S: Simd>(simd: S, planes: &[S::Elem], image: usize, target: 
             )
         };
     }
+}
+
+/// The square of positions `position..position + LANES` of [`transpose_planes`].
+#[inline(always)]
+fn transpose_square_at<S: Simd>(
+    simd: S,
+    planes: &[S::Elem],
+    image: usize,
+    target: &mut [S::Elem],
+    position: usize,
+) {
+    let lanes = S::LANES;
+    assert!(position + lanes <= image);
+    // SAFETY: source row `lane` is `planes[lane · image + position..][..LANES]`, inside
+    // `planes` (`LANES × image` elements, asserted by the caller); the target square is
+    // `target[position · LANES..][..LANES²]`, bounds-checked here.
+    unsafe {
+        simd.transpose_square(
+            planes[position..].as_ptr(),
+            image,
+            target[position * lanes..][..lanes * lanes].as_mut_ptr(),
+            lanes,
+        )
+    };
 }
 
 /// Transposes the `rows × columns` block at `source` (rows `source_stride` elements apart)
