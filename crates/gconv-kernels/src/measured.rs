@@ -12,12 +12,13 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::Error;
 use crate::exec::workspace::{Output, Workspace};
-use crate::kernels::{ForwardKernel, Parts, build_forward};
+use crate::kernels::ForwardKernel;
+use crate::plan::{build, forward_kernel};
 use crate::select::{self, Choice, Problem, Selection, candidates};
 use crate::weights::Weights;
 use crate::wisdom::{Key, Wisdom};
-use crate::{Error, epilogue::Identity};
 
 /// How a plan chooses its kernel.
 ///
@@ -172,16 +173,7 @@ pub(crate) fn choose(
         threads,
     } = problem;
     let key = Key::new(geometry, isa, cpu, threads);
-    let build = |choice: &Choice| {
-        build_forward(
-            choice,
-            Parts {
-                problem,
-                weights,
-                epilogue: Identity,
-            },
-        )
-    };
+    let kernel_of = |choice: &Choice| forward_kernel(problem, weights, choice);
     let selection_of = |choice: Choice| Selection {
         choice,
         rule: if choice == table.choice {
@@ -199,7 +191,7 @@ pub(crate) fn choose(
             .chain(others.iter().copied())
             .find(|choice| choice.kernel_id(geometry, isa) == recorded);
         if let Some(choice) = choice
-            && let Ok(kernel) = build(&choice)
+            && let Ok(kernel) = kernel_of(&choice)
             && scratch_fits(kernel.scratch_len())
         {
             return Ok(Chosen {
@@ -216,21 +208,14 @@ pub(crate) fn choose(
     }
     let budget = match planning {
         Planning::Measure { budget } => budget,
-        Planning::Table | Planning::Wisdom => {
-            let kernel = build(&table.choice)?;
-            return Ok(Chosen {
-                selection: table,
-                kernel,
-                measurement: None,
-            });
-        }
+        Planning::Table | Planning::Wisdom => return build(problem, weights, table),
     };
 
     // The table's kernel must build; a candidate that does not (or needs absurd scratch)
     // is left out.
-    let mut entries = vec![Entry::new(table.choice, build(&table.choice)?)];
+    let mut entries = vec![Entry::new(table.choice, kernel_of(&table.choice)?)];
     for choice in others {
-        if let Ok(kernel) = build(&choice)
+        if let Ok(kernel) = kernel_of(&choice)
             && scratch_fits(kernel.scratch_len())
         {
             entries.push(Entry::new(choice, kernel));
@@ -421,12 +406,7 @@ mod tests {
                     let (table, others) = candidates::forward(candidate_problem).unwrap();
                     let mut runs = Vec::new();
                     for choice in std::iter::once(table.choice).chain(others) {
-                        let parts = Parts {
-                            problem: candidate_problem,
-                            weights: &weights,
-                            epilogue: Identity,
-                        };
-                        let kernel = build_forward(&choice, parts).unwrap();
+                        let kernel = forward_kernel(candidate_problem, &weights, &choice).unwrap();
                         let workspace = Workspace::new(threads, kernel.scratch_len()).unwrap();
                         let mut output = vec![f32::NAN; geometry.output_len()];
                         let values = Output {

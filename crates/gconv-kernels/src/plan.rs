@@ -10,7 +10,7 @@ use crate::epilogue::Identity;
 use crate::exec::workspace::{Output, Workspace};
 use crate::kernels::{ForwardKernel, Parts, build_forward};
 use crate::measured::{self, Chosen, Measurement, Planning};
-use crate::select::{self, Problem, Rule, Selection};
+use crate::select::{self, Choice, Problem, Rule, Selection};
 use crate::weights::Weights;
 use crate::{CpuClass, Error, Family, Isa};
 
@@ -308,22 +308,31 @@ impl KernelPlan {
 }
 
 /// The kernel `selection` chose for `problem`, built on `weights`.
-fn build(
+pub(crate) fn build(
     problem: Problem<'_>,
     weights: &Weights<f32>,
     selection: Selection,
 ) -> Result<Chosen, Error> {
-    let parts = Parts {
-        problem,
-        weights,
-        epilogue: Identity,
-    };
-    let kernel = build_forward(&selection.choice, parts)?;
+    let kernel = forward_kernel(problem, weights, &selection.choice)?;
     Ok(Chosen {
         selection,
         kernel,
         measurement: None,
     })
+}
+
+/// The forward kernel of `choice` for `problem` on `weights`, with the plan's epilogue.
+pub(crate) fn forward_kernel(
+    problem: Problem<'_>,
+    weights: &Weights<f32>,
+    choice: &Choice,
+) -> Result<Box<dyn ForwardKernel<f32>>, Error> {
+    let parts = Parts {
+        problem,
+        weights,
+        epilogue: Identity,
+    };
+    build_forward(choice, parts)
 }
 
 /// Whether runs of `geometry` on `threads` share the work: sharing costs a few

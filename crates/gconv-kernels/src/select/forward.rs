@@ -38,9 +38,8 @@ pub static RULES: [Rule; 15] = [
                  window's taps, the shared row carried to the next output row (but for rows \
                  of at most half a vector where 16 lanes run at full width)",
         choose: |facts| {
-            let short_rows = short_rows_at_full_width(facts);
             Ok(streamed_if(facts, |geometry, _| {
-                window(geometry) == (2, 3) && !short_rows
+                window(geometry) == (2, 3) && !short_rows_at_full_width(facts)
             }))
         },
     },
