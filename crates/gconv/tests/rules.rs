@@ -330,24 +330,27 @@ rule_test!(
     "depthwise-streamed-stride-1",
     AVX512,
     (
-        1..=2usize,
-        1..=4usize,
-        1..=2usize,
+        (1..=2usize, 1..=4usize, 1..=2usize),
         1..=3usize,
+        prop_oneof![2 => Just(1usize), 1 => 2..=4usize],
         0..=3usize,
         7..=40usize,
         7..=40usize
     )
         .prop_map(
-            |(batch, channels, multiplier, half, padding, height, width)| {
+            |((batch, channels, multiplier), half, dilation, padding, height, width)| {
                 let side = 2 * half + 1;
+                // Planes at least as large as the dilated window, so that every padding
+                // leaves an output.
+                let reach = (side - 1) * dilation + 1;
                 Depthwise {
                     batch,
                     channels,
                     multiplier,
                     kernel: [side, side],
-                    padding: Padding::uniform(padding.min(half)),
-                    plane: [height, width],
+                    padding: Padding::uniform(padding.min(half) * dilation),
+                    dilation,
+                    plane: [height.max(reach), width.max(reach)],
                     ..DEPTHWISE
                 }
                 .geometry()
@@ -385,6 +388,45 @@ fn short_bands(isa: Isa) -> impl Strategy<Value = Geometry> {
     })
 }
 
+/// Dilated short bands below AVX-512, for the lanes of `isa`: 3x3 and 5x5 windows whose
+/// rows are one band of the streamed kernel.
+fn dilated_short_bands(isa: Isa) -> impl Strategy<Value = Geometry> {
+    (1..=2usize, 2..=4usize).prop_flat_map(move |(half, dilation)| {
+        let side = 2 * half + 1;
+        let reach = (side - 1) * dilation;
+        let widths = well_filled_widths(isa.lanes(), (12 / (side - 1)).min(4));
+        (
+            (1..=2usize, 1..=4usize, 1..=2usize),
+            0..=half,
+            reach + 1..=reach + 12,
+            widths,
+        )
+            .prop_map(
+                move |((batch, channels, multiplier), padding, height, out_width)| {
+                    let padding = padding * dilation;
+                    Depthwise {
+                        batch,
+                        channels,
+                        multiplier,
+                        kernel: [side, side],
+                        padding: Padding::uniform(padding),
+                        dilation,
+                        plane: [height, out_width + reach - 2 * padding],
+                        ..DEPTHWISE
+                    }
+                    .geometry()
+                },
+            )
+    })
+}
+
+rule_test!(
+    depthwise_streamed_stride_1_short_bands_dilated_avx2,
+    "depthwise-streamed-stride-1-short-bands",
+    [Isa::X86_64V3],
+    dilated_short_bands(Isa::X86_64V3)
+);
+
 rule_test!(
     depthwise_streamed_stride_1_short_bands_avx2,
     "depthwise-streamed-stride-1-short-bands",
@@ -403,17 +445,27 @@ rule_test!(
     depthwise_shifted,
     "depthwise-shifted",
     AVX512,
-    (1..=2usize, 1..=4usize, 2..=4usize, 8..=32usize, 8..=32usize).prop_map(
-        |(batch, channels, dilation, height, width)| Depthwise {
-            batch,
-            channels,
-            padding: Padding::Same,
-            dilation,
-            plane: [height, width],
-            ..DEPTHWISE
-        }
-        .geometry()
+    (
+        (1..=2usize, 1..=4usize),
+        // Windows the streamed kernel leaves: not square, or larger than 7x7.
+        prop::sample::select(vec![[1usize, 3], [3, 1], [3, 5], [5, 3], [2, 2], [9, 9]]),
+        1..=3usize,
+        9..=32usize,
+        9..=32usize
     )
+        .prop_map(|((batch, channels), kernel, dilation, height, width)| {
+            let reach = (kernel[0].max(kernel[1]) - 1) * dilation + 1;
+            Depthwise {
+                batch,
+                channels,
+                kernel,
+                padding: Padding::Same,
+                dilation,
+                plane: [height.max(reach), width.max(reach)],
+                ..DEPTHWISE
+            }
+            .geometry()
+        })
 );
 
 rule_test!(

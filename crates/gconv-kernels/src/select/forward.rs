@@ -94,14 +94,18 @@ pub static RULES: [Rule; 15] = [
     Rule {
         name: "depthwise-streamed-stride-1-short-bands",
         reason: "below AVX-512, where a band's rolling sums fit beside its taps in sixteen \
-                 registers and the rows fill four fifths of their vectors",
+                 registers and the rows fill four fifths of their vectors; dilated windows \
+                 of up to 5x5 on AVX2 (masked loads) where the rows are one band",
         choose: |facts| {
             Ok(streamed_if(facts, |geometry, isa| {
                 let [_, out_w] = geometry.output_size();
                 let side = geometry.kernel_size()[0];
                 let lanes = isa.lanes();
                 let vectors = out_w.div_ceil(lanes);
+                let dilated_fits =
+                    isa == Isa::X86_64V3 && vectors <= streamed::MAX_BAND && side <= 5;
                 geometry.stride() == [1, 1]
+                    && (geometry.dilation() == [1, 1] || dilated_fits)
                     && vectors * (side - 1) <= 12
                     && 5 * out_w >= 4 * lanes * vectors
             }))
@@ -109,8 +113,9 @@ pub static RULES: [Rule; 15] = [
     },
     Rule {
         name: "depthwise-shifted",
-        reason: "AVX-512, planes of up to 32x32 whose output is the input's size (dilated \
-                 windows): every tap is the input plane shifted, read whole under a lane mask",
+        reason: "AVX-512, planes of up to 32x32 whose output is the input's size, windows \
+                 the streamed kernel leaves (not square, or past 7x7): every tap is the input \
+                 plane shifted, read whole under a lane mask",
         choose: |facts| {
             let Problem { geometry, isa, .. } = facts.problem;
             let [height, width] = geometry.input_size();

@@ -1,6 +1,6 @@
 //! Depthwise convolution, 3x3 and 5x5 windows with stride 2 and 3x3, 5x5 and 7x7 windows
-//! with stride 1, bands of output columns streamed down their plane, each input row loaded
-//! once.
+//! with stride 1 (dilated or not), bands of output columns streamed down their plane, each
+//! input row loaded once.
 //!
 //! A band of up to four vectors of output columns walks down the whole plane, row by row
 //! (the input read in the order it lies, as the prefetchers like it), so that every input row
@@ -18,10 +18,18 @@
 //! * stride 1 (`K`x`K`): input row `k` is the last window row of output row
 //!   `k + top − K + 1`, the one before of the next, …, the first of the `K`-th, so `K − 1`
 //!   partial sums per vector roll down with the rows: per input row and vector, `K` shifted
-//!   loads, `K²` multiply-adds, one finished sum stored, one begun from the bias.
+//!   loads, `K²` multiply-adds, one finished sum stored, one begun from the bias;
+//! * stride 1 with dilation `dH`x`dW` (DeepLab's atrous layers): tap `j` loads from `dW·j`
+//!   columns on, and the output rows fall into `dH` phases (rows `p, p + dH, p + 2·dH, …`)
+//!   whose windows share rows only within the phase, each phase walked down the plane as
+//!   above over every `dH`-th input row.
 //!
 //! The weights are broadcast once per plane, rows of the padding add nothing, and a task
-//! takes several planes, claimed and dispatched once. (The unpacked kernel's blocks of 8, 4
+//! takes several planes, claimed and dispatched once. As a plane's first band loads an input
+//! row, it prefetches the same row of the next plane: the hardware prefetchers stop at each
+//! 4 KiB page and learn every plane afresh (they never learnt a dilated walk's strides), and
+//! on inputs of 8 MiB and more, without it, 64x64 planes ran at a third of their speed
+//! (measured in `TUNING.md`, `depthwise-streamed-stride-1`). (The unpacked kernel's blocks of 8, 4
 //! and 1 rows, each set up and dispatched on its own, spent about 47 cycles per output
 //! vector on MobileNetV2's 28x28 stride-2 layer, against 9 multiply-adds and 6
 //! deinterleaving shuffles.)
@@ -33,7 +41,7 @@ use super::{Filters, PlaneChannels, Planes, planes_per_task};
 use crate::epilogue::{Epilogue, Sink};
 use crate::exec::workspace::{Output, Workspace};
 use crate::select::Problem;
-use crate::simd::{Element, Simd, WithSimd, dispatch, lanes_between, lanes_of};
+use crate::simd::{Element, Simd, WithSimd, dispatch, lanes_between, lanes_of, prefetch};
 use crate::{Error, Isa};
 
 /// The window's side with stride 2: 3x3, the stride-2 depthwise layer of MobileNet,
@@ -53,21 +61,22 @@ const fn band_vectors(stride: usize, side: usize) -> usize {
     if stride == 1 && side == 7 { 2 } else { 4 }
 }
 
-/// Whether `geometry` suits this kernel: depthwise without dilation, 3x3 or 5x5 with stride
-/// 2, 3x3, 5x5 or 7x7 with stride 1.
+/// Whether `geometry` suits this kernel: depthwise, 3x3 or 5x5 with stride 2 without
+/// dilation, 3x3, 5x5 or 7x7 with stride 1 and any dilation.
 pub(crate) fn suits(geometry: &Geometry) -> bool {
     geometry.in_channels_per_group() == 1
-        && geometry.dilation() == [1, 1]
         && match geometry.stride() {
-            [2, 2] => matches!(geometry.kernel_size(), [3, 3] | [5, 5]),
+            [2, 2] => {
+                geometry.dilation() == [1, 1] && matches!(geometry.kernel_size(), [3, 3] | [5, 5])
+            }
             [1, 1] => matches!(geometry.kernel_size(), [3, 3] | [5, 5] | [7, 7]),
             _ => false,
         }
 }
 
-/// A depthwise convolution (one input channel per group, any channel multiplier) without
-/// dilation, 3x3 or 5x5 with stride 2 or 3x3, 5x5 or 7x7 with stride 1, prepared for the
-/// streamed kernel.
+/// A depthwise convolution (one input channel per group, any channel multiplier), 3x3 or 5x5
+/// with stride 2 without dilation or 3x3, 5x5 or 7x7 with stride 1 and any dilation, prepared
+/// for the streamed kernel.
 #[derive(Debug)]
 pub(crate) struct StreamedEngine<T, E> {
     geometry: Geometry,
@@ -77,8 +86,28 @@ pub(crate) struct StreamedEngine<T, E> {
     columns: Vec<VectorColumns>,
     /// Planes per task.
     planes_per_task: usize,
+    /// Whether each plane prefetches the next one as it goes (see [`prefetches`]).
+    prefetch: bool,
     epilogue: E,
 }
+
+/// Whether the streamed kernel prefetches the next plane on `geometry`: stride 1 or a 5x5
+/// window (3x3 stride-2 planes ran slower with it), on inputs of 8 MiB and more, past which
+/// the hardware prefetchers fell behind; on smaller ones, in L3, prefetching cost up to 5 %.
+/// (Measured in `TUNING.md`, `depthwise-streamed-stride-1`.)
+pub(crate) fn prefetches<T>(geometry: &Geometry) -> bool {
+    let [height, width] = geometry.input_size();
+    let bytes = (geometry.batch() as u128)
+        * (geometry.in_channels() as u128)
+        * (height as u128)
+        * (width as u128)
+        * (size_of::<T>() as u128);
+    let walks_rows = geometry.stride() == [1, 1] || geometry.kernel_size() != [SIDE, SIDE];
+    walks_rows && bytes >= PREFETCH_MIN_BYTES
+}
+
+/// Input bytes from which each plane prefetches the next one.
+const PREFETCH_MIN_BYTES: u128 = 8 << 20;
 
 /// The input columns a vector of output columns reads from an input row, from `start` on.
 /// With stride 2 and a 5x5 window: the pairs of vectors from `start`, `start + 2` and
@@ -86,7 +115,7 @@ pub(crate) struct StreamedEngine<T, E> {
 /// the pair of vectors from `start` (lane `l` of its even columns is tap 1's
 /// input for output lane `l`, of its odd columns tap 2's) and the column before it (tap 0's
 /// input for lane 0; its other lanes are tap 2's, one lane on). With stride 1: the vector
-/// from `start + j`, tap `j`'s.
+/// from `start + dW·j`, tap `j`'s.
 #[derive(Debug, Clone, Copy)]
 struct VectorColumns {
     /// Stride 2, 3x3: the input column of the pair's lane 0, `2·v·LANES − left + 1`; 5x5:
@@ -115,6 +144,7 @@ impl<T: Element, E: Epilogue<T>> StreamedEngine<T, E> {
             filters: Filters::new(geometry, parts.weights),
             columns,
             planes_per_task: planes_per_task(geometry, out_h * out_w),
+            prefetch: prefetches::<T>(geometry),
             epilogue: parts.epilogue,
         })
     }
@@ -127,8 +157,10 @@ fn vector_columns(geometry: &Geometry, lanes: usize) -> Option<Vec<VectorColumns
     let [_, out_w] = geometry.output_size();
     let signed = |value: usize| isize::try_from(value).ok();
     let (width, left) = (signed(width)?, signed(geometry.padding().left)?);
-    // Every column offset below lies within [−left − LANES, 2·out_w + 2·LANES], and out_w is
-    // at most the padded width, which Geometry checked fits in usize.
+    let dilation = signed(geometry.dilation()[1])?;
+    // Every column offset below lies within [−left − LANES, 2·out_w + 2·LANES + dW·(K − 1)],
+    // and out_w and the dilated window's reach are at most the padded width, which Geometry
+    // checked fits in usize.
     let lanes_inside = |first: isize| {
         let first_inside = (-first).clamp(0, lanes as isize) as usize;
         let end_inside = (width - first).clamp(0, lanes as isize) as usize;
@@ -166,7 +198,7 @@ fn vector_columns(geometry: &Geometry, lanes: usize) -> Option<Vec<VectorColumns
         } else {
             let start = signed(vector * lanes)? - left;
             for (tap, mask) in masks[..side].iter_mut().enumerate() {
-                *mask = lanes_inside(start + tap as isize);
+                *mask = lanes_inside(start + dilation * tap as isize);
             }
             (start, side)
         };
@@ -296,11 +328,17 @@ impl<
             let streamed = StreamedPlane {
                 simd,
                 input: &input[input_plane * plane..][..plane],
+                next_input: match engine.prefetch {
+                    true => input.get((input_plane + 1) * plane..(input_plane + 2) * plane),
+                    false => None,
+                }
+                .unwrap_or(&[]),
                 weights: splat,
                 bias: simd.splat(engine.filters.bias(channel)),
                 height,
                 width,
                 pad_top: geometry.padding().top,
+                dilation: geometry.dilation(),
                 out_h,
                 out_w,
             };
@@ -311,7 +349,7 @@ impl<
 }
 
 /// Vectors in the widest band (see [`band_vectors`]).
-const MAX_BAND: usize = 4;
+pub(crate) const MAX_BAND: usize = 4;
 
 /// Where a band of `B` vectors stores: its output plane (`out_h` rows from `base` in
 /// `output`), and per vector the first column and the number of columns it holds.
@@ -319,6 +357,8 @@ struct Band<const B: usize> {
     base: usize,
     out_h: usize,
     vectors: [(usize, usize); B],
+    /// Whether this is the plane's first band, the one that prefetches the next plane.
+    leads: bool,
 }
 
 impl<const B: usize> Band<B> {
@@ -343,6 +383,7 @@ impl<const B: usize> Band<B> {
             base,
             out_h,
             vectors,
+            leads: first == 0,
         }
     }
 }
@@ -351,12 +392,17 @@ impl<const B: usize> Band<B> {
 struct StreamedPlane<'a, S: Simd> {
     simd: S,
     input: &'a [S::Elem],
+    /// The next plane of the input, prefetched row by row (empty after the last, or where the
+    /// engine does not prefetch).
+    next_input: &'a [S::Elem],
     /// Tap `(i, j)` at `K·i + j` (the first `K²`), each broadcast.
     weights: [S::Vector; MAX_SIDE * MAX_SIDE],
     bias: S::Vector,
     height: usize,
     width: usize,
     pad_top: usize,
+    /// Stride 1: window rows and columns `dH` and `dW` apart.
+    dilation: [usize; 2],
     out_h: usize,
     out_w: usize,
 }
@@ -414,16 +460,8 @@ impl<S: Simd> StreamedPlane<'_, S> {
     }
 
     /// Stride 1, a `K`x`K` window: output column vectors `first..first + B` of every output
-    /// row, top to bottom, each row's vectors left to right. Input row `k` is window row
-    /// `K − 1` of output row `k + top − K + 1`, row `K − 2` of the next, …, row 0 of the
-    /// `K`-th: per vector, that first sum is finished and stored, the next `K − 2` carried on,
-    /// the last begun from the bias, so every input row is loaded once. Each output's chain:
-    /// bias, then the taps in `(i, j)` order; rows of the padding add nothing.
-    ///
-    /// Where the band's taps and sums (`2·B·K` vectors) fit the registers, a row's taps are
-    /// loaded for all `B` vectors first, then each weight is broadcast once for all of them;
-    /// elsewhere vector by vector, each weight broadcast per vector (with four vectors of 7x7
-    /// sums that order kept the sums on the stack, loaded and stored per row).
+    /// row, phase by phase of the vertical dilation `dH` (one phase without it), each phase
+    /// by [`StreamedPlane::phase_stride_one`].
     #[inline(always)]
     fn band_stride_one<E: Epilogue<S::Elem>, const K: usize, const B: usize, const EDGE: bool>(
         &self,
@@ -431,17 +469,52 @@ impl<S: Simd> StreamedPlane<'_, S> {
         output: &mut Sink<'_, S::Elem, E>,
         columns: &[VectorColumns; B],
     ) {
+        let step = self.dilation[0];
+        for phase in 0..step.min(band.out_h) {
+            let rows = (band.out_h - phase).div_ceil(step);
+            self.phase_stride_one::<E, K, B, EDGE>(band, output, columns, [phase, step, rows]);
+        }
+    }
+
+    /// Stride 1, a `K`x`K` window, output rows `phase + step·t` for `t < rows`: output column
+    /// vectors `first..first + B` of those rows, top to bottom, each row's vectors left to
+    /// right. Counting the phase's rows alone (padded row `phase + step·u` as its row `u`),
+    /// its row `k` is window row `K − 1` of its output row `k − K + 1`, row `K − 2` of the
+    /// next, …, row 0 of the `K`-th: per vector, that first sum is finished and stored, the
+    /// next `K − 2` carried on, the last begun from the bias, so every input row is loaded
+    /// once per phase. Each output's chain: bias, then the taps in `(i, j)` order; rows of
+    /// the padding add nothing.
+    ///
+    /// Where the band's taps and sums (`2·B·K` vectors) fit the registers, a row's taps are
+    /// loaded for all `B` vectors first, then each weight is broadcast once for all of them;
+    /// elsewhere vector by vector, each weight broadcast per vector (with four vectors of 7x7
+    /// sums that order kept the sums on the stack, loaded and stored per row).
+    #[inline(always)]
+    fn phase_stride_one<E: Epilogue<S::Elem>, const K: usize, const B: usize, const EDGE: bool>(
+        &self,
+        band: &Band<B>,
+        output: &mut Sink<'_, S::Elem, E>,
+        columns: &[VectorColumns; B],
+        [phase, step, rows]: [usize; 3],
+    ) {
+        // The phase's row `u`, in the padded plane; its output row `t`.
+        let padded_row = |u: usize| self.input_row(phase + step * u);
+        let output_row = |t: usize| phase + step * t;
         let add_row = |sum: S::Vector, i: usize, taps: &Option<[S::Vector; K]>| match taps {
             Some(taps) => self.add_window_row(sum, i, taps),
             None => sum,
         };
-        // Per vector, the sums of output rows r .. r + K − 1 so far (the last unused between
-        // rows): before row 0, padded rows 0 .. K − 1 added to the outputs whose windows
-        // hold them, sums[m] (output row m) taking padded row p as window row p − m.
+        // Per vector, the sums of the phase's output rows t .. t + K − 1 so far (the last
+        // unused between rows): before its row 0, its padded rows 0 .. K − 1 added to the
+        // outputs whose windows hold them, sums[m] (its output row m) taking its padded row p
+        // as window row p − m.
+        for padded in 0..K - 1 {
+            self.prefetch_next(band, padded_row(padded));
+        }
         let mut sums = [[self.bias; K]; B];
         for (sums, columns) in sums.iter_mut().zip(columns) {
             for padded in 0..K - 1 {
-                let taps = self.row_taps::<1, K, B, EDGE>(self.input_row(padded), columns);
+                let taps = self.row_taps::<1, K, B, EDGE>(padded_row(padded), columns);
                 for (m, sum) in sums[..=padded].iter_mut().enumerate() {
                     *sum = add_row(*sum, padded - m, &taps);
                 }
@@ -452,8 +525,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
             // two 3x3 vectors): per input row, each weight is loaded once for the band's `B`
             // vectors, window row by window row (output row `r + m` takes the row as its
             // window row `K − 1 − m`).
-            for r in 0..band.out_h {
-                let row = self.input_row(r + K - 1);
+            for t in 0..rows {
+                let (r, row) = (output_row(t), padded_row(t + K - 1));
+                self.prefetch_next(band, row);
                 let mut acc = [[self.bias; K]; B];
                 for (acc, sums) in acc.iter_mut().zip(&sums) {
                     acc[..K - 1].copy_from_slice(&sums[..K - 1]);
@@ -486,8 +560,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
             }
             return;
         }
-        for r in 0..band.out_h {
-            let row = self.input_row(r + K - 1);
+        for t in 0..rows {
+            let (r, row) = (output_row(t), padded_row(t + K - 1));
+            self.prefetch_next(band, row);
             // The band's vectors written out, whatever the compiler's unrolling heuristics
             // decide: as a loop (which it kept when the stores were checked), the sums lived
             // on the stack, 0.85 of the speed on 28x28 planes. (A macro, not a closure: a
@@ -546,6 +621,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 }
             }
         };
+        for padded in 0..K - 2 {
+            self.prefetch_next(band, self.input_row(padded));
+        }
         let mut sums = [[self.bias; MAX_SIDE]; B];
         for (sums, columns) in sums.iter_mut().zip(columns) {
             for padded in 0..K - 2 {
@@ -556,6 +634,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
         for r in 0..band.out_h {
             let rows =
                 [2 * r + K - 2, 2 * r + K - 1].map(|padded| (padded, self.input_row(padded)));
+            for (_, row) in rows {
+                self.prefetch_next(band, row);
+            }
             for (vector, (sums, columns)) in sums.iter_mut().zip(columns).enumerate() {
                 for (padded, row) in rows {
                     let taps = self.row_taps::<2, K, B, EDGE>(row, columns);
@@ -652,6 +733,20 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 self.sum([*carried, middle, bottom]),
             );
             *carried = bottom;
+        }
+    }
+
+    /// Prefetches input row `row` (none in the padding) of the next plane, from the plane's
+    /// first band.
+    #[inline(always)]
+    fn prefetch_next<const B: usize>(&self, band: &Band<B>, row: Option<usize>) {
+        if let Some(row) = row
+            && band.leads
+            && let Some(next) = self
+                .next_input
+                .get(row * self.width..(row + 1) * self.width)
+        {
+            prefetch(next);
         }
     }
 
@@ -764,7 +859,8 @@ impl<S: Simd> StreamedPlane<'_, S> {
             .wrapping_offset(columns.start)
     }
 
-    /// The `K` taps of input row `row < H`: at stride 1, each a vector loaded from its column;
+    /// The `K` taps of input row `row < H`: at stride 1, each a vector loaded from its column
+    /// (`dW` apart);
     /// at stride 2, tap `j` the even (`j` even) or odd columns of the pair of vectors from
     /// `start + 2·(j / 2)`.
     #[inline(always)]
@@ -776,12 +872,13 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let simd = self.simd;
         let base = self.column_start(row, columns);
         if STRIDE == 1 {
+            let dilation = self.dilation[1];
             return std::array::from_fn(|tap| {
-                let source = base.wrapping_add(tap);
+                let source = base.wrapping_add(dilation * tap);
                 // SAFETY: row `row` is inside the plane (`row_taps`) and `input` is exactly
-                // the plane; the lanes set in the tap's mask are columns `start + tap + lane`
-                // inside 0..W (worked out by the plan for this geometry), and without `EDGE`
-                // all are.
+                // the plane; the lanes set in the tap's mask are columns
+                // `start + dW·tap + lane` inside 0..W (worked out by the plan for this
+                // geometry), and without `EDGE` all are.
                 unsafe {
                     if EDGE {
                         simd.load_masked(source, columns.masks[tap])
