@@ -1006,7 +1006,7 @@ mod tests {
                 .dilation(dilation)
                 .padding(Padding::uniform(side / 2 * dilation))
                 .bias(true)
-                .geometry([1, 3, 1024, 700])
+                .geometry([1, 3, 1500, 1000])
                 .unwrap();
             assert!(streamed::prefetches::<f32>(&geometry), "{geometry:?}");
             let problem = Problem {

@@ -1,7 +1,7 @@
 //! The depthwise kernels (one input channel per group, any channel multiplier `C_out/C_in`):
 //!
 //! * [`streamed`] — bands of output columns streamed down the plane, every input row loaded
-//!   once (3x3 and 5x5 with stride 2; 3x3, 5x5 and 7x7 with stride 1);
+//!   once (3x3 and 5x5 with stride 2; 3x3, 5x5 and 7x7 with stride 1, dilated or not);
 //! * [`shifted`] — small planes whose output is the input's size, every tap the input plane
 //!   shifted, read under a lane mask;
 //! * [`unpacked`] — tiles of output rows read straight from the input rows, on larger planes;

@@ -25,14 +25,14 @@
 //!   above over every `dH`-th input row.
 //!
 //! The weights are broadcast once per plane, rows of the padding add nothing, and a task
-//! takes several planes, claimed and dispatched once. As a plane's first band loads an input
-//! row, it prefetches the same row of the next plane: the hardware prefetchers stop at each
-//! 4 KiB page and learn every plane afresh (they never learnt a dilated walk's strides), and
-//! on inputs of 8 MiB and more, without it, 64x64 planes ran at a third of their speed
-//! (measured in `TUNING.md`, `depthwise-streamed-stride-1`). (The unpacked kernel's blocks of 8, 4
-//! and 1 rows, each set up and dispatched on its own, spent about 47 cycles per output
-//! vector on MobileNetV2's 28x28 stride-2 layer, against 9 multiply-adds and 6
-//! deinterleaving shuffles.)
+//! takes several planes, claimed and dispatched once. On large inputs (see [`prefetches`]),
+//! as a plane's first band loads an input row, it prefetches the same row of the next plane:
+//! the hardware prefetchers learn every plane afresh at its 4 KiB pages and never learnt a
+//! dilated walk's strides (DeepLabv3's 960 channels of 65x65 with dilation 4 ran at under half
+//! the speed without it; measured in `TUNING.md`, `depthwise-streamed-stride-1`). (The
+//! unpacked kernel's blocks of 8, 4 and 1 rows, each set up and dispatched on its own, spent
+//! about 47 cycles per output vector on MobileNetV2's 28x28 stride-2 layer, against 9
+//! multiply-adds and 6 deinterleaving shuffles.)
 
 use gconv_shape::Geometry;
 
@@ -92,9 +92,10 @@ pub(crate) struct StreamedEngine<T, E> {
 }
 
 /// Whether the streamed kernel prefetches the next plane on `geometry`: stride 1 or a 5x5
-/// window (3x3 stride-2 planes ran slower with it), on inputs of 8 MiB and more, past which
-/// the hardware prefetchers fell behind; on smaller ones, in L3, prefetching cost up to 5 %.
-/// (Measured in `TUNING.md`, `depthwise-streamed-stride-1`.)
+/// window (3x3 stride-2 planes ran slower with it), on inputs past which the hardware
+/// prefetchers fell behind: 8 MiB where dilated rows are walked phase by phase, 16 MiB where
+/// rows are read in order. Below that prefetching cost up to 5–7 %. (Measured in
+/// `TUNING.md`, `depthwise-streamed-stride-1`.)
 pub(crate) fn prefetches<T>(geometry: &Geometry) -> bool {
     let [height, width] = geometry.input_size();
     let bytes = (geometry.batch() as u128)
@@ -103,11 +104,18 @@ pub(crate) fn prefetches<T>(geometry: &Geometry) -> bool {
         * (width as u128)
         * (size_of::<T>() as u128);
     let walks_rows = geometry.stride() == [1, 1] || geometry.kernel_size() != [SIDE, SIDE];
-    walks_rows && bytes >= PREFETCH_MIN_BYTES
+    let threshold = match geometry.dilation() {
+        [1, 1] => PREFETCH_MIN_BYTES,
+        _ => PREFETCH_DILATED_MIN_BYTES,
+    };
+    walks_rows && bytes >= threshold
 }
 
-/// Input bytes from which each plane prefetches the next one.
-const PREFETCH_MIN_BYTES: u128 = 8 << 20;
+/// Input bytes from which each plane of a dilated layer prefetches the next one.
+const PREFETCH_DILATED_MIN_BYTES: u128 = 8 << 20;
+
+/// Input bytes from which each plane of another layer prefetches the next one.
+const PREFETCH_MIN_BYTES: u128 = 16 << 20;
 
 /// The input columns a vector of output columns reads from an input row, from `start` on.
 /// With stride 2 and a 5x5 window: the pairs of vectors from `start`, `start + 2` and
@@ -229,6 +237,10 @@ impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for StreamedEngine<T, E> {
         let full = vectors > width;
         let last = vectors - (vectors - 1) / width * width;
         let edge = self.columns.iter().any(|columns| !columns.whole);
+        // Dilated or prefetching layers on code of their own, so that the others run on code
+        // without their multiplications and checks (which cost 14x14 to 112x112 planes
+        // 3–10 %).
+        let phased = self.geometry.dilation() != [1, 1] || self.prefetch;
         workspace.for_each_chunk(parallel, output, self.epilogue, chunk, |_, index, sink| {
             let task = Planes::task(self, input, index, self.planes_per_task, sink);
             let isa = self.isa;
@@ -236,26 +248,36 @@ impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for StreamedEngine<T, E> {
             // Per window, the last bands 1..=band_vectors it can have; with more than one
             // band, bands of `band_vectors` before it.
             macro_rules! layouts {
-                ($([$stride:literal, $side:literal: $($last:literal),*]),*) => {
+                ($phased:literal: $([$stride:literal, $side:literal: $($last:literal),*]),*) => {
                     match (window, full, last, edge) {
                         $(
-                            ([$stride, $side], false, 1, false) => dispatch(isa, task.in_bands::<$stride, $side, 0, 1, false>()),
+                            ([$stride, $side], false, 1, false) => dispatch(isa, task.in_bands::<$stride, $side, 0, 1, false, $phased>()),
                             $(
-                                ([$stride, $side], false, $last, _) => dispatch(isa, task.in_bands::<$stride, $side, 0, $last, true>()),
-                                ([$stride, $side], true, $last, _) => dispatch(isa, task.in_bands::<$stride, $side, { band_vectors($stride, $side) }, $last, true>()),
+                                ([$stride, $side], false, $last, _) => dispatch(isa, task.in_bands::<$stride, $side, 0, $last, true, $phased>()),
+                                ([$stride, $side], true, $last, _) => dispatch(isa, task.in_bands::<$stride, $side, { band_vectors($stride, $side) }, $last, true, $phased>()),
                             )*
                         )*
                         _ => unreachable!("the streamed kernel's windows (`suits`) and bands"),
                     }
                 };
             }
-            layouts!(
-                [1, 3: 1, 2, 3, 4],
-                [1, 5: 1, 2, 3, 4],
-                [1, 7: 1, 2],
-                [2, 3: 1, 2, 3, 4],
-                [2, 5: 1, 2, 3, 4]
-            );
+            // (3x3 stride 2 is neither dilated nor prefetched: see `prefetches`.)
+            if phased {
+                layouts!(
+                    true: [1, 3: 1, 2, 3, 4],
+                    [1, 5: 1, 2, 3, 4],
+                    [1, 7: 1, 2],
+                    [2, 5: 1, 2, 3, 4]
+                );
+            } else {
+                layouts!(
+                    false: [1, 3: 1, 2, 3, 4],
+                    [1, 5: 1, 2, 3, 4],
+                    [1, 7: 1, 2],
+                    [2, 3: 1, 2, 3, 4],
+                    [2, 5: 1, 2, 3, 4]
+                );
+            }
         });
     }
 }
@@ -263,22 +285,23 @@ impl<T: Element, E: Epilogue<T>> ForwardKernel<T> for StreamedEngine<T, E> {
 impl<'a, 's, T, E> Planes<'a, 's, StreamedEngine<T, E>, T, E> {
     /// This task with stride `STRIDE` and a `K`x`K` window, its planes' vectors in bands of
     /// `WIDTH` (none if 0) and a last band of `LAST`, which loads through masks if `EDGE`
-    /// (see [`StreamedPlane::masked`]).
+    /// (see [`StreamedPlane::masked`]), dilated or prefetching if `PHASED`.
     fn in_bands<
         const STRIDE: usize,
         const K: usize,
         const WIDTH: usize,
         const LAST: usize,
         const EDGE: bool,
+        const PHASED: bool,
     >(
         self,
-    ) -> PlanesInBands<'a, 's, T, E, STRIDE, K, WIDTH, LAST, EDGE> {
+    ) -> PlanesInBands<'a, 's, T, E, STRIDE, K, WIDTH, LAST, EDGE, PHASED> {
         PlanesInBands { planes: self }
     }
 }
 
 /// A task of stride `STRIDE` and a `K`x`K` window whose planes' vectors of columns come in
-/// bands of `WIDTH` (none if 0) and a last band of `LAST`.
+/// bands of `WIDTH` (none if 0) and a last band of `LAST`, dilated or prefetching if `PHASED`.
 struct PlanesInBands<
     'a,
     's,
@@ -289,6 +312,7 @@ struct PlanesInBands<
     const WIDTH: usize,
     const LAST: usize,
     const EDGE: bool,
+    const PHASED: bool,
 > {
     planes: Planes<'a, 's, StreamedEngine<T, E>, T, E>,
 }
@@ -301,7 +325,8 @@ impl<
     const WIDTH: usize,
     const LAST: usize,
     const EDGE: bool,
-> WithSimd<T> for PlanesInBands<'_, '_, T, E, STRIDE, K, WIDTH, LAST, EDGE>
+    const PHASED: bool,
+> WithSimd<T> for PlanesInBands<'_, '_, T, E, STRIDE, K, WIDTH, LAST, EDGE, PHASED>
 {
     #[inline(always)]
     fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
@@ -343,7 +368,11 @@ impl<
                 out_w,
             };
             let base = plane_index * out_plane;
-            streamed.convolve::<_, STRIDE, K, WIDTH, LAST, EDGE>(&engine.columns, &mut sink, base);
+            streamed.convolve::<_, STRIDE, K, WIDTH, LAST, EDGE, PHASED>(
+                &engine.columns,
+                &mut sink,
+                base,
+            );
         }
     }
 }
@@ -410,7 +439,7 @@ struct StreamedPlane<'a, S: Simd> {
 impl<S: Simd> StreamedPlane<'_, S> {
     /// Loop order: bands of `WIDTH` vectors of output columns (none if 0), then a
     /// last band of `LAST`, each walked down the plane row by row (see
-    /// [`StreamedPlane::band`]).
+    /// [`StreamedPlane::band`]), dilated or prefetching if `PHASED`.
     #[inline(always)]
     fn convolve<
         E: Epilogue<S::Elem>,
@@ -419,6 +448,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         const WIDTH: usize,
         const LAST: usize,
         const EDGE: bool,
+        const PHASED: bool,
     >(
         &self,
         columns: &[VectorColumns],
@@ -428,19 +458,25 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let mut first = 0;
         if WIDTH > 0 {
             while columns.len() - first > WIDTH {
-                self.band::<STRIDE, K, WIDTH, true>(first, &columns[first..], output, base);
+                self.band::<STRIDE, K, WIDTH, true, PHASED>(first, &columns[first..], output, base);
                 first += WIDTH;
             }
         }
         assert_eq!(columns.len() - first, LAST);
-        self.band::<STRIDE, K, LAST, EDGE>(first, &columns[first..], output, base);
+        self.band::<STRIDE, K, LAST, EDGE, PHASED>(first, &columns[first..], output, base);
     }
 
     /// Output column vectors `first..first + B` (described from `columns[0]` on) by
     /// [`StreamedPlane::band_stride_one`], [`StreamedPlane::band_stride_two`] or
     /// [`StreamedPlane::band_stride_two_rolling`].
     #[inline(always)]
-    fn band<const STRIDE: usize, const K: usize, const B: usize, const EDGE: bool>(
+    fn band<
+        const STRIDE: usize,
+        const K: usize,
+        const B: usize,
+        const EDGE: bool,
+        const PHASED: bool,
+    >(
         &self,
         first: usize,
         columns: &[VectorColumns],
@@ -451,28 +487,39 @@ impl<S: Simd> StreamedPlane<'_, S> {
         let plane = [self.out_h, self.out_w];
         let band = Band::<B>::new(output, base, plane, S::LANES, first);
         if STRIDE == 1 {
-            self.band_stride_one::<_, K, B, EDGE>(&band, output, columns);
+            self.band_stride_one::<_, K, B, EDGE, PHASED>(&band, output, columns);
         } else if K == SIDE {
             self.band_stride_two::<_, B, EDGE>(&band, output, columns);
         } else {
-            self.band_stride_two_rolling::<_, K, B, EDGE>(&band, output, columns);
+            self.band_stride_two_rolling::<_, K, B, EDGE, PHASED>(&band, output, columns);
         }
     }
 
     /// Stride 1, a `K`x`K` window: output column vectors `first..first + B` of every output
-    /// row, phase by phase of the vertical dilation `dH` (one phase without it), each phase
-    /// by [`StreamedPlane::phase_stride_one`].
+    /// row, phase by phase of the vertical dilation `dH` if `PHASED` (else in one phase), each
+    /// phase by [`StreamedPlane::phase_stride_one`].
     #[inline(always)]
-    fn band_stride_one<E: Epilogue<S::Elem>, const K: usize, const B: usize, const EDGE: bool>(
+    fn band_stride_one<
+        E: Epilogue<S::Elem>,
+        const K: usize,
+        const B: usize,
+        const EDGE: bool,
+        const PHASED: bool,
+    >(
         &self,
         band: &Band<B>,
         output: &mut Sink<'_, S::Elem, E>,
         columns: &[VectorColumns; B],
     ) {
+        if !PHASED {
+            let rows = [0, 1, band.out_h];
+            self.phase_stride_one::<E, K, B, EDGE, false>(band, output, columns, rows);
+            return;
+        }
         let step = self.dilation[0];
         for phase in 0..step.min(band.out_h) {
-            let rows = (band.out_h - phase).div_ceil(step);
-            self.phase_stride_one::<E, K, B, EDGE>(band, output, columns, [phase, step, rows]);
+            let rows = [phase, step, (band.out_h - phase).div_ceil(step)];
+            self.phase_stride_one::<E, K, B, EDGE, true>(band, output, columns, rows);
         }
     }
 
@@ -490,7 +537,13 @@ impl<S: Simd> StreamedPlane<'_, S> {
     /// elsewhere vector by vector, each weight broadcast per vector (with four vectors of 7x7
     /// sums that order kept the sums on the stack, loaded and stored per row).
     #[inline(always)]
-    fn phase_stride_one<E: Epilogue<S::Elem>, const K: usize, const B: usize, const EDGE: bool>(
+    fn phase_stride_one<
+        E: Epilogue<S::Elem>,
+        const K: usize,
+        const B: usize,
+        const EDGE: bool,
+        const PHASED: bool,
+    >(
         &self,
         band: &Band<B>,
         output: &mut Sink<'_, S::Elem, E>,
@@ -500,6 +553,12 @@ impl<S: Simd> StreamedPlane<'_, S> {
         // The phase's row `u`, in the padded plane; its output row `t`.
         let padded_row = |u: usize| self.input_row(phase + step * u);
         let output_row = |t: usize| phase + step * t;
+        let prefetch_row = |row: Option<usize>| {
+            if PHASED {
+                self.prefetch_next(band, row);
+            }
+        };
+        let dilation = if PHASED { self.dilation[1] } else { 1 };
         let add_row = |sum: S::Vector, i: usize, taps: &Option<[S::Vector; K]>| match taps {
             Some(taps) => self.add_window_row(sum, i, taps),
             None => sum,
@@ -509,12 +568,12 @@ impl<S: Simd> StreamedPlane<'_, S> {
         // outputs whose windows hold them, sums[m] (its output row m) taking its padded row p
         // as window row p − m.
         for padded in 0..K - 1 {
-            self.prefetch_next(band, padded_row(padded));
+            prefetch_row(padded_row(padded));
         }
         let mut sums = [[self.bias; K]; B];
         for (sums, columns) in sums.iter_mut().zip(columns) {
             for padded in 0..K - 1 {
-                let taps = self.row_taps::<1, K, B, EDGE>(padded_row(padded), columns);
+                let taps = self.row_taps::<1, K, B, EDGE>(padded_row(padded), columns, dilation);
                 for (m, sum) in sums[..=padded].iter_mut().enumerate() {
                     *sum = add_row(*sum, padded - m, &taps);
                 }
@@ -527,7 +586,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
             // window row `K − 1 − m`).
             for t in 0..rows {
                 let (r, row) = (output_row(t), padded_row(t + K - 1));
-                self.prefetch_next(band, row);
+                prefetch_row(row);
                 let mut acc = [[self.bias; K]; B];
                 for (acc, sums) in acc.iter_mut().zip(&sums) {
                     acc[..K - 1].copy_from_slice(&sums[..K - 1]);
@@ -535,7 +594,9 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 if row.is_some() {
                     let mut taps = [[self.simd.splat(S::Elem::ZERO); K]; B];
                     for (taps, columns) in taps.iter_mut().zip(columns) {
-                        if let Some(row_taps) = self.row_taps::<1, K, B, EDGE>(row, columns) {
+                        if let Some(row_taps) =
+                            self.row_taps::<1, K, B, EDGE>(row, columns, dilation)
+                        {
                             *taps = row_taps;
                         }
                     }
@@ -562,7 +623,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         }
         for t in 0..rows {
             let (r, row) = (output_row(t), padded_row(t + K - 1));
-            self.prefetch_next(band, row);
+            prefetch_row(row);
             // The band's vectors written out, whatever the compiler's unrolling heuristics
             // decide: as a loop (which it kept when the stores were checked), the sums lived
             // on the stack, 0.85 of the speed on 28x28 planes. (A macro, not a closure: a
@@ -571,7 +632,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 ($($vector:literal),*) => {$(
                     if $vector < B {
                         let sums = &mut sums[$vector];
-                        let taps = self.row_taps::<1, K, B, EDGE>(row, &columns[$vector]);
+                        let taps = self.row_taps::<1, K, B, EDGE>(row, &columns[$vector], dilation);
                         self.store(band, output, r, $vector, add_row(sums[0], K - 1, &taps));
                         for m in 1..K - 1 {
                             sums[m - 1] = add_row(sums[m], K - 1 - m, &taps);
@@ -598,6 +659,7 @@ impl<S: Simd> StreamedPlane<'_, S> {
         const K: usize,
         const B: usize,
         const EDGE: bool,
+        const PHASED: bool,
     >(
         &self,
         band: &Band<B>,
@@ -621,25 +683,29 @@ impl<S: Simd> StreamedPlane<'_, S> {
                 }
             }
         };
-        for padded in 0..K - 2 {
-            self.prefetch_next(band, self.input_row(padded));
+        if PHASED {
+            for padded in 0..K - 2 {
+                self.prefetch_next(band, self.input_row(padded));
+            }
         }
         let mut sums = [[self.bias; MAX_SIDE]; B];
         for (sums, columns) in sums.iter_mut().zip(columns) {
             for padded in 0..K - 2 {
-                let taps = self.row_taps::<2, K, B, EDGE>(self.input_row(padded), columns);
+                let taps = self.row_taps::<2, K, B, EDGE>(self.input_row(padded), columns, 1);
                 add_row(sums, 0, padded, &taps);
             }
         }
         for r in 0..band.out_h {
             let rows =
                 [2 * r + K - 2, 2 * r + K - 1].map(|padded| (padded, self.input_row(padded)));
-            for (_, row) in rows {
-                self.prefetch_next(band, row);
+            if PHASED {
+                for (_, row) in rows {
+                    self.prefetch_next(band, row);
+                }
             }
             for (vector, (sums, columns)) in sums.iter_mut().zip(columns).enumerate() {
                 for (padded, row) in rows {
-                    let taps = self.row_taps::<2, K, B, EDGE>(row, columns);
+                    let taps = self.row_taps::<2, K, B, EDGE>(row, columns, 1);
                     add_row(sums, r, padded, &taps);
                 }
                 self.store(band, output, r, vector, sums[0]);
@@ -832,12 +898,13 @@ impl<S: Simd> StreamedPlane<'_, S> {
         &self,
         row: Option<usize>,
         columns: &VectorColumns,
+        dilation: usize,
     ) -> Option<[S::Vector; K]> {
         let row = row?;
         assert!(row < self.height && self.input.len() == self.height * self.width);
         Some(match Self::masked::<B, EDGE>(columns) {
-            false => self.loaded_taps::<STRIDE, K, false>(row, columns),
-            true => self.loaded_taps::<STRIDE, K, true>(row, columns),
+            false => self.loaded_taps::<STRIDE, K, false>(row, columns, dilation),
+            true => self.loaded_taps::<STRIDE, K, true>(row, columns, dilation),
         })
     }
 
@@ -859,20 +926,19 @@ impl<S: Simd> StreamedPlane<'_, S> {
             .wrapping_offset(columns.start)
     }
 
-    /// The `K` taps of input row `row < H`: at stride 1, each a vector loaded from its column
-    /// (`dW` apart);
-    /// at stride 2, tap `j` the even (`j` even) or odd columns of the pair of vectors from
-    /// `start + 2·(j / 2)`.
+    /// The `K` taps of input row `row < H`: at stride 1, each a vector loaded from its column,
+    /// `dilation` (`dW`) apart; at stride 2, tap `j` the even (`j` even) or odd columns of the
+    /// pair of vectors from `start + 2·(j / 2)`.
     #[inline(always)]
     fn loaded_taps<const STRIDE: usize, const K: usize, const EDGE: bool>(
         &self,
         row: usize,
         columns: &VectorColumns,
+        dilation: usize,
     ) -> [S::Vector; K] {
         let simd = self.simd;
         let base = self.column_start(row, columns);
         if STRIDE == 1 {
-            let dilation = self.dilation[1];
             return std::array::from_fn(|tap| {
                 let source = base.wrapping_add(dilation * tap);
                 // SAFETY: row `row` is inside the plane (`row_taps`) and `input` is exactly
