@@ -97,12 +97,7 @@ pub(crate) struct StreamedEngine<T, E> {
 /// rows are read in order. Below that prefetching cost up to 5–7 %. (Measured in
 /// `TUNING.md`, `depthwise-streamed-stride-1`.)
 pub(crate) fn prefetches<T>(geometry: &Geometry) -> bool {
-    let [height, width] = geometry.input_size();
-    let bytes = (geometry.batch() as u128)
-        * (geometry.in_channels() as u128)
-        * (height as u128)
-        * (width as u128)
-        * (size_of::<T>() as u128);
+    let bytes = geometry.input_len() as u128 * size_of::<T>() as u128;
     let walks_rows = geometry.stride() == [1, 1] || geometry.kernel_size() != [SIDE, SIDE];
     let threshold = match geometry.dilation() {
         [1, 1] => PREFETCH_MIN_BYTES,
