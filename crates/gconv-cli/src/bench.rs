@@ -13,8 +13,10 @@ use serde_json::json;
 use crate::demo::describe;
 use crate::implementations::{ExecutionOptions, KernelChoice, Prepared};
 use crate::measure::{self, human};
+use crate::options::ActivationOption;
 use crate::peers::Peers;
 use crate::plot::{self, Series};
+use gconv::PostOps;
 use gconv::workload::{self, Layer};
 use gconv::{CpuClass, Planning};
 use gconv_testkit::data;
@@ -33,6 +35,16 @@ pub struct BenchArgs {
     kernel: KernelChoice,
     #[command(flatten)]
     execution: ExecutionOptions,
+    #[command(flatten)]
+    activation: ActivationOption,
+    /// Add a residual of the output's shape to every output after the bias (before the
+    /// activation), as `run --residual` does.
+    #[arg(long)]
+    residual: bool,
+    /// Give every layer a bias (by default none; a bias costs the kernels nothing, the chain
+    /// of each output starts from it).
+    #[arg(long)]
+    bias: bool,
     /// Minimum time to spend timing each layer, in seconds (after one warm-up run).
     #[arg(
         long,
@@ -42,8 +54,8 @@ pub struct BenchArgs {
     )]
     min_time: f64,
     /// Also write one JSON object per layer to this file (suite, layer, threads, peer "gconv",
-    /// median_us, gflops, kernel, isa, cpu (the CPU class kernels were chosen for), flops,
-    /// runs), the peers script's format.
+    /// median_us, gflops, kernel, isa, cpu (the CPU class kernels were chosen for), planning,
+    /// bias, residual, activation, flops, count, runs), the peers script's format.
     #[arg(long, value_name = "OUT.jsonl")]
     json: Option<PathBuf>,
     /// Peers' results (the JSON lines of shared/peers/bench_peers.py --json): adds the best
@@ -176,13 +188,32 @@ fn bench_layer(
     let geometry = &layer.geometry;
     let input = data::uniform(geometry.input_len(), 1);
     let weight = data::uniform(geometry.weight_count(), 2);
-    let prepared = Prepared::new(args.kernel, geometry, &weight, None, &args.execution)
-        .with_context(|| format!("layer {}", layer.name))?;
+    let bias = args.bias.then(|| data::uniform(geometry.out_channels(), 3));
+    let residual = args
+        .residual
+        .then(|| data::uniform(geometry.output_len(), 4));
+    let post = PostOps {
+        residual: args.residual,
+        activation: args.activation.activation,
+    };
+    let geometry = &geometry
+        .params()
+        .bias(args.bias)
+        .geometry(geometry.input_shape())?;
+    let prepared = Prepared::new(
+        args.kernel,
+        geometry,
+        &weight,
+        bias.as_deref(),
+        &args.execution,
+        post,
+    )
+    .with_context(|| format!("layer {}", layer.name))?;
     let mut output = vec![0.0; geometry.output_len()];
-    prepared.run(&input, &mut output)?;
+    prepared.run(&input, residual.as_deref(), &mut output)?;
     let timings = measure::repeat(min_time, 3, || {
         // The first run above was checked; only the time counts here.
-        let _ = prepared.run(&input, &mut output);
+        let _ = prepared.run(&input, residual.as_deref(), &mut output);
     });
     let (kernel, isa, cpu, threads) = match &prepared {
         Prepared::Fast(conv) => (
@@ -209,6 +240,9 @@ fn bench_layer(
         "isa": isa,
         "cpu": cpu,
         "planning": planning_name(args.execution.planning()),
+        "bias": args.bias,
+        "residual": args.residual,
+        "activation": args.activation.activation.to_string(),
         "flops": geometry.flops(),
         "count": layer.count,
         "runs": timings.runs.len(),

@@ -104,7 +104,7 @@ fn run_layer(layer: &Layer, min_time: Duration) -> Result<()> {
     let bias = problem.bias.as_deref();
     let mut output = vec![0.0; geometry.output_len()];
     for implementation in implementations::all(geometry, &problem.weight, bias)? {
-        implementation.run(&problem.input, &mut output)?;
+        implementation.run(&problem.input, None, &mut output)?;
         let verdict = match check_against_reference(&problem, &output) {
             Ok(()) => "matches the reference".to_string(),
             Err(diff) => format!(
@@ -114,7 +114,7 @@ fn run_layer(layer: &Layer, min_time: Duration) -> Result<()> {
         };
         let timings = measure::repeat(min_time, 1, || {
             // Checked by the run above; only the time counts here.
-            let _ = implementation.run(&problem.input, &mut output);
+            let _ = implementation.run(&problem.input, None, &mut output);
         });
         out!(
             "{:<24} {:<42} {:<44} {:>10} {:>8.2}  {verdict}",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use gconv::gconv_kernels::measured::DEFAULT_BUDGET;
-use gconv::{Conv2d, CpuClass, Isa, Options, Planning, Threads, Wisdom};
+use gconv::{Activation, Conv2d, CpuClass, Isa, Options, Planning, PostOps, Threads, Wisdom};
 use gconv_shape::Geometry;
 
 /// Which implementation computes a convolution.
@@ -90,6 +90,8 @@ impl ExecutionOptions {
             },
             cpu: self.cpu,
             planning: self.planning(),
+            activation: Activation::Identity,
+            residual: false,
         }
     }
 
@@ -125,43 +127,52 @@ impl ExecutionOptions {
 
 /// A convolution ready to run on one implementation, with a printable id.
 pub enum Prepared<'a> {
-    /// A fast-kernel plan.
+    /// A fast-kernel plan (its post-operations fused into it).
     Fast(Box<Conv2d>),
-    /// The scalar reference over these weights.
+    /// The scalar reference over these weights, then the post-operations.
     Reference {
         geometry: Geometry,
         weight: &'a [f32],
         bias: Option<&'a [f32]>,
+        post: PostOps,
     },
-    /// The reference's split-then-concatenate formulation.
+    /// The reference's split-then-concatenate formulation, then the post-operations.
     SplitConcat {
         geometry: Geometry,
         weight: &'a [f32],
         bias: Option<&'a [f32]>,
+        post: PostOps,
     },
 }
 
 impl<'a> Prepared<'a> {
-    /// Prepares `choice` for `geometry` and its weights.
+    /// Prepares `choice` for `geometry` and its weights, followed by `post`.
     pub fn new(
         choice: KernelChoice,
         geometry: &Geometry,
         weight: &'a [f32],
         bias: Option<&'a [f32]>,
         execution: &ExecutionOptions,
+        post: PostOps,
     ) -> Result<Prepared<'a>> {
         Ok(match choice {
-            KernelChoice::Auto => Prepared::Fast(Box::new(Conv2d::from_geometry(
-                geometry,
-                weight,
-                bias,
-                execution.options(),
-            )?)),
-            KernelChoice::Reference => Prepared::Reference {
-                geometry: *geometry,
-                weight,
-                bias,
-            },
+            KernelChoice::Auto => {
+                let options = execution
+                    .options()
+                    .residual(post.residual)
+                    .activation(post.activation);
+                let conv = Conv2d::from_geometry(geometry, weight, bias, options)?;
+                Prepared::Fast(Box::new(conv))
+            }
+            KernelChoice::Reference => {
+                post.activation.validate()?;
+                Prepared::Reference {
+                    geometry: *geometry,
+                    weight,
+                    bias,
+                    post,
+                }
+            }
         })
     }
 
@@ -174,26 +185,49 @@ impl<'a> Prepared<'a> {
         }
     }
 
-    /// Convolves `input` into `output`.
-    pub fn run(&self, input: &[f32], output: &mut [f32]) -> Result<()> {
+    /// Convolves `input` into `output`, adding `residual` (given exactly when the
+    /// post-operations include one) and applying the activation.
+    pub fn run(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) -> Result<()> {
         match self {
-            Prepared::Fast(conv) => conv.run(input, output)?,
+            Prepared::Fast(conv) => match residual {
+                Some(residual) => conv.run_with_residual(input, residual, output)?,
+                None => conv.run(input, output)?,
+            },
             Prepared::Reference {
                 geometry,
                 weight,
                 bias,
-            } => gconv_reference::conv2d_into(geometry, input, weight, *bias, output)?,
+                post,
+            } => {
+                check_residual(geometry, *post, residual)?;
+                gconv_reference::conv2d_into(geometry, input, weight, *bias, output)?;
+                gconv_reference::post_ops(output, residual, post.activation);
+            }
             Prepared::SplitConcat {
                 geometry,
                 weight,
                 bias,
+                post,
             } => {
+                check_residual(geometry, *post, residual)?;
                 let result = gconv_reference::conv2d_split_concat(geometry, input, weight, *bias)?;
                 output.copy_from_slice(&result);
+                gconv_reference::post_ops(output, residual, post.activation);
             }
         }
         Ok(())
     }
+}
+
+/// A residual given exactly when `post` adds one, of the output's length: the reference's
+/// side of what a fast plan checks itself.
+fn check_residual(geometry: &Geometry, post: PostOps, residual: Option<&[f32]>) -> Result<()> {
+    match (residual, post.residual) {
+        (Some(residual), true) => geometry.check_residual_length(residual.len())?,
+        (None, false) => {}
+        (_, plan_adds) => return Err(gconv::Error::Residual { plan_adds }.into()),
+    }
+    Ok(())
 }
 
 /// Every implementation, for the demo: the reference, its split-concat twin, and the fast
@@ -208,11 +242,13 @@ pub fn all<'a>(
             geometry: *geometry,
             weight,
             bias,
+            post: PostOps::default(),
         },
         Prepared::SplitConcat {
             geometry: *geometry,
             weight,
             bias,
+            post: PostOps::default(),
         },
     ];
     for isa in Isa::available() {
@@ -229,6 +265,7 @@ pub fn all<'a>(
             weight,
             bias,
             &execution,
+            PostOps::default(),
         )?);
     }
     Ok(prepared)

@@ -5,7 +5,8 @@ use clap::Args;
 use gconv::{Conv2d, Conv2dParams, CpuClass, Isa};
 
 use crate::implementations::ExecutionOptions;
-use crate::options::{GeometryOptions, parse_pair, parse_shape4};
+use crate::options::{ActivationOption, GeometryOptions, parse_pair, parse_shape4};
+use gconv::PostOps;
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -29,6 +30,11 @@ pub struct InfoArgs {
     input_shape: Option<[usize; 4]>,
     #[command(flatten)]
     geometry: GeometryOptions,
+    #[command(flatten)]
+    activation: ActivationOption,
+    /// The problem adds a residual of the output's shape (as `run --residual` does).
+    #[arg(long)]
+    residual: bool,
     #[command(flatten)]
     execution: ExecutionOptions,
 }
@@ -90,7 +96,16 @@ pub fn info(args: &InfoArgs) -> Result<()> {
         let geometry = params.geometry(input_shape)?;
         let weight = vec![0.0; geometry.weight_count()];
         args.execution.load_wisdom()?;
-        let conv = Conv2d::from_geometry(&geometry, &weight, None, args.execution.options())?;
+        let post = PostOps {
+            residual: args.residual,
+            activation: args.activation.activation,
+        };
+        let options = args
+            .execution
+            .options()
+            .residual(post.residual)
+            .activation(post.activation);
+        let conv = Conv2d::from_geometry(&geometry, &weight, None, options)?;
         args.execution.save_wisdom()?;
         out!();
         out!(
@@ -101,6 +116,11 @@ pub fn info(args: &InfoArgs) -> Result<()> {
         out!("family:  {}", conv.family());
         out!("kernel:  {}", conv.kernel_id());
         out!("rule:    {} ({})", conv.rule().name(), conv.rule().reason());
+        if !post.is_none() {
+            out!(
+                "post:    {post} after the bias, on each task's piece as it is written (the same kernel as without)"
+            );
+        }
         if let Some(measurement) = conv.measurement() {
             out!(
                 "planned: {measurement}; the table's choice: {}",

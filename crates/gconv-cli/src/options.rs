@@ -3,7 +3,7 @@
 //! `--kernel-size K|KH,KW`, `--input-shape N,C,H,W`.
 
 use clap::Args;
-use gconv_shape::{Conv2dParams, Padding};
+use gconv_shape::{Activation, Conv2dParams, Padding};
 
 /// A comma-separated list of 1..=4 non-negative integers, with messages that say which
 /// element is wrong.
@@ -51,6 +51,32 @@ pub fn parse_shape4(text: &str) -> Result<[usize; 4], String> {
         [n, c, h, w] => Ok([n, c, h, w]),
         _ => Err(format!("expected four sizes N,C,H,W, got '{text}'")),
     }
+}
+
+/// `identity`, `relu`, `relu6`, `clamp:MIN,MAX` or `leaky_relu:SLOPE`.
+pub fn parse_activation(text: &str) -> Result<Activation, String> {
+    let activation = text
+        .parse::<Activation>()
+        .map_err(|error| error.to_string())?;
+    activation.validate().map_err(|error| error.to_string())?;
+    Ok(activation)
+}
+
+/// The activation applied to every output, shared by the commands that run or describe a
+/// convolution.
+#[derive(Debug, Clone, Args)]
+pub struct ActivationOption {
+    /// Applied to every output element last, after the bias and the residual, on each piece of
+    /// the output as it is computed: identity (none), relu, relu6, clamp:MIN,MAX (bounds may be inf or
+    /// -inf) or leaky_relu:SLOPE. NaN stays NaN through each, as in PyTorch.
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "identity|relu|relu6|clamp:MIN,MAX|leaky_relu:SLOPE",
+        default_value = "identity",
+        value_parser = parse_activation
+    )]
+    pub activation: Activation,
 }
 
 /// The hyper-parameters that `run` cannot read off the tensors, shared by every command that
@@ -111,6 +137,21 @@ mod tests {
         assert_eq!(parse_padding("0,1,2,3"), Ok(Padding::per_side(0, 1, 2, 3)));
         assert!(parse_padding("1,2,3").is_err());
         assert!(parse_padding("full").is_err());
+    }
+
+    #[test]
+    fn activations_take_pytorch_names_and_refuse_nan() {
+        assert_eq!(parse_activation("relu6"), Ok(Activation::Relu6));
+        assert_eq!(
+            parse_activation("clamp:-inf,1.5"),
+            Ok(Activation::Clamp {
+                min: f64::NEG_INFINITY,
+                max: 1.5
+            })
+        );
+        let nan = parse_activation("leaky_relu:nan").unwrap_err();
+        assert!(nan.contains("NaN"), "{nan}");
+        assert!(parse_activation("gelu").unwrap_err().contains("gelu"));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use gconv_shape::{Conv2dParams, Geometry, ShapeError};
 
 use crate::implementations::{ExecutionOptions, KernelChoice, Prepared};
 use crate::npy;
-use crate::options::GeometryOptions;
+use crate::options::{ActivationOption, GeometryOptions};
+use gconv::PostOps;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -24,6 +25,13 @@ pub struct RunArgs {
     bias: Option<PathBuf>,
     #[command(flatten)]
     geometry: GeometryOptions,
+    /// Residual [N, C_out, H_out, W_out] (the output's shape), float32 .npy: added to the
+    /// convolution after the bias and before the activation, y = act(conv(x) + b + R), as in
+    /// a ResNet or MobileNetV2 block; applied to each piece of the output as it is computed.
+    #[arg(long, value_name = "R.npy")]
+    residual: Option<PathBuf>,
+    #[command(flatten)]
+    activation: ActivationOption,
     /// Implementation: `auto` picks the fastest for the problem, `reference` runs the scalar
     /// specification.
     #[arg(long, value_enum, default_value_t = KernelChoice::Auto)]
@@ -45,21 +53,41 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let input = npy::read(&args.input)?;
     let weight = npy::read(&args.weight)?;
     let bias = args.bias.as_deref().map(npy::read).transpose()?;
+    let residual = args.residual.as_deref().map(npy::read).transpose()?;
 
     let geometry = geometry_of(args, &input.shape, &weight.shape, bias.as_ref())
         .context("the tensors do not make a valid convolution")?;
+    if let (Some(path), Some(residual)) = (&args.residual, &residual) {
+        check_residual_shape(path, &residual.shape, &geometry)?;
+    }
     let bias = bias.as_ref().map(|b| b.data.as_slice());
+    let residual = residual.as_ref().map(|r| r.data.as_slice());
     args.execution.load_wisdom()?;
-    let prepared = Prepared::new(args.kernel, &geometry, &weight.data, bias, &args.execution)?;
+    let post = PostOps {
+        residual: residual.is_some(),
+        activation: args.activation.activation,
+    };
+    let prepared = Prepared::new(
+        args.kernel,
+        &geometry,
+        &weight.data,
+        bias,
+        &args.execution,
+        post,
+    )?;
     let mut output = allocate(&geometry)?;
     let start = Instant::now();
-    prepared.run(&input.data, &mut output)?;
+    prepared.run(&input.data, residual, &mut output)?;
     let elapsed = start.elapsed();
     npy::write_atomically(&args.output, &geometry.output_shape(), &output)?;
     args.execution.save_wisdom()?;
     if !args.quiet {
+        let then = match post.is_none() {
+            true => String::new(),
+            false => format!(", then {post}"),
+        };
         eprintln!(
-            "gconv: wrote {} {:?} ({}, {:.3} ms)",
+            "gconv: wrote {} {:?} ({}{then}, {:.3} ms)",
             args.output.display(),
             geometry.output_shape(),
             prepared.name(),
@@ -128,16 +156,30 @@ fn geometry_of(
     Ok(geometry)
 }
 
+/// The residual must have the output's shape exactly (not merely as many elements: a
+/// transposed or channels-last tensor would be added in the wrong places).
+fn check_residual_shape(path: &Path, shape: &[usize], geometry: &Geometry) -> Result<()> {
+    let output_shape = geometry.output_shape();
+    if shape != output_shape {
+        bail!(
+            "--residual {} has shape {shape:?}; it must have the output's shape {output_shape:?} [N, C_out, H_out, W_out]",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// An output path that names one of the inputs would destroy it; refuse before reading.
 fn refuse_overwriting_an_operand(args: &RunArgs) -> Result<()> {
     let Ok(output) = args.output.canonicalize() else {
         // It does not exist yet (or cannot be resolved): nothing to destroy.
         return Ok(());
     };
-    let operands: [(&str, Option<&Path>); 3] = [
+    let operands: [(&str, Option<&Path>); 4] = [
         ("--input", Some(&args.input)),
         ("--weight", Some(&args.weight)),
         ("--bias", args.bias.as_deref()),
+        ("--residual", args.residual.as_deref()),
     ];
     for (flag, path) in operands {
         if let Some(path) = path

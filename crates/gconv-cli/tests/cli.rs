@@ -9,7 +9,7 @@ use support::{gconv, npy};
 
 use gconv::Isa;
 use gconv_shape::{Conv2dParams, Padding};
-use gconv_testkit::{Problem, check_against_reference};
+use gconv_testkit::{Problem, check_against_reference, check_fused_against_reference};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -216,6 +216,72 @@ fn run_matches_the_reference_with_bias_stride_padding_and_dilation() {
         assert!(output.status.success(), "{}", stderr(&output));
         let result = npy_data(&out, &geometry.output_shape());
         check_against_reference(&problem, &result).unwrap();
+    }
+}
+
+/// `--residual` and `--activation` give what the reference's separate operations give, on
+/// the fast kernels and on the reference, and the fast kernel is the one that runs without
+/// them.
+#[test]
+fn run_fuses_the_residual_and_the_activation() {
+    let files = Files::new();
+    let geometry = Conv2dParams::new(6, 12, 3)
+        .groups(3)
+        .padding(Padding::uniform(1))
+        .geometry([2, 6, 7, 19])
+        .unwrap();
+    let values = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 37 + seed * 11) % 23) as f32 / 8.0 - 1.4)
+            .collect()
+    };
+    let problem = Problem {
+        geometry,
+        input: values(geometry.input_len(), 1),
+        weight: values(geometry.weight_count(), 2),
+        bias: Some(values(12, 3)),
+    };
+    let residual = values(geometry.output_len(), 4);
+    let input = files.npy("x.npy", &geometry.input_shape(), &problem.input);
+    let weight = files.npy("w.npy", &geometry.weight_shape(), &problem.weight);
+    let bias = files.npy("b.npy", &[12], problem.bias.as_ref().unwrap());
+    let residual_file = files.npy("r.npy", &geometry.output_shape(), &residual);
+    let out = files.path("y.npy");
+    let activations = [
+        ("relu6", gconv::Activation::Relu6),
+        (
+            "leaky_relu:-0.5",
+            gconv::Activation::LeakyRelu { slope: -0.5 },
+        ),
+        (
+            "clamp:-0.25,0.5",
+            gconv::Activation::Clamp {
+                min: -0.25,
+                max: 0.5,
+            },
+        ),
+    ];
+    for (flag, activation) in activations {
+        for with_residual in [true, false] {
+            for kernel in ["auto", "reference"] {
+                let mut extra = vec!["--bias", &bias, "--padding", "1", "--kernel", kernel];
+                extra.extend(["--activation", flag]);
+                if with_residual {
+                    extra.extend(["--residual", &residual_file]);
+                }
+                let output = run_gconv(&input, &weight, 3, &out, &extra);
+                assert!(output.status.success(), "{}", stderr(&output));
+                let then = match with_residual {
+                    true => format!(", then residual+{flag},"),
+                    false => format!(", then {flag},"),
+                };
+                assert!(stderr(&output).contains(&then), "{}", stderr(&output));
+                let result = npy_data(&out, &geometry.output_shape());
+                let residual = with_residual.then_some(residual.as_slice());
+                check_fused_against_reference(&problem, residual, activation, &result)
+                    .unwrap_or_else(|diff| panic!("{flag} on {kernel}: {diff}"));
+            }
+        }
     }
 }
 
@@ -546,6 +612,66 @@ fn bench_names_the_bad_line_of_a_layer_file() {
         message.contains("in_channels (6) must be divisible by groups (4)"),
         "{message}"
     );
+}
+
+/// `info` with the post-operations says they ride on the same kernel; `bench` records them in
+/// its JSON lines.
+#[test]
+fn info_and_bench_take_the_post_operations() {
+    let problem = [
+        "--in-channels",
+        "64",
+        "--out-channels",
+        "64",
+        "--kernel",
+        "3",
+        "--groups",
+        "64",
+        "--padding",
+        "1",
+        "--input-shape",
+        "1,64,28,28",
+    ];
+    let plain = gconv(&[&["info"][..], &problem].concat());
+    let fused = gconv(
+        &[
+            &["info"][..],
+            &problem,
+            &["--activation", "relu6", "--residual"],
+        ]
+        .concat(),
+    );
+    assert!(fused.status.success(), "{}", stderr(&fused));
+    let kernel = |output: &Output| {
+        stdout(output)
+            .lines()
+            .find(|line| line.starts_with("kernel:"))
+            .map(str::to_string)
+    };
+    assert_eq!(kernel(&fused), kernel(&plain));
+    assert!(
+        stdout(&fused).contains("post:    residual+relu6 after the bias"),
+        "{}",
+        stdout(&fused)
+    );
+    assert!(!stdout(&plain).contains("post:"));
+
+    let files = Files::new();
+    let json = files.path("fused.jsonl");
+    let output = bench_seed_layer(&[
+        "--activation",
+        "leaky_relu:0.1",
+        "--residual",
+        "--bias",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let record: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&json).unwrap().trim()).unwrap();
+    assert_eq!(record["activation"], "leaky_relu:0.1");
+    assert_eq!(record["residual"], true);
+    assert_eq!(record["bias"], true);
 }
 
 #[test]

@@ -332,6 +332,69 @@ fn shapes_that_disagree_with_the_flags() {
 }
 
 #[test]
+fn residuals_and_activations_that_cannot_be_applied() {
+    let workspace = Workspace::new();
+    // The output is [1, 4, 5, 5]: a residual of the same elements in another shape is refused.
+    let transposed = workspace.write(
+        "r_transposed.npy",
+        &npy("<f4", false, "(1, 5, 5, 4)", &floats(100)),
+    );
+    let short = workspace.write(
+        "r_short.npy",
+        &npy("<f4", false, "(1, 4, 5, 4)", &floats(80)),
+    );
+    let float64 = workspace.write("r_f8.npy", &npy("<f8", false, "(1, 4, 5, 5)", &[0u8; 800]));
+    let missing = workspace.arg("absent.npy");
+    let cases: [Case; 7] = [
+        (
+            "a residual of another shape",
+            vec![("--residual", &transposed)],
+            "has shape [1, 5, 5, 4]; it must have the output's shape [1, 4, 5, 5]",
+        ),
+        (
+            "a residual too short",
+            vec![("--residual", &short)],
+            "it must have the output's shape [1, 4, 5, 5]",
+        ),
+        ("a float64 residual", vec![("--residual", &float64)], "<f8"),
+        (
+            "a missing residual",
+            vec![("--residual", &missing)],
+            "absent.npy",
+        ),
+        (
+            "an unknown activation",
+            vec![("--activation", "gelu")],
+            "activation 'gelu': no such activation",
+        ),
+        (
+            "a NaN bound",
+            vec![("--activation", "clamp:0,nan")],
+            "a parameter is NaN",
+        ),
+        (
+            "clamp without its bounds",
+            vec![("--activation", "clamp")],
+            "clamp takes two bounds",
+        ),
+    ];
+    for (case, changes, expected) in cases {
+        workspace.expect_refusal(case, &workspace.run_args(&changes), expected);
+    }
+    // The residual may not be overwritten by the output either.
+    let residual = workspace.write("r.npy", &npy("<f4", false, "(1, 4, 5, 5)", &floats(100)));
+    let args = workspace.run_args(&[("--residual", &residual), ("--output", &residual)]);
+    let output = gconv(&args);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("same file as --residual"), "{stderr}");
+    assert_eq!(
+        std::fs::read(workspace.path("r.npy")).unwrap(),
+        npy("<f4", false, "(1, 4, 5, 5)", &floats(100))
+    );
+}
+
+#[test]
 fn absurd_flag_values() {
     let workspace = Workspace::new();
     let huge = usize::MAX.to_string();

@@ -3,31 +3,36 @@
 //!
 //! Every kernel computes an output element as one chain of fused multiply-adds that starts
 //! from its channel's bias. What is applied to the finished chain before it is stored is an
-//! [`Epilogue`]: today nothing ([`Identity`]); a residual add or an activation is another
-//! type implementing it, not an edit of the kernels. Kernels never store an output
+//! [`Epilogue`]: nothing ([`Identity`]), or a plan's post-operations ([`Fused`]: the
+//! residual add and the activation), never an edit of the kernels. Kernels never store an output
 //! themselves: they hand each finished vector to a [`Sink`] (their piece of the output, with
-//! the matching piece of the residual when the epilogue reads one), which applies the
-//! epilogue and stores it.
+//! the matching piece of the residual when the run has one), which applies the epilogue and
+//! stores it.
 
 use std::fmt;
 
-use crate::simd::{Element, MAX_LANES, Simd};
+use gconv_shape::Activation;
+
+use crate::Isa;
+use crate::simd::{Element, MAX_LANES, Simd, WithSimd, dispatch};
 
 /// What is applied to each finished sum before it is stored, lane by lane.
 pub(crate) trait Epilogue<T: Element>: Copy + fmt::Debug + Send + Sync + 'static {
-    /// Whether [`Epilogue::apply`] reads the residual: a tensor of the output's shape, the
-    /// lanes being stored loaded beside the sum.
-    const READS_RESIDUAL: bool;
-
-    /// Whether [`Epilogue::apply`] returns the sum unchanged: then a [`Sink`] stores
-    /// straight from where the sums lie (a transposed square directly into the output).
+    /// Whether [`Epilogue::apply`] returns the sum unchanged (and no residual is read): then
+    /// a [`Sink`] stores straight from where the sums lie (a transposed square directly into
+    /// the output).
     const IS_IDENTITY: bool = false;
 
     /// The value stored for `sum`, `residual` holding the residual's elements at the same
-    /// positions (zeros unless [`Epilogue::READS_RESIDUAL`]). A pure function of the two:
-    /// a kernel may store a position twice (overlapping last squares), the same value both
-    /// times.
-    fn apply<S: Simd<Elem = T>>(self, simd: S, sum: S::Vector, residual: S::Vector) -> S::Vector;
+    /// positions when the run has a residual (a tensor of the output's shape). A pure
+    /// function of the two: a kernel may store a position twice (overlapping last squares),
+    /// the same value both times.
+    fn apply<S: Simd<Elem = T>>(
+        self,
+        simd: S,
+        sum: S::Vector,
+        residual: Option<S::Vector>,
+    ) -> S::Vector;
 }
 
 /// Nothing after the chain: the output is bias plus the taps' products.
@@ -35,12 +40,111 @@ pub(crate) trait Epilogue<T: Element>: Copy + fmt::Debug + Send + Sync + 'static
 pub(crate) struct Identity;
 
 impl<T: Element> Epilogue<T> for Identity {
-    const READS_RESIDUAL: bool = false;
     const IS_IDENTITY: bool = true;
 
     #[inline(always)]
-    fn apply<S: Simd<Elem = T>>(self, _simd: S, sum: S::Vector, _residual: S::Vector) -> S::Vector {
+    fn apply<S: Simd<Elem = T>>(
+        self,
+        _simd: S,
+        sum: S::Vector,
+        _residual: Option<S::Vector>,
+    ) -> S::Vector {
         sum
+    }
+}
+
+/// A plan's post-operations: the residual added when the run has one, then the activation,
+/// as `leaky(clamp(sum + residual, min, max), slope)`, which every activation is one case
+/// of (ReLU: `min = 0`; no clamp: `±inf`; no leak: `slope = 1`, exact).
+///
+/// Plans apply it with [`PostPass`], to each piece of the output right after the task that
+/// wrote it, rather than as the kernels' own epilogue: see [`PostPass`] for why.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Fused<T> {
+    min: T,
+    max: T,
+    slope: T,
+}
+
+impl<T: Element> Fused<T> {
+    /// `activation` (validated: no NaN parameter) after the residual, its parameters rounded
+    /// to `T`.
+    pub(crate) fn new(activation: Activation) -> Fused<T> {
+        let (min, max, slope) = match activation {
+            Activation::Identity => (f64::NEG_INFINITY, f64::INFINITY, 1.0),
+            Activation::Relu => (0.0, f64::INFINITY, 1.0),
+            Activation::Relu6 => (0.0, 6.0, 1.0),
+            Activation::Clamp { min, max } => (min, max, 1.0),
+            Activation::LeakyRelu { slope } => (f64::NEG_INFINITY, f64::INFINITY, slope),
+        };
+        Fused {
+            min: T::from_f64(min),
+            max: T::from_f64(max),
+            slope: T::from_f64(slope),
+        }
+    }
+}
+
+impl<T: Element> Epilogue<T> for Fused<T> {
+    #[inline(always)]
+    fn apply<S: Simd<Elem = T>>(
+        self,
+        simd: S,
+        sum: S::Vector,
+        residual: Option<S::Vector>,
+    ) -> S::Vector {
+        let total = match residual {
+            Some(residual) => simd.add(sum, residual),
+            None => sum,
+        };
+        let clamped = simd.clamp(total, simd.splat(self.min), simd.splat(self.max));
+        simd.leaky(clamped, simd.splat(self.slope))
+    }
+}
+
+/// A plan's post-operations ([`Fused`]) applied in place to a piece of the output that a
+/// task has just finished, while it is still in the core's cache, before the task's thread
+/// takes the next piece: one more pass over data in L1 or L2, never over the whole tensor.
+///
+/// Why not in the kernels' stores, as an [`Epilogue`] type: every kernel is compiled once
+/// per epilogue type, and a second type doubled the kernels' build (2.5 to 5.5 minutes for
+/// the test build); and in the stores the same operations slowed the compute-bound
+/// channel-vector tiles threefold (AlexNet's grouped layers on AVX-512: the compiler split
+/// the tile's loop and spilled its sums). The kernels' sink still takes any epilogue (the
+/// tests run every kernel with one).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PostPass<T> {
+    /// The tier the plan runs on (checked at its creation).
+    pub isa: Isa,
+    pub epilogue: Fused<T>,
+}
+
+impl<T: Element> PostPass<T> {
+    /// `values[i] = epilogue(values[i], residual[i])` for every element.
+    pub(crate) fn apply(&self, values: &mut [T], residual: Option<&[T]>) {
+        let sink = Sink::new(values, residual, self.epilogue);
+        dispatch(self.isa, InPlace { sink });
+    }
+}
+
+/// Every element of a sink's piece, read and stored again through its epilogue.
+struct InPlace<'a, T, E> {
+    sink: Sink<'a, T, E>,
+}
+
+impl<T: Element, E: Epilogue<T>> WithSimd<T> for InPlace<'_, T, E> {
+    #[inline(always)]
+    fn with_simd<S: Simd<Elem = T>>(self, simd: S) {
+        let mut sink = self.sink;
+        let len = sink.len();
+        let mut at = 0;
+        while at + S::LANES <= len {
+            let sum = simd.load_from(&sink.output[at..]);
+            sink.store(simd, at, sum);
+            at += S::LANES;
+        }
+        let sum = simd.load_prefix(&sink.output[at..]);
+        sink.store_prefix(simd, at, sum, len - at);
     }
 }
 
@@ -52,7 +156,7 @@ fn outside(at: usize, count: usize, len: usize) -> ! {
 }
 
 /// A kernel's piece of the output, with the same piece of the residual when the epilogue
-/// reads one: every store of an output goes through here, and the epilogue with it.
+/// has one: every store of an output goes through here, and the epilogue with it.
 ///
 /// Offsets are within the piece. Every method checks that what it writes lies inside it.
 pub(crate) struct Sink<'a, T, E> {
@@ -63,7 +167,7 @@ pub(crate) struct Sink<'a, T, E> {
 
 impl<'a, T: Element, E: Epilogue<T>> Sink<'a, T, E> {
     /// The piece `output`, and `residual`, the residual's elements at the same positions
-    /// (required exactly when the epilogue reads it).
+    /// (given exactly when the run has a residual).
     pub fn new(output: &'a mut [T], residual: Option<&'a [T]>, epilogue: E) -> Sink<'a, T, E> {
         if let Some(residual) = residual {
             assert_eq!(
@@ -72,10 +176,6 @@ impl<'a, T: Element, E: Epilogue<T>> Sink<'a, T, E> {
                 "a residual piece of another size"
             );
         }
-        assert!(
-            residual.is_some() || !E::READS_RESIDUAL,
-            "the epilogue reads a residual and none was given"
-        );
         Sink {
             output,
             residual,
@@ -291,14 +391,11 @@ impl<'a, T: Element, E: Epilogue<T>> Sink<'a, T, E> {
         if E::IS_IDENTITY {
             return sum;
         }
-        let residual = match self.residual {
-            Some(residual) if E::READS_RESIDUAL => {
-                let residual = &residual[at..at + (end - first)];
-                // SAFETY: lanes `first..end` read `residual`, a slice of `end − first`.
-                unsafe { simd.load_lanes(residual.as_ptr().wrapping_sub(first), first, end) }
-            }
-            _ => simd.splat(T::ZERO),
-        };
+        let residual = self.residual.map(|residual| {
+            let residual = &residual[at..at + (end - first)];
+            // SAFETY: lanes `first..end` read `residual`, a slice of `end − first`.
+            unsafe { simd.load_lanes(residual.as_ptr().wrapping_sub(first), first, end) }
+        });
         self.epilogue.apply(simd, sum, residual)
     }
 }
@@ -309,47 +406,30 @@ pub(crate) mod testing {
 
     use super::*;
 
-    /// `(sum + residual)²`, each operation rounded once: depends on where each output lies
-    /// (through the residual) and is not idempotent, so a store at the wrong place, a missed
-    /// or a doubled application changes the result, which [`ResidualSquared::expected`]
-    /// computes exactly from the plain output.
-    #[derive(Debug, Clone, Copy)]
-    pub(crate) struct ResidualSquared;
-
-    impl Epilogue<f32> for ResidualSquared {
-        const READS_RESIDUAL: bool = true;
-
-        #[inline(always)]
-        fn apply<S: Simd<Elem = f32>>(
-            self,
-            simd: S,
-            sum: S::Vector,
-            residual: S::Vector,
-        ) -> S::Vector {
-            // `1 · sum + residual` and `t · t + 0` round exactly as `sum + residual` and `t · t`.
-            let total = simd.mul_add(simd.splat(1.0), sum, residual);
-            simd.mul_add(total, total, simd.splat(0.0))
-        }
+    /// The plans' epilogue with a residual and a leaky ReLU of slope ½:
+    /// `leaky(sum + residual)`. It depends on where each output lies (through the residual)
+    /// and is not idempotent, so a store at the wrong place, a missed or a doubled
+    /// application changes the result, which [`expected`] computes exactly from the plain
+    /// output.
+    pub(crate) fn residual_leaky() -> Fused<f32> {
+        Fused::new(LEAKY)
     }
 
-    impl ResidualSquared {
-        /// What the epilogue makes of `plain` (the output without it) and `residual`.
-        pub(crate) fn expected(plain: &[f32], residual: &[f32]) -> Vec<f32> {
-            plain
-                .iter()
-                .zip(residual)
-                .map(|(&sum, &residual)| {
-                    let total = sum + residual;
-                    total * total
-                })
-                .collect()
-        }
+    const LEAKY: Activation = Activation::LeakyRelu { slope: 0.5 };
+
+    /// What [`residual_leaky`] makes of `plain` (the output without it) and `residual`.
+    pub(crate) fn expected(plain: &[f32], residual: &[f32]) -> Vec<f32> {
+        plain
+            .iter()
+            .zip(residual)
+            .map(|(&sum, &residual)| gconv_reference::activate(LEAKY, sum + residual))
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testing::ResidualSquared;
+    use super::testing::{expected, residual_leaky};
     use super::*;
     use crate::simd::portable;
 
@@ -368,9 +448,9 @@ mod tests {
         let lanes = 8;
         let sums: Vec<f32> = (0..4 * lanes).map(|v| v as f32 * 0.5 - 3.0).collect();
         let residual: Vec<f32> = (0..4 * lanes).map(|v| (v % 7) as f32 - 2.0).collect();
-        let expected = ResidualSquared::expected(&sums, &residual);
+        let expected = expected(&sums, &residual);
         let mut output = vec![f32::NAN; 4 * lanes];
-        let mut sink = Sink::new(&mut output, Some(&residual), ResidualSquared);
+        let mut sink = Sink::new(&mut output, Some(&residual), residual_leaky());
         sink.store(simd, 0, simd.load_from(&sums));
         sink.store_prefix(simd, lanes, simd.load_from(&sums[lanes..]), 3);
         // Lanes 2..5 of a vector whose lane 0 would be element 2·LANES − 2.
@@ -386,7 +466,7 @@ mod tests {
             }
         }
         let mut copied = vec![f32::NAN; 4 * lanes];
-        Sink::new(&mut copied, Some(&residual), ResidualSquared).store_all(simd, &sums[..]);
+        Sink::new(&mut copied, Some(&residual), residual_leaky()).store_all(simd, &sums[..]);
         assert_eq!(copied, expected);
     }
 
@@ -404,10 +484,10 @@ mod tests {
                 .collect();
             let len = (lanes - 1) * pitch + lanes + 2;
             let residual: Vec<f32> = (0..len).map(|v| v as f32).collect();
-            for squared in [false, true] {
+            for with_epilogue in [false, true] {
                 let mut output = vec![f32::NAN; len];
-                if squared {
-                    Sink::new(&mut output, Some(&residual), ResidualSquared)
+                if with_epilogue {
+                    Sink::new(&mut output, Some(&residual), residual_leaky())
                         .store_transposed(simd, &block, positions, 2, pitch);
                 } else {
                     Sink::new(&mut output, None, Identity)
@@ -417,8 +497,8 @@ mod tests {
                     for position in 0..lanes {
                         let at = 2 + channel * pitch + position;
                         let sum = (100 * channel + position) as f32;
-                        let wanted = if squared {
-                            ResidualSquared::expected(&[sum], &[residual[at]])[0]
+                        let wanted = if with_epilogue {
+                            expected(&[sum], &[residual[at]])[0]
                         } else {
                             sum
                         };

@@ -62,6 +62,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A residual given to a plan made without one, or none given to a plan made with one.
+    #[error("{}", residual_message(*plan_adds))]
+    Residual {
+        /// Whether the plan was made to add a residual ([`crate::Options::residual`]).
+        plan_adds: bool,
+    },
     /// A file could not be read or written.
     #[error("cannot access {path}: {reason}")]
     Io {
@@ -77,6 +83,19 @@ fn at_path(path: &str) -> String {
     match path {
         "" => String::new(),
         path => format!("{path}, "),
+    }
+}
+
+fn residual_message(plan_adds: bool) -> &'static str {
+    match plan_adds {
+        true => {
+            "the plan adds a residual (Options::residual) but none was given: \
+             run it with a residual of the output's shape"
+        }
+        false => {
+            "a residual was given to a plan made without one: \
+             make the plan with Options::residual(true) to add it"
+        }
     }
 }
 

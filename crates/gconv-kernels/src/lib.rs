@@ -16,8 +16,10 @@
 //! * **element type** — [`simd::Simd`] carries its [`simd::Simd::Elem`], and an
 //!   [`simd::Element`] names its token per tier: another element type is new
 //!   implementations of those traits, not new kernel bodies (`f32` is the one implemented);
-//! * **epilogue** — what is applied to a finished sum before it is stored is a type (today
-//!   nothing after the chain that starts from the bias); every store goes through one sink;
+//! * **epilogue** — what is applied to a finished sum before it is stored is a type: nothing
+//!   after the chain that starts from the bias, or a plan's residual add and activation
+//!   ([`Options::residual`], [`Options::activation`]), chosen per plan at run time; every
+//!   store goes through one sink;
 //! * **pass** — a plan names its passes (today `forward`), each with its selection table in
 //!   [`select`] and its kernel interface in `kernels`; the packing, SIMD and execution stages
 //!   serve every pass;
@@ -91,9 +93,11 @@ pub mod wisdom;
 pub use cpu::CpuClass;
 pub use error::Error;
 pub use family::Family;
+/// What a plan applies to every output last ([`Options::activation`]), from `gconv_shape`.
+pub use gconv_shape::Activation;
 pub use isa::Isa;
 pub use measured::{Measurement, Planning};
-pub use plan::{KernelPlan, Options, Threads};
+pub use plan::{KernelPlan, Options, PostOps, Threads};
 pub use weights::Weights;
 pub use wisdom::Wisdom;
 

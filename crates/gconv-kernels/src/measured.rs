@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::Error;
 use crate::exec::workspace::{Output, Workspace};
 use crate::kernels::ForwardKernel;
-use crate::plan::{build, forward_kernel};
+use crate::plan::{PostOps, build, forward_kernel};
 use crate::select::{self, Choice, Problem, Selection, candidates};
 use crate::weights::Weights;
 use crate::wisdom::{Key, Wisdom};
@@ -160,6 +160,7 @@ pub(crate) static MEASURED: select::Rule = select::Rule::measured();
 pub(crate) fn choose(
     problem: Problem<'_>,
     weights: &Weights<f32>,
+    post: PostOps,
     planning: Planning,
     parallel: bool,
     scratch_fits: impl Fn(usize) -> bool,
@@ -221,7 +222,7 @@ pub(crate) fn choose(
             entries.push(Entry::new(choice, kernel));
         }
     }
-    time(&mut entries, problem, parallel, started, budget)?;
+    time(&mut entries, problem, post, parallel, started, budget)?;
 
     let bests: Vec<Option<Duration>> = entries.iter().map(|entry| entry.best).collect();
     let winner = winner(&bests);
@@ -303,6 +304,7 @@ impl Entry {
 fn time(
     entries: &mut [Entry],
     problem: Problem<'_>,
+    post: PostOps,
     parallel: bool,
     started: Instant,
     budget: Duration,
@@ -316,6 +318,12 @@ fn time(
     let workspace = Workspace::new(problem.threads, scratch)?;
     let input = synthetic(geometry.input_len())?;
     let mut output = synthetic(geometry.output_len())?;
+    // The candidates store as the plan will: through its epilogue, reading a residual if it
+    // adds one.
+    let residual = match post.residual {
+        true => Some(synthetic(geometry.output_len())?),
+        false => None,
+    };
     let mut warm_up = vec![None; entries.len()];
     for round in 0..=MAX_ROUNDS {
         let best_so_far = entries.iter().filter_map(|entry| entry.best).min();
@@ -338,7 +346,8 @@ fn time(
                 let start = Instant::now();
                 let output = Output {
                     values: &mut output,
-                    residual: None,
+                    residual: residual.as_deref(),
+                    post: post.pass(problem.isa),
                 };
                 entry.kernel.run(&input, output, &workspace, parallel);
                 let took = start.elapsed();
@@ -412,6 +421,7 @@ mod tests {
                         let values = Output {
                             values: &mut output,
                             residual: None,
+                            post: None,
                         };
                         kernel.run(&problem.input, values, &workspace, threads > 1);
                         let bits = output.iter().map(|value| value.to_bits()).collect();

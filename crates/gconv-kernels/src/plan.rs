@@ -4,9 +4,9 @@
 use std::fmt;
 use std::num::NonZeroUsize;
 
-use gconv_shape::Geometry;
+use gconv_shape::{Activation, Geometry};
 
-use crate::epilogue::Identity;
+use crate::epilogue::{Fused, Identity, PostPass};
 use crate::exec::workspace::{Output, Workspace};
 use crate::kernels::{ForwardKernel, Parts, build_forward};
 use crate::measured::{self, Chosen, Measurement, Planning};
@@ -30,16 +30,19 @@ pub enum Threads {
 }
 
 /// Choices a plan is made with. The default: every core (the size of rayon's current pool)
-/// and the best tier the CPU has, or the one named by `GCONV_ISA`.
+/// and the best tier the CPU has, or the one named by `GCONV_ISA`; the convolution plus its
+/// bias, nothing after it.
 ///
 /// ```
-/// use gconv_kernels::{Isa, Options};
+/// use gconv_kernels::{Activation, Isa, Options};
 ///
 /// let single = Options::default().threads(1);
 /// let portable_on_two = Options::default().isa(Isa::Portable).threads(2);
-/// # let _ = (single, portable_on_two);
+/// // A MobileNetV2 block's last convolution: relu6(conv(x) + b + x).
+/// let block = Options::default().residual(true).activation(Activation::Relu6);
+/// # let _ = (single, portable_on_two, block);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Options {
     /// Force an instruction-set tier; `None` takes `GCONV_ISA` if set, else the best the CPU
     /// has. A tier the CPU lacks is an error, never a silent fallback.
@@ -52,6 +55,13 @@ pub struct Options {
     pub cpu: Option<CpuClass>,
     /// How the kernel is chosen: by the selection table (the default), or measured.
     pub planning: Planning,
+    /// Applied to every output element last, after the bias and the residual, to each
+    /// task's piece of the output as soon as the task has written it (still in cache).
+    pub activation: Activation,
+    /// Whether every run adds a residual (a tensor of the output's shape) after the bias and
+    /// before the activation: such a plan runs only with
+    /// [`KernelPlan::run_with_residual`], any other only with [`KernelPlan::run`].
+    pub residual: bool,
 }
 
 impl Options {
@@ -80,12 +90,70 @@ impl Options {
         self
     }
 
+    /// Applies `activation` to every output element, last (see [`Activation`]).
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Adds a residual to every output element after the bias, before the activation:
+    /// `y = activation(conv(x) + b + r)`, as in a ResNet or MobileNetV2 block.
+    pub fn residual(mut self, residual: bool) -> Self {
+        self.residual = residual;
+        self
+    }
+
     /// Chooses the kernel by timing the candidates within [`measured::DEFAULT_BUDGET`] (or
     /// takes what the process's [`crate::Wisdom`] recorded): `Planning::Measure`.
     pub fn measure(self) -> Self {
         self.planning(Planning::Measure {
             budget: measured::DEFAULT_BUDGET,
         })
+    }
+}
+
+/// What a plan applies to each output after the convolution and its bias, in this order:
+/// the residual add and the activation of its [`Options`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PostOps {
+    /// Whether runs add a residual.
+    pub residual: bool,
+    /// Applied last.
+    pub activation: Activation,
+}
+
+impl PostOps {
+    /// The post-operations `options` ask for.
+    pub fn of(options: &Options) -> PostOps {
+        PostOps {
+            activation: options.activation,
+            residual: options.residual,
+        }
+    }
+
+    /// Whether outputs are stored as the convolution left them.
+    pub fn is_none(&self) -> bool {
+        *self == PostOps::default()
+    }
+
+    /// The pass that applies these post-operations on tier `isa` (none for none).
+    pub(crate) fn pass(&self, isa: Isa) -> Option<PostPass<f32>> {
+        (!self.is_none()).then(|| PostPass {
+            isa,
+            epilogue: Fused::new(self.activation),
+        })
+    }
+}
+
+impl fmt::Display for PostOps {
+    /// `residual+relu6`-style: what follows the bias, in order (`none` for nothing).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.residual, self.activation) {
+            (false, Activation::Identity) => f.write_str("none"),
+            (true, Activation::Identity) => f.write_str("residual"),
+            (false, activation) => write!(f, "{activation}"),
+            (true, activation) => write!(f, "residual+{activation}"),
+        }
     }
 }
 
@@ -107,6 +175,7 @@ pub struct KernelPlan {
     /// Problems below this many FLOPs run on the calling thread ([`PARALLEL_MIN_FLOPS`];
     /// the tests lower it to split even tiny problems).
     parallel_min_flops: u64,
+    post: PostOps,
     forward: Pass<f32>,
     /// Scratch, and the team of threads the plan runs on.
     workspace: Workspace<f32>,
@@ -142,6 +211,7 @@ impl KernelPlan {
         weights: &Weights<f32>,
         options: Options,
     ) -> Result<KernelPlan, Error> {
+        let post = PostOps::of(&options);
         Self::assemble(geometry, weights, options, |problem, parallel| {
             // A problem too small to share the work runs on the calling thread: its kernel
             // is chosen and its tasks laid out as for one thread.
@@ -157,9 +227,11 @@ impl KernelPlan {
                     let selection = select::forward::select(problem)?;
                     build(problem, weights, selection)
                 }
-                planning => measured::choose(problem, weights, planning, parallel, |scratch| {
-                    scratch_fits(geometry, scratch)
-                }),
+                planning => {
+                    measured::choose(problem, weights, post, planning, parallel, |scratch| {
+                        scratch_fits(geometry, scratch)
+                    })
+                }
             }
         })
     }
@@ -189,6 +261,7 @@ impl KernelPlan {
         // The kernels below take the weights and bias as checked here.
         geometry
             .check_parameter_lengths(weights.weight().len(), weights.bias().map(<[f32]>::len))?;
+        options.activation.validate()?;
         let isa = match options.isa {
             Some(isa) => Isa::require(isa)?,
             None => Isa::from_env()?.unwrap_or_else(Isa::best),
@@ -225,6 +298,7 @@ impl KernelPlan {
             cpu,
             threads,
             parallel_min_flops: PARALLEL_MIN_FLOPS,
+            post: PostOps::of(&options),
             forward: Pass {
                 selection,
                 kernel,
@@ -234,8 +308,37 @@ impl KernelPlan {
         })
     }
 
-    /// Convolves NCHW `input` into NCHW `output`; both lengths are checked.
+    /// Convolves NCHW `input` into NCHW `output`, applying the plan's activation; both
+    /// lengths are checked. A plan made to add a residual refuses to run without one.
     pub fn run(&self, input: &[f32], output: &mut [f32]) -> Result<(), Error> {
+        if self.post.residual {
+            return Err(Error::Residual { plan_adds: true });
+        }
+        self.run_on(input, None, output)
+    }
+
+    /// Convolves NCHW `input` into NCHW `output`, adding `residual` (NCHW, the output's
+    /// shape) after the bias and applying the plan's activation last, to each task's piece of
+    /// the output as soon as the task has written it; every length is checked. Only for a
+    /// plan made with [`Options::residual`].
+    pub fn run_with_residual(
+        &self,
+        input: &[f32],
+        residual: &[f32],
+        output: &mut [f32],
+    ) -> Result<(), Error> {
+        if !self.post.residual {
+            return Err(Error::Residual { plan_adds: false });
+        }
+        self.run_on(input, Some(residual), output)
+    }
+
+    fn run_on(
+        &self,
+        input: &[f32],
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+    ) -> Result<(), Error> {
         let geometry = &self.geometry;
         let bias_len = geometry.has_bias().then(|| geometry.out_channels());
         geometry.check_buffer_lengths(
@@ -244,15 +347,25 @@ impl KernelPlan {
             bias_len,
             output.len(),
         )?;
+        if let Some(residual) = residual {
+            geometry.check_residual_length(residual.len())?;
+        }
         let parallel = runs_in_parallel(geometry, self.threads, self.parallel_min_flops);
         let output = Output {
             values: output,
-            residual: None,
+            residual,
+            post: self.post.pass(self.isa),
         };
         self.forward
             .kernel
             .run(input, output, &self.workspace, parallel);
         Ok(())
+    }
+
+    /// What the plan applies to every output after the bias: the residual add
+    /// ([`KernelPlan::run_with_residual`]) and the activation.
+    pub fn post_ops(&self) -> PostOps {
+        self.post
     }
 
     /// The validated geometry.
@@ -321,7 +434,8 @@ pub(crate) fn build(
     })
 }
 
-/// The forward kernel of `choice` for `problem` on `weights`, with the plan's epilogue.
+/// The forward kernel of `choice` for `problem` on `weights`. Its stores apply nothing: a
+/// plan's post-operations follow each task ([`PostPass`]).
 pub(crate) fn forward_kernel(
     problem: Problem<'_>,
     weights: &Weights<f32>,
@@ -362,6 +476,7 @@ impl fmt::Debug for KernelPlan {
                     None => "table".to_string(),
                 },
             )
+            .field("post_ops", &self.post.to_string())
             .field("threads", &self.threads)
             .field("output_shape", &self.geometry.output_shape())
             .finish()
@@ -370,7 +485,11 @@ impl fmt::Debug for KernelPlan {
 
 impl fmt::Display for KernelPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} on {} thread(s)", self.kernel_id(), self.threads)
+        write!(f, "{} on {} thread(s)", self.kernel_id(), self.threads)?;
+        match self.post.is_none() {
+            true => Ok(()),
+            false => write!(f, ", then {}", self.post),
+        }
     }
 }
 
@@ -388,7 +507,8 @@ mod tests {
     //! themselves, rule by rule.)
 
     use super::*;
-    use crate::epilogue::testing::ResidualSquared;
+    use crate::epilogue::testing::{self as epilogue_testing, residual_leaky};
+    use crate::epilogue::{Epilogue, Fused};
     use crate::kernels::depthwise::{lanes, streamed};
     use crate::pack::layout::{Packing, VectorOrder};
     use crate::select::{Body, Choice, GroupedChoice};
@@ -549,14 +669,79 @@ mod tests {
         Ok(())
     }
 
-    /// The kernel `plan` runs, built again with the epilogue [`ResidualSquared`] and run with
+    /// The kernel `plan` runs, built again with the epilogue [`residual_leaky`] and run with
     /// a residual: every output is the epilogue of the plain output `plain` and of the
-    /// residual at its own position, to the bit (each store applies it once, in place).
+    /// residual at its own position, to the bit (each store applies it once, in place). Then
+    /// with other activations, with and without a residual, in the stores and as the plan
+    /// applies them (a pass over each task's piece): each output is the reference's
+    /// `activate(plain + residual)`, to the bit.
     fn check_epilogue(
         problem: &Problem,
         plan: &KernelPlan,
         plain: &[f32],
     ) -> Result<(), TestCaseError> {
+        let residual: Vec<f32> = (0..plain.len())
+            .map(|index| (index * 7919 % 97) as f32 / 32.0 - 1.5)
+            .collect();
+        let expected = epilogue_testing::expected(plain, &residual);
+        let output = run_with_epilogue(problem, plan, residual_leaky(), Some(&residual));
+        compare(plan, "residual+leaky_relu:0.5", &output, &expected)?;
+        let activations = [
+            Activation::Relu6,
+            Activation::LeakyRelu { slope: -0.375 },
+            Activation::Clamp {
+                min: 0.5,
+                max: -0.5,
+            },
+        ];
+        for (index, activation) in activations.into_iter().enumerate() {
+            // Each activation with and without a residual, a different pairing per kernel.
+            let with_residual = (index + plain.len()).is_multiple_of(2);
+            let residual = with_residual.then_some(residual.as_slice());
+            let fused = Fused::<f32>::new(activation);
+            let output = run_with_epilogue(problem, plan, fused, residual);
+            let expected: Vec<f32> = plain
+                .iter()
+                .enumerate()
+                .map(|(at, &sum)| {
+                    let total = residual.map_or(sum, |residual| sum + residual[at]);
+                    gconv_reference::activate(activation, total)
+                })
+                .collect();
+            let name = format!("{activation}, residual {with_residual}");
+            compare(plan, &name, &output, &expected)?;
+            // The plan's own way: the plain kernel, then the pass over each task's piece.
+            let mut output = vec![f32::NAN; plain.len()];
+            let values = Output {
+                values: &mut output,
+                residual,
+                post: PostOps {
+                    residual: with_residual,
+                    activation,
+                }
+                .pass(plan.isa),
+            };
+            let parallel = plan.threads > 1;
+            plan.forward
+                .kernel
+                .run(&problem.input, values, &plan.workspace, parallel);
+            compare(
+                plan,
+                &format!("{name}, after each task"),
+                &output,
+                &expected,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The kernel `plan` runs, built again with `epilogue`, run on `problem` with `residual`.
+    fn run_with_epilogue<E: Epilogue<f32>>(
+        problem: &Problem,
+        plan: &KernelPlan,
+        epilogue: E,
+        residual: Option<&[f32]>,
+    ) -> Vec<f32> {
         let selection_problem = select::Problem {
             geometry: &problem.geometry,
             isa: plan.isa,
@@ -567,28 +752,38 @@ mod tests {
         let parts = Parts {
             problem: selection_problem,
             weights: &weights,
-            epilogue: ResidualSquared,
+            epilogue,
         };
         let kernel = build_forward(&plan.forward.selection.choice, parts).unwrap();
         let workspace = Workspace::new(plan.threads, kernel.scratch_len()).unwrap();
-        let residual: Vec<f32> = (0..plain.len())
-            .map(|index| (index * 7919 % 97) as f32 / 32.0 - 1.5)
-            .collect();
-        let mut output = vec![f32::NAN; plain.len()];
+        let mut output = vec![f32::NAN; problem.geometry.output_len()];
         let values = Output {
             values: &mut output,
-            residual: Some(&residual),
+            residual,
+            post: None,
         };
         kernel.run(&problem.input, values, &workspace, plan.threads > 1);
-        let expected = ResidualSquared::expected(plain, &residual);
+        output
+    }
+
+    /// `output` against `expected`, bit by bit (NaN as any NaN).
+    fn compare(
+        plan: &KernelPlan,
+        epilogue: &str,
+        output: &[f32],
+        expected: &[f32],
+    ) -> Result<(), TestCaseError> {
+        let same = |got: &f32, want: &f32| {
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan())
+        };
         let wrong = output
             .iter()
-            .zip(&expected)
-            .position(|(got, want)| got.to_bits() != want.to_bits());
+            .zip(expected)
+            .position(|(got, want)| !same(got, want));
         match wrong {
             None => Ok(()),
             Some(index) => Err(TestCaseError::fail(format!(
-                "{} ({} threads) with an epilogue: output {index} is {}, not {}",
+                "{} ({} threads) with the epilogue {epilogue}: output {index} is {}, not {}",
                 plan.kernel_id(),
                 plan.threads,
                 output[index],
@@ -1022,6 +1217,62 @@ mod tests {
     /// Padding far beyond the input, with a stride that keeps the output small: a valid
     /// geometry whose packed planes would be astronomically large. A clear error, never a
     /// panic, a wrapped size or a huge allocation, on every tier and kernel path.
+    /// A residual is given exactly to the plans made to add one, of the output's length; a
+    /// NaN parameter is refused when the plan is made. Each refusal names what is wrong.
+    #[test]
+    fn residuals_and_activations_are_checked() {
+        let geometry = Conv2dParams::new(4, 4, 3)
+            .groups(4)
+            .padding(Padding::uniform(1))
+            .geometry([1, 4, 6, 6])
+            .unwrap();
+        let weight = vec![0.5; geometry.weight_count()];
+        let bias = vec![-1.0; 4];
+        let input = vec![1.0; geometry.input_len()];
+        let residual = vec![0.25; geometry.output_len()];
+        let mut output = vec![0.0; geometry.output_len()];
+        let options = Options::default().threads(1);
+        let plain = KernelPlan::new(&geometry, &weight, Some(&bias), options).unwrap();
+        let error = plain
+            .run_with_residual(&input, &residual, &mut output)
+            .unwrap_err();
+        assert_eq!(error, Error::Residual { plan_adds: false });
+        assert!(
+            error.to_string().contains("Options::residual(true)"),
+            "{error}"
+        );
+        let block = options.residual(true).activation(Activation::Relu);
+        let fused = KernelPlan::new(&geometry, &weight, Some(&bias), block).unwrap();
+        let error = fused.run(&input, &mut output).unwrap_err();
+        assert_eq!(error, Error::Residual { plan_adds: true });
+        let short = fused
+            .run_with_residual(&input, &residual[1..], &mut output)
+            .unwrap_err();
+        assert!(
+            short.to_string().contains("residual buffer holds 143"),
+            "{short}"
+        );
+        fused
+            .run_with_residual(&input, &residual, &mut output)
+            .unwrap();
+        // A corner sees 2x2 taps of 0.5: relu(2 − 1 + 0.25); an interior pixel 3x3.
+        assert_eq!(output[0], 1.25);
+        assert_eq!(output[6 + 1], 3.75);
+        assert_eq!(fused.post_ops().to_string(), "residual+relu");
+        assert!(format!("{fused:?}").contains("post_ops: \"residual+relu\""));
+        let nan = options.activation(Activation::Clamp {
+            min: 0.0,
+            max: f64::NAN,
+        });
+        let error = KernelPlan::new(&geometry, &weight, Some(&bias), nan).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the max of activation clamp is NaN"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn absurd_padding_is_refused_not_allocated() {
         for (channels, groups, padding, stride) in [

@@ -7,6 +7,9 @@
 //!   historical description of grouped convolution (AlexNet's two GPU branches): slice the input
 //!   channels into groups, run an ordinary dense convolution per group on an explicitly padded
 //!   copy, concatenate the outputs (see [`split_concat`]).
+//! * [`conv2d_fused`] — the convolution, then a residual added and an activation applied,
+//!   as PyTorch's separate operations compute them (see [`fused`]); [`post_ops`] is that
+//!   second step alone, [`activate`] one element's activation.
 //! * [`dense_conv2d`] — that ordinary convolution, for `groups = 1`.
 //! * [`block_diagonal_weight`] — a grouped weight written as the equivalent dense weight.
 //!
@@ -30,7 +33,9 @@
 #![forbid(unsafe_code)]
 
 pub mod direct;
+pub mod fused;
 pub mod split_concat;
 
 pub use direct::{conv2d, conv2d_into};
+pub use fused::{activate, conv2d_fused, post_ops};
 pub use split_concat::{block_diagonal_weight, conv2d_split_concat, dense_conv2d};

@@ -107,7 +107,7 @@ pub enum ShapeError {
     /// A flat buffer's length disagrees with the shape it is supposed to hold.
     #[error("{what} buffer holds {actual} elements, but its shape {shape:?} needs {expected}")]
     BufferLength {
-        /// `input`, `weight`, `bias` or `output`.
+        /// `input`, `weight`, `bias`, `output` or `residual`.
         what: &'static str,
         /// The shape the buffer is supposed to hold.
         shape: Vec<usize>,
@@ -115,6 +115,16 @@ pub enum ShapeError {
         expected: usize,
         /// The buffer's length.
         actual: usize,
+    },
+    /// A parameter of an activation is NaN.
+    #[error(
+        "the {parameter} of activation {activation} is NaN; it must be a number (infinities are allowed)"
+    )]
+    ActivationParameterNan {
+        /// The activation's name (`clamp`, `leaky_relu`).
+        activation: &'static str,
+        /// Which parameter (`min`, `max`, `slope`).
+        parameter: &'static str,
     },
     /// A size derived from the parameters does not fit in `usize` (or a FLOP count in `u64`).
     #[error("size arithmetic overflowed while computing {what}")]

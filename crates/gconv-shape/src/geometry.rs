@@ -361,6 +361,19 @@ impl Geometry {
         }
         Ok(())
     }
+
+    /// Checks the length of a flat NCHW residual, which has the output's shape.
+    pub fn check_residual_length(&self, residual: usize) -> Result<(), ShapeError> {
+        if residual != self.output_len() {
+            return Err(ShapeError::BufferLength {
+                what: "residual",
+                shape: self.output_shape().to_vec(),
+                expected: self.output_len(),
+                actual: residual,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Output positions along one axis, from the input extent and the padding on both sides.

@@ -37,18 +37,22 @@
 //!   weight and bias shapes, parameter count.
 //! * [`Geometry`] — the parameters checked against one input shape
 //!   ([`Conv2dParams::geometry`]): output shape, buffer lengths, FLOPs, each group's channels.
+//! * [`Activation`] — what is applied to each output last (ReLU, ReLU6, clamp, leaky ReLU),
+//!   after the bias and an optional residual.
 //! * [`ShapeError`] — one variant per broken rule, with the values that broke it.
 //! * [`workload`] — lists of published layers (CSV) for benchmarks.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod activation;
 mod error;
 mod geometry;
 mod padding;
 mod params;
 pub mod workload;
 
+pub use activation::{Activation, ParseActivationError};
 pub use error::ShapeError;
 pub use geometry::Geometry;
 pub use padding::{Padding, PaddingPerSide};

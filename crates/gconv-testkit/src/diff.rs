@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use gconv_shape::Geometry;
+use gconv_shape::{Activation, Geometry};
 
 use crate::Problem;
 use crate::tolerance::{Tolerance, is_exact_in_f32};
@@ -183,19 +183,89 @@ pub fn check_against_reference(problem: &Problem, actual: &[f32]) -> Result<(), 
     } else {
         Tolerance::for_geometry(geometry)
     };
-    let absolute = |values: &[f32]| values.iter().map(|v| v.abs()).collect::<Vec<_>>();
-    let magnitudes = reference(
-        geometry,
-        &absolute(input),
-        &absolute(weight),
-        bias.as_deref().map(absolute).as_deref(),
-    );
+    let magnitudes = magnitudes(problem);
     compare_outputs(
         geometry.output_shape(),
         &expected,
         actual,
         &magnitudes,
         tolerance,
+    )
+}
+
+/// Compares an implementation's output for `problem` followed by its post-operations — the
+/// residual added, then `activation` — with [`gconv_reference::conv2d_fused`]: exactly when
+/// the data (the residual's included) are small integers, otherwise within the
+/// convolution's tolerance widened by the residual's add, on the magnitude
+/// `Σ|x·w| + |b| + |r|`, times `|slope|` for a leaky ReLU steeper than 1 (every activation
+/// moves two values no further apart than that).
+pub fn check_fused_against_reference(
+    problem: &Problem,
+    residual: Option<&[f32]>,
+    activation: Activation,
+    actual: &[f32],
+) -> Result<(), OutputDiff> {
+    let Problem {
+        geometry,
+        input,
+        weight,
+        bias,
+    } = problem;
+    let bias = bias.as_deref();
+    let expected =
+        gconv_reference::conv2d_fused(geometry, input, weight, bias, residual, activation)
+            .expect("a Problem's buffers match its geometry, and the residual the output");
+    let mut magnitudes = magnitudes(problem);
+    let steepest = match activation {
+        Activation::LeakyRelu { slope } => (slope as f32).abs().max(1.0),
+        _ => 1.0,
+    };
+    let residual_max = residual.map_or(0.0, |residual| {
+        residual
+            .iter()
+            .fold(0.0f64, |m, v| m.max(f64::from(v.abs())))
+    });
+    for (index, magnitude) in magnitudes.iter_mut().enumerate() {
+        let residual = residual.map_or(0.0, |residual| residual[index].abs());
+        *magnitude = (*magnitude + residual) * steepest;
+    }
+    let integer_residual = residual.is_none_or(|residual| {
+        residual
+            .iter()
+            .all(|value| value.is_finite() && value.fract() == 0.0)
+    });
+    // Exact when the convolution is, with room left for the residual's add.
+    let exact = integer_residual
+        && residual_max < f64::from(1u32 << 23)
+        && is_exact_in_f32(geometry, input, weight, bias)
+        && {
+            let max = |values: &[f32]| values.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+            let worst =
+                geometry.reduction_len() as f64 * max(input) * max(weight) + bias.map_or(0.0, max);
+            worst + residual_max < f64::from(1u32 << 24)
+        };
+    let tolerance = match exact {
+        true => Tolerance::EXACT,
+        // The residual's add rounds once more, here and in the reference.
+        false => Tolerance::for_reduction(geometry.reduction_len() + 2),
+    };
+    compare_outputs(
+        geometry.output_shape(),
+        &expected,
+        actual,
+        &magnitudes,
+        tolerance,
+    )
+}
+
+/// Each output element's magnitude `Σ|x·w| + |b|`: the convolution of the absolute values.
+fn magnitudes(problem: &Problem) -> Vec<f32> {
+    let absolute = |values: &[f32]| values.iter().map(|v| v.abs()).collect::<Vec<_>>();
+    reference(
+        &problem.geometry,
+        &absolute(&problem.input),
+        &absolute(&problem.weight),
+        problem.bias.as_deref().map(absolute).as_deref(),
     )
 }
 
@@ -260,6 +330,58 @@ mod tests {
             Tolerance::for_reduction(1000),
         );
         assert!(result.is_err());
+    }
+
+    /// The fused check accepts the reference's own result and refuses one without the
+    /// residual, with the activation skipped, or off by a whole product.
+    #[test]
+    fn the_fused_check_catches_a_missing_post_operation() {
+        use gconv_shape::Conv2dParams;
+        let geometry = Conv2dParams::new(2, 2, 3)
+            .groups(2)
+            .padding(gconv_shape::Padding::uniform(1))
+            .geometry([1, 2, 4, 4])
+            .unwrap();
+        let values = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i * 37 + seed * 11) % 19) as f32 / 7.0 - 1.3)
+                .collect()
+        };
+        let problem = Problem {
+            geometry,
+            input: values(geometry.input_len(), 1),
+            weight: values(geometry.weight_count(), 2),
+            bias: Some(values(2, 3)),
+        };
+        let residual = values(geometry.output_len(), 4);
+        let activation = Activation::Clamp {
+            min: -0.5,
+            max: 1.0,
+        };
+        let bias = problem.bias.as_deref();
+        let fused = |residual, activation| {
+            gconv_reference::conv2d_fused(
+                &geometry,
+                &problem.input,
+                &problem.weight,
+                bias,
+                residual,
+                activation,
+            )
+            .unwrap()
+        };
+        let right = fused(Some(&residual), activation);
+        let check = |actual: &[f32]| {
+            check_fused_against_reference(&problem, Some(&residual), activation, actual)
+        };
+        assert_eq!(check(&right), Ok(()));
+        assert!(check(&fused(None, activation)).is_err(), "no residual");
+        let plain = fused(Some(&residual), Activation::Identity);
+        assert!(check(&plain).is_err(), "no activation");
+        let mut off = right.clone();
+        let inside = off.iter().position(|v| v.abs() < 0.4).unwrap();
+        off[inside] += 0.01;
+        assert!(check(&off).is_err(), "one element off");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //!   where the data are small integers.
 //! * [`data`] — deterministic pseudo-random tensors.
 //! * [`diff`] — compares two outputs under that bound and explains a mismatch in NCHW
-//!   coordinates.
+//!   coordinates; [`check_fused_against_reference`] does so for a convolution followed by a
+//!   residual add and an activation (strategies: [`strategy::activations`],
+//!   [`strategy::residuals`]).
 //!
 //! Without the `strategies` feature the crate does not depend on proptest, so a binary can use
 //! the tolerance and the diff to check its own results.
@@ -62,7 +64,9 @@ mod problem;
 pub mod strategy;
 pub mod tolerance;
 
-pub use diff::{OutputDiff, check_against_reference, compare_outputs};
+pub use diff::{
+    OutputDiff, check_against_reference, check_fused_against_reference, compare_outputs,
+};
 pub use problem::Problem;
 #[cfg(feature = "strategies")]
 pub use strategy::Limits;

@@ -5,7 +5,7 @@
 //! windows that only ever meet padding. Each size is built from the output backwards, so every
 //! generated problem is valid and none is rejected.
 
-use gconv_shape::{Conv2dParams, Geometry, Padding, ShapeError};
+use gconv_shape::{Activation, Conv2dParams, Geometry, Padding, ShapeError};
 
 use crate::Problem;
 use proptest::collection::vec;
@@ -190,6 +190,43 @@ pub fn problems_with_non_finite_input(limits: Limits) -> impl Strategy<Value = P
             problem
         })
     })
+}
+
+/// Every activation, parameters biased to where implementations part: bounds that cut
+/// through the data, equal or in the wrong order (`torch.clamp` then gives `max`), infinite
+/// bounds, slopes of 0, 1, negative and steeper than 1.
+pub fn activations() -> impl Strategy<Value = Activation> {
+    let bound = prop_oneof![
+        3 => (-8i8..=8).prop_map(|quarters| f64::from(quarters) / 4.0),
+        1 => select(vec![f64::NEG_INFINITY, f64::INFINITY, 0.3]),
+    ];
+    let slope = prop_oneof![
+        select(vec![0.0, 1.0, -1.0, 0.01, 0.1, -0.5, 3.0]),
+        -4.0f64..4.0,
+    ];
+    prop_oneof![
+        Just(Activation::Identity),
+        Just(Activation::Relu),
+        Just(Activation::Relu6),
+        (bound.clone(), bound).prop_map(|(min, max)| Activation::Clamp { min, max }),
+        slope.prop_map(|slope| Activation::LeakyRelu { slope }),
+    ]
+}
+
+/// A residual for `problem`'s output (or none), drawn like its data: integers when the
+/// problem's data are all integers (so that exact problems stay exact), else in `[-1, 1)`.
+pub fn residuals(problem: &Problem) -> impl Strategy<Value = Option<Vec<f32>>> + use<> {
+    let len = problem.geometry.output_len();
+    let integers = problem
+        .input
+        .iter()
+        .chain(&problem.weight)
+        .all(|value| value.fract() == 0.0);
+    let values = match integers {
+        true => (-4i8..=4).prop_map(f32::from).boxed(),
+        false => (-1.0f32..1.0).boxed(),
+    };
+    proptest::option::of(vec(values, len))
 }
 
 /// A problem for `geometry` with every value drawn from `values`.

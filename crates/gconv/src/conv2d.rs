@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use gconv_kernels::{KernelPlan, Measurement, Rule, Weights};
 
-use crate::{Conv2dParams, CpuClass, Error, Family, Geometry, Isa, Options, ShapeError};
+use crate::{Conv2dParams, CpuClass, Error, Family, Geometry, Isa, Options, PostOps, ShapeError};
 
 /// Input shapes besides the first that a [`Conv2d`] keeps set up; past that the one used
 /// longest ago is dropped (and set up again if it comes back).
@@ -128,10 +128,59 @@ impl Conv2d {
         self.with_plan(input_shape, |plan| plan.run(input, output))
     }
 
+    /// [`Conv2d::run`] for a convolution made with [`Options::residual`]: adds `residual`
+    /// (NCHW, the output's shape) to each output after the bias, then applies the activation,
+    /// on each piece of the output as soon as it is computed, while it is in cache (not as a
+    /// second pass over the tensor). Allocates nothing.
+    ///
+    /// ```
+    /// use gconv::{Activation, Conv2d, Conv2dParams, Options, Padding};
+    ///
+    /// // The end of a MobileNetV2 block: relu6(conv(x) + b + shortcut), one pass.
+    /// let params = Conv2dParams::new(32, 32, 3).groups(32).padding(Padding::uniform(1));
+    /// let options = Options::default().residual(true).activation(Activation::Relu6);
+    /// let weight = vec![1.0f32; 32 * 3 * 3];
+    /// let bias = vec![-2.0f32; 32];
+    /// let conv = Conv2d::new(params, [1, 32, 8, 8], &weight, Some(&bias), options)?;
+    ///
+    /// let input = vec![1.0f32; 32 * 8 * 8];
+    /// let shortcut = vec![0.5f32; 32 * 8 * 8];
+    /// let mut output = vec![0.0f32; 32 * 8 * 8];
+    /// conv.run_with_residual(&input, &shortcut, &mut output)?;
+    /// assert_eq!(output[8 + 1], 6.0); // an interior pixel: min(9 − 2 + 0.5, 6)
+    /// assert_eq!(output[0], 2.5); // a corner sees 2x2 of the window: 4 − 2 + 0.5
+    ///
+    /// // Forgetting the residual is an error, not a convolution without it.
+    /// assert!(conv.run(&input, &mut output).is_err());
+    /// # Ok::<(), gconv::Error>(())
+    /// ```
+    pub fn run_with_residual(
+        &self,
+        input: &[f32],
+        residual: &[f32],
+        output: &mut [f32],
+    ) -> Result<(), Error> {
+        self.first.run_with_residual(input, residual, output)
+    }
+
+    /// [`Conv2d::run_shaped`] with a residual of the output's shape (see
+    /// [`Conv2d::run_with_residual`]).
+    pub fn run_shaped_with_residual(
+        &self,
+        input_shape: [usize; 4],
+        input: &[f32],
+        residual: &[f32],
+        output: &mut [f32],
+    ) -> Result<(), Error> {
+        self.with_plan(input_shape, |plan| {
+            plan.run_with_residual(input, residual, output)
+        })
+    }
+
     /// Convolves NCHW `input` of the shape given to [`Conv2d::new`] into a new output; an
     /// output the machine cannot hold is an error, not an abort.
     pub fn forward(&self, input: &[f32]) -> Result<Vec<f32>, Error> {
-        forward_on(&self.first, input)
+        forward_on(&self.first, input, None)
     }
 
     /// [`Conv2d::forward`] for an input of `input_shape` (see [`Conv2d::run_shaped`]).
@@ -140,7 +189,17 @@ impl Conv2d {
         input_shape: [usize; 4],
         input: &[f32],
     ) -> Result<Vec<f32>, Error> {
-        self.with_plan(input_shape, |plan| forward_on(plan, input))
+        self.with_plan(input_shape, |plan| forward_on(plan, input, None))
+    }
+
+    /// [`Conv2d::forward`] with a residual of the output's shape (see
+    /// [`Conv2d::run_with_residual`]).
+    pub fn forward_with_residual(
+        &self,
+        input: &[f32],
+        residual: &[f32],
+    ) -> Result<Vec<f32>, Error> {
+        forward_on(&self.first, input, Some(residual))
     }
 
     /// Sets up `input_shape` ahead of its first run, so that the run allocates nothing, and
@@ -217,6 +276,12 @@ impl Conv2d {
         self.first.measurement()
     }
 
+    /// What it applies to every output after the bias: the residual add ([`Options::residual`],
+    /// [`Conv2d::run_with_residual`]) and the activation ([`Options::activation`]).
+    pub fn post_ops(&self) -> PostOps {
+        self.first.post_ops()
+    }
+
     /// The kernel family of the first input shape.
     pub fn family(&self) -> Family {
         self.first.family()
@@ -244,16 +309,23 @@ fn cached(
     Some(Arc::clone(&others[0].1))
 }
 
-/// `plan` run on `input` into a new output.
-fn forward_on(plan: &KernelPlan, input: &[f32]) -> Result<Vec<f32>, Error> {
+/// `plan` run on `input`, with `residual` if given, into a new output.
+fn forward_on(
+    plan: &KernelPlan,
+    input: &[f32],
+    residual: Option<&[f32]>,
+) -> Result<Vec<f32>, Error> {
     let geometry = plan.geometry();
-    // The input first: a wrong one must not cost an allocation of the output.
+    // The inputs first: a wrong one must not cost an allocation of the output.
     geometry.check_buffer_lengths(
         input.len(),
         geometry.weight_count(),
         geometry.has_bias().then(|| geometry.out_channels()),
         geometry.output_len(),
     )?;
+    if let Some(residual) = residual {
+        geometry.check_residual_length(residual.len())?;
+    }
     let len = geometry.output_len();
     let mut output = Vec::new();
     output
@@ -263,7 +335,10 @@ fn forward_on(plan: &KernelPlan, input: &[f32]) -> Result<Vec<f32>, Error> {
             bytes: len as u128 * 4,
         })?;
     output.resize(len, 0.0);
-    plan.run(input, &mut output)?;
+    match residual {
+        Some(residual) => plan.run_with_residual(input, residual, &mut output)?,
+        None => plan.run(input, &mut output)?,
+    }
     Ok(output)
 }
 

@@ -38,7 +38,9 @@
 //!   `Conv2dParams::new(in_channels, out_channels, kernel_size)`; sizes take `3`, `[3, 1]`
 //!   or `(3, 1)` ([`gconv_shape::Spatial`]); [`Padding`] for `same`, `valid` and per side.
 //! * [`Options`] — threads and instruction set: `Options::default().threads(1)`; by default
-//!   every core and the best tier the CPU has. `Options::default().measure()` times the
+//!   every core and the best tier the CPU has. What follows the convolution, applied to each
+//!   piece of the output as it is computed: a residual (`.residual(true)`, then [`Conv2d::run_with_residual`]) and an
+//!   [`Activation`] (`.activation(Activation::Relu6)`). `Options::default().measure()` times the
 //!   candidate kernels of each shape when it is set up and keeps the fastest ([`Planning`]),
 //!   recording it in the process's [`Wisdom`], which a file carries to other processes.
 //! * [`Geometry`] — a layer's shapes for one input: output and weight shapes, parameter and
@@ -53,8 +55,10 @@
 
 #![deny(missing_docs)]
 
-pub use gconv_kernels::{CpuClass, Error, Family, Isa, Options, Planning, Threads, Wisdom};
-pub use gconv_shape::{Conv2dParams, Geometry, Padding, PaddingPerSide, ShapeError};
+pub use gconv_kernels::{
+    CpuClass, Error, Family, Isa, Options, Planning, PostOps, Threads, Wisdom,
+};
+pub use gconv_shape::{Activation, Conv2dParams, Geometry, Padding, PaddingPerSide, ShapeError};
 
 use gconv_kernels::KernelPlan;
 

@@ -3,9 +3,9 @@
 
 use std::num::NonZeroUsize;
 
-use gconv::{Conv2d, Isa, Options, Threads};
+use gconv::{Activation, Conv2d, Isa, Options, Threads};
 use gconv_testkit::strategy::{self, Limits};
-use gconv_testkit::{Problem, check_against_reference};
+use gconv_testkit::{Problem, check_against_reference, check_fused_against_reference};
 use proptest::prelude::*;
 
 fn options(isa: Isa, threads: usize) -> Options {
@@ -43,8 +43,95 @@ fn check_all(problem: &Problem) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A problem with post-operations: the residual (or none) and the activation.
+fn fused_problems(
+    problems: impl Strategy<Value = Problem>,
+) -> impl Strategy<Value = (Problem, Option<Vec<f32>>, Activation)> {
+    problems.prop_flat_map(|problem| {
+        let residual = strategy::residuals(&problem);
+        (Just(problem), residual, strategy::activations())
+    })
+}
+
+/// Every tier and thread count runs the post-operations in the kernel the plain convolution
+/// runs, giving `activation(plain + residual)` to the bit, which matches the reference's
+/// separate operations.
+fn check_fused(
+    problem: &Problem,
+    residual: Option<&[f32]>,
+    activation: Activation,
+) -> Result<(), TestCaseError> {
+    let make = |options: Options| {
+        Conv2d::from_geometry(
+            &problem.geometry,
+            &problem.weight,
+            problem.bias.as_deref(),
+            options,
+        )
+        .unwrap()
+    };
+    let same = |a: &f32, b: &f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    for isa in Isa::available() {
+        let plain = make(options(isa, 1));
+        let mut expected = plain.forward(&problem.input).unwrap();
+        gconv_reference::post_ops(&mut expected, residual, activation);
+        for threads in [1, 2, 3] {
+            let fused_options = options(isa, threads)
+                .residual(residual.is_some())
+                .activation(activation);
+            let fused = make(fused_options);
+            prop_assert_eq!(
+                fused.kernel_id(),
+                plain.kernel_id(),
+                "the post-operations changed the kernel"
+            );
+            let output = match residual {
+                Some(residual) => fused.forward_with_residual(&problem.input, residual),
+                None => fused.forward(&problem.input),
+            }
+            .unwrap();
+            let wrong = output.iter().zip(&expected).position(|(a, b)| !same(a, b));
+            prop_assert!(
+                wrong.is_none(),
+                "{isa}, {threads} threads, {activation}: output {:?} is {:?}, not {:?}",
+                wrong,
+                wrong.map(|at| output[at]),
+                wrong.map(|at| expected[at])
+            );
+            if threads == 1 {
+                check_fused_against_reference(problem, residual, activation, &output)
+                    .map_err(|diff| TestCaseError::fail(format!("{isa}, {activation}: {diff}")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(strategy::cases(128)))]
+
+    #[test]
+    fn fused_post_operations_match_the_reference(
+        (problem, residual, activation) in fused_problems(strategy::problems(Limits::default()))
+    ) {
+        check_fused(&problem, residual.as_deref(), activation)?;
+    }
+
+    #[test]
+    fn fused_post_operations_are_exact_on_small_integers(
+        (problem, residual, activation) in fused_problems(strategy::integer_problems(Limits::default()))
+    ) {
+        check_fused(&problem, residual.as_deref(), activation)?;
+    }
+
+    #[test]
+    fn nan_goes_through_every_fused_activation(
+        (problem, residual, activation) in fused_problems(
+            strategy::problems_with_non_finite_input(Limits::default())
+        )
+    ) {
+        check_fused(&problem, residual.as_deref(), activation)?;
+    }
 
     #[test]
     fn fast_kernels_match_the_reference(problem in strategy::problems(Limits::default())) {

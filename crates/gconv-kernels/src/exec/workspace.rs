@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::shared_team;
 use super::team::Team;
 use crate::Error;
-use crate::epilogue::{Epilogue, Sink};
+use crate::epilogue::{Epilogue, PostPass, Sink};
 use crate::simd::Element;
 
 /// Scratch, one buffer per member of the plan's team, each starting on a cache line, and the
@@ -27,10 +27,12 @@ const MIN_CLAIMS_PER_MEMBER: usize = 8;
 /// boundaries (see `Layout::lead`) are stored and loaded without splitting lines.
 const LINE_BYTES: usize = 64;
 
-/// The output of a run, and the residual its epilogue reads (a tensor of the output's shape).
+/// The output of a run, the residual its post-operations add (a tensor of the output's
+/// shape), and the post-operations, applied to each task's piece once the task is done.
 pub(crate) struct Output<'a, T> {
     pub values: &'a mut [T],
     pub residual: Option<&'a [T]>,
+    pub post: Option<PostPass<T>>,
 }
 
 /// The output of a parallel loop, shared by the members that write disjoint pieces of it.
@@ -38,15 +40,16 @@ struct SharedOutput<'a, T> {
     start: *mut T,
     len: usize,
     residual: Option<&'a [T]>,
+    post: Option<PostPass<T>>,
 }
 
-impl<T> Clone for SharedOutput<'_, T> {
+impl<T: Copy> Clone for SharedOutput<'_, T> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<T> Copy for SharedOutput<'_, T> {}
+impl<T: Copy> Copy for SharedOutput<'_, T> {}
 
 impl<'a, T> SharedOutput<'a, T> {
     fn new(output: Output<'a, T>) -> SharedOutput<'a, T> {
@@ -61,6 +64,7 @@ impl<'a, T> SharedOutput<'a, T> {
             start: output.values.as_mut_ptr(),
             len: output.values.len(),
             residual: output.residual,
+            post: output.post,
         }
     }
 
@@ -224,6 +228,20 @@ impl<T: Element> Workspace<T> {
             runs: runs_of(index),
             epilogue,
         };
+        // The task, then the post-operations on its piece, while it is in this core's cache.
+        let task = |scratch: &mut [T], index: usize| {
+            task(scratch, index, piece(index));
+            if let Some(post) = &shared.post {
+                let runs = runs_of(index);
+                for run in 0..runs.count {
+                    let first = run * runs.pitch + runs.start;
+                    // SAFETY: the task lent this piece has returned, so no reference into
+                    // it remains; no other task's runs overlap it (the caller's promise).
+                    let (values, residual) = unsafe { shared.slice(first, runs.len) };
+                    post.apply(values, residual);
+                }
+            }
+        };
         match &self.team {
             Some(team) if parallel => {
                 // Many small pieces (a depthwise channel block of a 7x7 plane: a quarter of a
@@ -238,7 +256,7 @@ impl<T: Element> Workspace<T> {
                     for index in claim * claim_len..((claim + 1) * claim_len).min(pieces) {
                         // The team runs each claim once and claims do not overlap, so each
                         // piece is lent once.
-                        task(scratch, index, piece(index));
+                        task(scratch, index);
                     }
                 });
             }
@@ -246,7 +264,7 @@ impl<T: Element> Workspace<T> {
                 let mut scratch = self.lock_slot(0);
                 let scratch = self.aligned(&mut scratch);
                 for index in 0..pieces {
-                    task(scratch, index, piece(index));
+                    task(scratch, index);
                 }
             }
         }
@@ -257,7 +275,7 @@ impl<T: Element> Workspace<T> {
 mod tests {
     use super::*;
     use crate::epilogue::Identity;
-    use crate::epilogue::testing::ResidualSquared;
+    use crate::epilogue::testing::{self as epilogue_testing, residual_leaky};
     use crate::simd::portable;
 
     /// Chunks claimed in runs (many small chunks per member): each chunk handed out once,
@@ -275,6 +293,7 @@ mod tests {
                 let output_of = Output {
                     values: &mut output,
                     residual: None,
+                    post: None,
                 };
                 workspace.for_each_chunk(
                     true,
@@ -321,13 +340,14 @@ mod tests {
             let output_of = Output {
                 values: &mut output,
                 residual: Some(&residual),
+                post: None,
             };
             // SAFETY: the blocks of rows split the plane, so the runs are disjoint.
             unsafe {
                 workspace.for_each_piece(
                     true,
                     output_of,
-                    ResidualSquared,
+                    residual_leaky(),
                     blocks,
                     runs_of,
                     |_, block, mut piece| {
@@ -347,7 +367,7 @@ mod tests {
                 let (plane, row) = (index / (rows * cols), index / cols % rows);
                 let block = (0..blocks).find(|&b| block_rows(b).contains(&row)).unwrap();
                 let sum = (plane * blocks + block) as f32;
-                let wanted = ResidualSquared::expected(&[sum], &[residual[index]])[0];
+                let wanted = epilogue_testing::expected(&[sum], &[residual[index]])[0];
                 assert_eq!(value, wanted, "{threads} threads, element {index}");
             }
         }

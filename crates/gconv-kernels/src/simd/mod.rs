@@ -25,6 +25,9 @@ pub mod x86_64_v4;
 pub trait Element: Copy + Default + PartialEq + fmt::Debug + Send + Sync + 'static {
     /// Zero: padding, and the lanes a masked load leaves out.
     const ZERO: Self;
+    /// `value` rounded to this type: an activation's parameter, as PyTorch casts a Python
+    /// float to the tensor's type.
+    fn from_f64(value: f64) -> Self;
     /// The portable tier (`wide`).
     type Portable: Simd<Elem = Self>;
     /// AVX2 + FMA.
@@ -37,6 +40,9 @@ pub trait Element: Copy + Default + PartialEq + fmt::Debug + Send + Sync + 'stat
 
 impl Element for f32 {
     const ZERO: f32 = 0.0;
+    fn from_f64(value: f64) -> f32 {
+        value as f32
+    }
     type Portable = portable::F32;
     #[cfg(target_arch = "x86_64")]
     type X86_64V3 = x86_64_v3::F32;
@@ -165,6 +171,18 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
     /// `a · b + c`, fused (one rounding) on the x86-64 tiers; on the portable tier, fused only
     /// if the build enables FMA (otherwise a multiply and an add).
     fn mul_add(self, a: Self::Vector, b: Self::Vector, c: Self::Vector) -> Self::Vector;
+
+    /// `a + b`, rounded once.
+    fn add(self, a: Self::Vector, b: Self::Vector) -> Self::Vector;
+
+    /// Each lane `v` of `vector` clamped: `u > max ? max : u` where `u = v < min ? min : v`
+    /// (`torch.clamp`'s result, `max` everywhere when `min > max`). A NaN lane fails both
+    /// comparisons and stays NaN.
+    fn clamp(self, vector: Self::Vector, min: Self::Vector, max: Self::Vector) -> Self::Vector;
+
+    /// Each lane `v` of `vector` as leaky ReLU leaves it: `v > 0 ? v : v · slope` (a NaN
+    /// lane stays NaN).
+    fn leaky(self, vector: Self::Vector, slope: Self::Vector) -> Self::Vector;
 
     /// `a · b + c` (fused) in the lanes whose bit is set in `mask`, `c` in the others: a tap
     /// that exists only for some lanes adds nothing, not even a NaN, to the others.
@@ -662,16 +680,83 @@ mod tests {
         }
     }
 
+    /// Every tier's activation arithmetic against the reference's `activate`, to the bit
+    /// (the sign of a zero included), on the values where implementations part: NaN, signed
+    /// zeros, infinities, the bounds themselves, and bounds in the wrong order.
+    fn check_activations<S: Simd<Elem = f32>>(simd: S) {
+        use gconv_reference::activate;
+        use gconv_shape::Activation;
+
+        let special = [
+            f32::NAN,
+            -f32::NAN,
+            -0.0,
+            0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            6.0,
+            -1.0,
+            1.0,
+            7.5,
+            -3.25,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            f32::MAX,
+            0.5,
+            -6.0,
+        ];
+        let same = |a: f32, b: f32| (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits();
+        for chunk in special
+            .chunks(S::LANES)
+            .chain([&special[special.len() - 3..]])
+        {
+            let mut values = vec![0.25f32; S::LANES];
+            values[..chunk.len()].copy_from_slice(chunk);
+            let vector = simd.load_from(&values);
+            let bounds = [
+                (0.0, 6.0),
+                (-1.0, 1.0),
+                (2.0, 1.0),
+                (f64::NEG_INFINITY, 0.0),
+            ];
+            for (min, max) in bounds {
+                let mut out = vec![0.0f32; S::LANES];
+                let clamped = simd.clamp(vector, simd.splat(min as f32), simd.splat(max as f32));
+                simd.store_into(&mut out, clamped);
+                for (&value, &got) in values.iter().zip(&out) {
+                    let wanted = activate(Activation::Clamp { min, max }, value);
+                    assert!(same(got, wanted), "clamp({value}, {min}, {max}) = {got}");
+                }
+            }
+            for slope in [0.01, -2.0, 0.0, 1.0] {
+                let mut out = vec![0.0f32; S::LANES];
+                simd.store_into(&mut out, simd.leaky(vector, simd.splat(slope as f32)));
+                for (&value, &got) in values.iter().zip(&out) {
+                    let wanted = activate(Activation::LeakyRelu { slope }, value);
+                    assert!(same(got, wanted), "leaky({value}, {slope}) = {got}");
+                }
+            }
+            let mut out = vec![0.0f32; S::LANES];
+            simd.store_into(&mut out, simd.add(vector, simd.splat(1.5)));
+            for (&value, &got) in values.iter().zip(&out) {
+                assert!(same(got, value + 1.5), "{value} + 1.5 = {got}");
+            }
+        }
+    }
+
     #[test]
     fn every_tier_this_cpu_has_shuffles_and_stores_as_defined() {
         check(portable::F32);
+        check_activations(portable::F32);
         #[cfg(target_arch = "x86_64")]
         {
             if let Some(simd) = x86_64_v3::F32::detect() {
                 check(simd);
+                check_activations(simd);
             }
             if let Some(simd) = x86_64_v4::F32::detect() {
                 check(simd);
+                check_activations(simd);
             }
         }
     }

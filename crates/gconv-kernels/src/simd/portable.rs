@@ -33,6 +33,40 @@ unsafe impl Simd for F32 {
     }
 
     #[inline(always)]
+    fn add(self, a: f32x8, b: f32x8) -> f32x8 {
+        a + b
+    }
+
+    #[inline(always)]
+    fn clamp(self, vector: f32x8, min: f32x8, max: f32x8) -> f32x8 {
+        let (values, min, max) = (vector.to_array(), min.to_array(), max.to_array());
+        f32x8::from(std::array::from_fn::<f32, 8, _>(|lane| {
+            let raised = if values[lane] < min[lane] {
+                min[lane]
+            } else {
+                values[lane]
+            };
+            if raised > max[lane] {
+                max[lane]
+            } else {
+                raised
+            }
+        }))
+    }
+
+    #[inline(always)]
+    fn leaky(self, vector: f32x8, slope: f32x8) -> f32x8 {
+        let (values, slope) = (vector.to_array(), slope.to_array());
+        f32x8::from(std::array::from_fn::<f32, 8, _>(|lane| {
+            if values[lane] > 0.0 {
+                values[lane]
+            } else {
+                values[lane] * slope[lane]
+            }
+        }))
+    }
+
+    #[inline(always)]
     fn mul_add_masked(self, a: f32x8, b: f32x8, c: f32x8, mask: u32) -> f32x8 {
         let (sum, kept) = (a.mul_add(b, c).to_array(), c.to_array());
         f32x8::from(std::array::from_fn::<f32, 8, _>(|lane| {

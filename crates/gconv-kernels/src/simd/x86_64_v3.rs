@@ -1,9 +1,10 @@
 //! The x86-64-v3 tier: AVX2 + FMA, 8 lanes.
 
 use std::arch::x86_64::{
-    __m256, __m256i, _mm256_alignr_epi8, _mm256_and_si256, _mm256_blendv_ps, _mm256_castpd_ps,
-    _mm256_castps_pd, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmpeq_epi32,
-    _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
+    __m256, __m256i, _CMP_GT_OQ, _mm256_add_ps, _mm256_alignr_epi8, _mm256_and_si256,
+    _mm256_blendv_ps, _mm256_castpd_ps, _mm256_castps_pd, _mm256_castps_si256, _mm256_castsi256_ps,
+    _mm256_cmp_ps, _mm256_cmpeq_epi32, _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps,
+    _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps,
     _mm256_permute2f128_ps, _mm256_permute4x64_pd, _mm256_set1_epi32, _mm256_set1_ps,
     _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps,
     _mm256_unpacklo_ps,
@@ -39,6 +40,29 @@ unsafe impl Simd for F32 {
     fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
         // SAFETY: the token proves FMA is present.
         unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+
+    #[inline(always)]
+    fn add(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: the token proves AVX is present.
+        unsafe { _mm256_add_ps(a, b) }
+    }
+
+    #[inline(always)]
+    fn clamp(self, vector: __m256, min: __m256, max: __m256) -> __m256 {
+        // `max_ps(a, b)` is `a > b ? a : b` and `min_ps(a, b)` is `a < b ? a : b`: a NaN
+        // lane of `vector`, the second operand, comes through both.
+        // SAFETY: the token proves AVX is present.
+        unsafe { _mm256_min_ps(max, _mm256_max_ps(min, vector)) }
+    }
+
+    #[inline(always)]
+    fn leaky(self, vector: __m256, slope: __m256) -> __m256 {
+        // SAFETY: the token proves AVX is present.
+        unsafe {
+            let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(vector, _mm256_setzero_ps());
+            _mm256_blendv_ps(_mm256_mul_ps(vector, slope), vector, positive)
+        }
     }
 
     #[inline(always)]

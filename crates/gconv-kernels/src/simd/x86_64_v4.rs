@@ -1,11 +1,12 @@
 //! The x86-64-v4 tier: AVX-512F, 16 lanes.
 
 use std::arch::x86_64::{
-    __m512, _mm512_alignr_epi32, _mm512_castpd_ps, _mm512_castps_pd, _mm512_castps_si512,
-    _mm512_castsi512_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
-    _mm512_mask3_fmadd_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_set1_ps,
-    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_storeu_ps,
-    _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
+    __m512, _CMP_LE_OQ, _mm512_add_ps, _mm512_alignr_epi32, _mm512_castpd_ps, _mm512_castps_pd,
+    _mm512_castps_si512, _mm512_castsi512_ps, _mm512_cmp_ps_mask, _mm512_fmadd_ps, _mm512_loadu_ps,
+    _mm512_mask_mul_ps, _mm512_mask_storeu_ps, _mm512_mask3_fmadd_ps, _mm512_maskz_loadu_ps,
+    _mm512_max_ps, _mm512_min_ps, _mm512_permutex2var_ps, _mm512_set1_ps, _mm512_setr_epi32,
+    _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_storeu_ps, _mm512_unpackhi_pd,
+    _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
 };
 
 use super::{Simd, lanes_between};
@@ -37,6 +38,30 @@ unsafe impl Simd for F32 {
     fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: the token proves AVX-512F is present.
         unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+
+    #[inline(always)]
+    fn add(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: the token proves AVX-512F is present.
+        unsafe { _mm512_add_ps(a, b) }
+    }
+
+    #[inline(always)]
+    fn clamp(self, vector: __m512, min: __m512, max: __m512) -> __m512 {
+        // `max_ps(a, b)` is `a > b ? a : b` and `min_ps(a, b)` is `a < b ? a : b`: a NaN
+        // lane of `vector`, the second operand, comes through both.
+        // SAFETY: the token proves AVX-512F is present.
+        unsafe { _mm512_min_ps(max, _mm512_max_ps(min, vector)) }
+    }
+
+    #[inline(always)]
+    fn leaky(self, vector: __m512, slope: __m512) -> __m512 {
+        // SAFETY: the token proves AVX-512F is present.
+        unsafe {
+            // Ordered `<=`: a NaN lane is not multiplied (it would stay NaN either way).
+            let not_positive = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(vector, _mm512_setzero_ps());
+            _mm512_mask_mul_ps(vector, not_positive, vector, slope)
+        }
     }
 
     #[inline(always)]
