@@ -1,5 +1,6 @@
 //! Target `conv`: small arbitrary valid problems and data through every instruction-set tier
-//! the CPU has and every thread count from 1 to 3, each compared with the reference.
+//! the CPU has and every thread count from 1 to 3, each compared with the reference; with
+//! post-operations (a residual, an activation) when the bytes go on past the problem.
 //!
 //! Data are uniform, small integers (on which every summation order is exact, so the fast
 //! kernels must match the reference exactly), or either with NaN, infinities, signed zeros,
@@ -8,8 +9,8 @@
 //! while the reference, like the formula, has no term there at all.
 
 use arbitrary::{Result, Unstructured};
-use gconv::{Conv2d, Conv2dParams, Isa, Options, Padding};
-use gconv_testkit::{Problem, check_against_reference, data};
+use gconv::{Activation, Conv2d, Conv2dParams, Isa, Options, Padding};
+use gconv_testkit::{Problem, check_against_reference, check_fused_against_reference, data};
 
 /// Values planted in the input: the IEEE special cases and magnitudes at the edges.
 const SPECIALS: [f32; 8] = [
@@ -30,7 +31,60 @@ pub fn conv(data: &[u8]) {
     let Ok(Some(problem)) = problem(&mut bytes) else {
         return;
     };
-    check(&problem);
+    let Ok(post) = post_operations(&mut bytes, &problem) else {
+        return;
+    };
+    check(&problem, &post);
+}
+
+/// What follows the convolution: an optional residual and an activation.
+struct Post {
+    residual: Option<Vec<f32>>,
+    activation: Activation,
+}
+
+/// Activations with the parameters where implementations part: bounds in the wrong order,
+/// infinite ones, slopes of 0, negative and steeper than 1.
+const ACTIVATIONS: [Activation; 8] = [
+    Activation::Identity,
+    Activation::Relu,
+    Activation::Relu6,
+    Activation::Clamp {
+        min: -0.5,
+        max: 0.75,
+    },
+    Activation::Clamp {
+        min: 1.0,
+        max: -1.0,
+    },
+    Activation::Clamp {
+        min: f64::NEG_INFINITY,
+        max: 0.0,
+    },
+    Activation::LeakyRelu { slope: -2.5 },
+    Activation::LeakyRelu { slope: 0.0 },
+];
+
+/// The post-operations decoded after the problem: none when the bytes have run out, so that
+/// the corpus found before post-operations existed decodes to the cases it always did.
+fn post_operations(bytes: &mut Unstructured, problem: &Problem) -> Result<Post> {
+    let activation = ACTIVATIONS[bytes.choose_index(ACTIVATIONS.len()).unwrap_or(0)];
+    let residual = match bytes.arbitrary::<Option<u64>>()? {
+        None => None,
+        // Integers when the data are, so that exact problems stay exact.
+        Some(seed) => {
+            let values = data::uniform(problem.geometry.output_len(), seed);
+            let integers = problem.input.iter().all(|value| value.fract() == 0.0);
+            Some(match integers {
+                true => values.iter().map(|value| (value * 4.0).round()).collect(),
+                false => values,
+            })
+        }
+    };
+    Ok(Post {
+        residual,
+        activation,
+    })
 }
 
 /// A valid problem within the sizes the property tests use, or `None` when the decoded
@@ -87,22 +141,32 @@ fn problem(bytes: &mut Unstructured) -> Result<Option<Problem>> {
     }))
 }
 
-/// Runs `problem` on every tier and thread count: each result must match the reference, and
-/// on one tier every thread count must give the same bits.
-fn check(problem: &Problem) {
-    check_runs(problem, |isa, threads| run(problem, isa, threads));
+/// Runs `problem` with `post` on every tier and thread count: each result must match the
+/// reference, and on one tier every thread count must give the same bits.
+fn check(problem: &Problem, post: &Post) {
+    check_runs(problem, post, |isa, threads| {
+        run(problem, post, isa, threads)
+    });
 }
 
 /// [`check`] with the convolution to check passed in, so that the tests can show it fails.
-fn check_runs(problem: &Problem, run: impl Fn(Isa, usize) -> Vec<f32>) {
+fn check_runs(problem: &Problem, post: &Post, run: impl Fn(Isa, usize) -> Vec<f32>) {
     for isa in Isa::available() {
         let mut first: Option<Vec<f32>> = None;
         for threads in 1..=3 {
             let output = run(isa, threads);
-            if let Err(diff) = check_against_reference(problem, &output) {
+            let checked = match (&post.residual, post.activation) {
+                (None, Activation::Identity) => check_against_reference(problem, &output),
+                (residual, activation) => {
+                    check_fused_against_reference(problem, residual.as_deref(), activation, &output)
+                }
+            };
+            if let Err(diff) = checked {
                 panic!(
-                    "{isa:?}, {threads} threads, {:?}:\n{diff}",
-                    problem.geometry
+                    "{isa:?}, {threads} threads, {:?}, {} (residual: {}):\n{diff}",
+                    problem.geometry,
+                    post.activation,
+                    post.residual.is_some()
                 );
             }
             match &first {
@@ -120,8 +184,12 @@ fn check_runs(problem: &Problem, run: impl Fn(Isa, usize) -> Vec<f32>) {
     }
 }
 
-fn run(problem: &Problem, isa: Isa, threads: usize) -> Vec<f32> {
-    let options = Options::default().isa(isa).threads(threads);
+fn run(problem: &Problem, post: &Post, isa: Isa, threads: usize) -> Vec<f32> {
+    let options = Options::default()
+        .isa(isa)
+        .threads(threads)
+        .residual(post.residual.is_some())
+        .activation(post.activation);
     let conv = Conv2d::from_geometry(
         &problem.geometry,
         &problem.weight,
@@ -129,9 +197,11 @@ fn run(problem: &Problem, isa: Isa, threads: usize) -> Vec<f32> {
         options,
     )
     .unwrap_or_else(|error| panic!("{isa:?}: a small valid problem was refused: {error}"));
-    conv.forward(&problem.input).unwrap_or_else(|error| {
-        panic!("{isa:?}: the input of the right length was refused: {error}")
-    })
+    match &post.residual {
+        Some(residual) => conv.forward_with_residual(&problem.input, residual),
+        None => conv.forward(&problem.input),
+    }
+    .unwrap_or_else(|error| panic!("{isa:?}: the input of the right length was refused: {error}"))
 }
 
 #[cfg(test)]
@@ -141,9 +211,42 @@ mod tests {
     #[test]
     fn decodes_a_valid_problem_from_zeros_and_checks_it() {
         // All-zero bytes decode to the smallest choices: one 1x1 channel, no padding.
-        let problem = problem(&mut Unstructured::new(&[0; 64])).unwrap().unwrap();
+        let mut bytes = Unstructured::new(&[0; 64]);
+        let problem = problem(&mut bytes).unwrap().unwrap();
         assert_eq!(problem.geometry.input_shape(), [1, 1, 1, 1]);
-        check(&problem);
+        let post = post_operations(&mut bytes, &problem).unwrap();
+        check(&problem, &post);
+    }
+
+    /// Bytes past the problem choose post-operations, checked against the reference's.
+    #[test]
+    fn bytes_past_the_problem_add_a_residual_and_an_activation() {
+        let mut data = vec![7u8; 64];
+        data.extend([4, 1, 9, 9, 9, 9, 9, 9, 9, 9]);
+        let mut bytes = Unstructured::new(&data);
+        let problem = problem(&mut bytes).unwrap().unwrap();
+        let post = post_operations(&mut bytes, &problem).unwrap();
+        assert!(post.residual.is_some());
+        assert_ne!(post.activation, Activation::Identity);
+        check(&problem, &post);
+    }
+
+    #[test]
+    #[should_panic(expected = "residual: true")]
+    fn a_missing_residual_is_caught() {
+        let mut bytes = Unstructured::new(&[7; 64]);
+        let problem = problem(&mut bytes).unwrap().unwrap();
+        let post = Post {
+            residual: Some(vec![1.0; problem.geometry.output_len()]),
+            activation: Activation::Identity,
+        };
+        let plain = Post {
+            residual: None,
+            activation: Activation::Identity,
+        };
+        check_runs(&problem, &post, |isa, threads| {
+            run(&problem, &plain, isa, threads)
+        });
     }
 
     #[test]
@@ -152,7 +255,11 @@ mod tests {
         let problem = problem(&mut Unstructured::new(&[7; 64])).unwrap().unwrap();
         let zeros = vec![0.0; problem.geometry.output_len()];
         assert!(check_against_reference(&problem, &zeros).is_err());
-        check_runs(&problem, |_, _| zeros.clone());
+        let post = Post {
+            residual: None,
+            activation: Activation::Identity,
+        };
+        check_runs(&problem, &post, |_, _| zeros.clone());
     }
 
     #[test]
@@ -161,8 +268,12 @@ mod tests {
         let mut problem = problem(&mut Unstructured::new(&[7; 64])).unwrap().unwrap();
         // Fractional data, so that the reference allows a last-bit difference.
         problem.input = data::uniform(problem.input.len(), 3);
-        check_runs(&problem, |isa, threads| {
-            let mut output = run(&problem, isa, 1);
+        let post = Post {
+            residual: None,
+            activation: Activation::Identity,
+        };
+        check_runs(&problem, &post, |isa, threads| {
+            let mut output = run(&problem, &post, isa, 1);
             // Within the tolerance, but not the same bits.
             output[0] = f32::from_bits(output[0].to_bits() ^ u32::from(threads == 3));
             output

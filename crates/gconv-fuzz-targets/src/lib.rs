@@ -8,7 +8,8 @@
 //!
 //! * [`shape()`] — parameters and shapes into validation, against `u128` arithmetic and
 //!   window-by-window enumeration;
-//! * [`conv()`] — small problems through every tier and 1–3 threads, against the reference;
+//! * [`conv()`] — small problems, with a residual and an activation when the bytes go on,
+//!   through every tier and 1–3 threads, against the reference;
 //! * [`npy()`] — bytes into the `.npy` reader.
 //!
 //! ```
