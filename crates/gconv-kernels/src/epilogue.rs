@@ -3,11 +3,12 @@
 //!
 //! Every kernel computes an output element as one chain of fused multiply-adds that starts
 //! from its channel's bias. What is applied to the finished chain before it is stored is an
-//! [`Epilogue`]: nothing ([`Identity`]), or a plan's post-operations ([`Fused`]: the
-//! residual add and the activation), never an edit of the kernels. Kernels never store an output
+//! [`Epilogue`]: nothing ([`Identity`]), or post-operations ([`Fused`]: the residual add
+//! and the activation), never an edit of the kernels. Kernels never store an output
 //! themselves: they hand each finished vector to a [`Sink`] (their piece of the output, with
 //! the matching piece of the residual when the run has one), which applies the epilogue and
-//! stores it.
+//! stores it. Plans run their kernels with [`Identity`] and apply their post-operations to
+//! each finished piece ([`PostPass`]).
 
 use std::fmt;
 
@@ -107,11 +108,10 @@ impl<T: Element> Epilogue<T> for Fused<T> {
 /// takes the next piece: one more pass over data in L1 or L2, never over the whole tensor.
 ///
 /// Why not in the kernels' stores, as an [`Epilogue`] type: every kernel is compiled once
-/// per epilogue type, and a second type doubled the kernels' build (2.5 to 5.5 minutes for
-/// the test build); and in the stores the same operations slowed the compute-bound
-/// channel-vector tiles threefold (AlexNet's grouped layers on AVX-512: the compiler split
-/// the tile's loop and spilled its sums). The kernels' sink still takes any epilogue (the
-/// tests run every kernel with one).
+/// per epilogue type, so a second type doubled the kernels' build, and in the stores the
+/// same operations made the compiler split and spill the compute-bound channel-vector tiles
+/// (the measurements are in `TUNING.md`, "Post-operations"). The kernels' sink still takes
+/// any epilogue (the tests run every kernel with one).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PostPass<T> {
     /// The tier the plan runs on (checked at its creation).
