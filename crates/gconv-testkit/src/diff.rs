@@ -5,7 +5,9 @@ use std::fmt;
 use gconv_shape::{Activation, Geometry};
 
 use crate::Problem;
-use crate::tolerance::{Tolerance, is_exact_in_f32};
+use crate::tolerance::{
+    EXACT_LIMIT, Tolerance, all_integers, integer_sum_bound, is_exact_in_f32, max_abs,
+};
 
 /// How many mismatching elements an [`OutputDiff`] lists by name.
 const LISTED: usize = 8;
@@ -220,30 +222,16 @@ pub fn check_fused_against_reference(
         Activation::LeakyRelu { slope } => (slope as f32).abs().max(1.0),
         _ => 1.0,
     };
-    let residual_max = residual.map_or(0.0, |residual| {
-        residual
-            .iter()
-            .fold(0.0f64, |m, v| m.max(f64::from(v.abs())))
-    });
     for (index, magnitude) in magnitudes.iter_mut().enumerate() {
         let residual = residual.map_or(0.0, |residual| residual[index].abs());
         *magnitude = (*magnitude + residual) * steepest;
     }
-    let integer_residual = residual.is_none_or(|residual| {
-        residual
-            .iter()
-            .all(|value| value.is_finite() && value.fract() == 0.0)
-    });
-    // Exact when the convolution is, with room left for the residual's add.
-    let exact = integer_residual
-        && residual_max < f64::from(1u32 << 23)
-        && is_exact_in_f32(geometry, input, weight, bias)
-        && {
-            let max = |values: &[f32]| values.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
-            let worst =
-                geometry.reduction_len() as f64 * max(input) * max(weight) + bias.map_or(0.0, max);
-            worst + residual_max < f64::from(1u32 << 24)
-        };
+    // Exact when the convolution's data and the residual are integers whose sums, the
+    // residual's add included, stay where every integer is exact.
+    let residual_max = residual.map_or(0.0, max_abs);
+    let exact = residual.is_none_or(|residual| all_integers(residual.iter()))
+        && integer_sum_bound(geometry, input, weight, bias)
+            .is_some_and(|worst| worst + residual_max < EXACT_LIMIT);
     let tolerance = match exact {
         true => Tolerance::EXACT,
         // The residual's add rounds once more, here and in the reference.

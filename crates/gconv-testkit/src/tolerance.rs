@@ -58,14 +58,37 @@ pub fn is_exact_in_f32(
     weight: &[f32],
     bias: Option<&[f32]>,
 ) -> bool {
+    integer_sum_bound(geometry, input, weight, bias).is_some_and(|worst| worst < EXACT_LIMIT)
+}
+
+/// Integers of `f32` are exact below this magnitude, and so is every sum of them that stays
+/// below it.
+pub(crate) const EXACT_LIMIT: f64 = (1u32 << 24) as f64;
+
+/// The largest magnitude a partial sum `Σ|x·w| + |b|` of a convolution on these data can
+/// reach, when every value is a finite integer; `None` otherwise.
+pub(crate) fn integer_sum_bound(
+    geometry: &Geometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Option<f64> {
     let all = || input.iter().chain(weight).chain(bias.into_iter().flatten());
-    if !all().all(|value| value.is_finite() && value.fract() == 0.0) {
-        return false;
+    if !all_integers(all()) {
+        return None;
     }
-    let max = |values: &[f32]| values.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
-    let bias_max = bias.map_or(0.0, max);
-    let worst = geometry.reduction_len() as f64 * max(input) * max(weight) + bias_max;
-    worst < f64::from(1u32 << 24)
+    let bias_max = bias.map_or(0.0, max_abs);
+    Some(geometry.reduction_len() as f64 * max_abs(input) * max_abs(weight) + bias_max)
+}
+
+/// Whether every value is a finite integer.
+pub(crate) fn all_integers<'a>(mut values: impl Iterator<Item = &'a f32>) -> bool {
+    values.all(|value| value.is_finite() && value.fract() == 0.0)
+}
+
+/// The largest magnitude among `values` (0 for none).
+pub(crate) fn max_abs(values: &[f32]) -> f64 {
+    values.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())))
 }
 
 #[cfg(test)]
