@@ -4,7 +4,9 @@
 //! and on the best tier at all cores; the reference only on layers under 20 MFLOP, where it
 //! finishes in reasonable time. On the best tier, at 1 thread and all cores, the post-operations
 //! of a residual block too: bias, residual and ReLU6 fused into the plan (`fused`) against the
-//! plain convolution followed by a separate pass over its output (`separate`). Benchmark ids
+//! plain convolution followed by a separate pass over its output (`separate`); and on the
+//! depthwise layers, channel multipliers 2 and 4 (`multiplier2`, `multiplier4`: C_out = k·C_in,
+//! the same input; compare their FLOP/s with the layer's own). Benchmark ids
 //! read `network/layer/avx512/t1`, so that `cargo bench -p gconv-benches -- 'resnext50/.*/t1'`
 //! picks a slice.
 
@@ -58,6 +60,7 @@ fn bench_layers(c: &mut Criterion) {
                 group.bench_function(id, |b| b.iter(|| conv.run(&input, &mut output).unwrap()));
                 if isa == Isa::best() {
                     bench_post_operations(&mut group, &layer, &short_name, options);
+                    bench_multipliers(&mut group, &layer, &short_name, options);
                 }
             }
             if geometry.flops() < REFERENCE_LIMIT {
@@ -121,6 +124,38 @@ fn bench_post_operations(
             }
         })
     });
+}
+
+/// A depthwise layer with channel multipliers 2 and 4 (`Conv2d(C, k*C, groups=C)`) on the same
+/// input; nothing for other layers.
+fn bench_multipliers(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    layer: &gconv::workload::Layer,
+    short_name: &str,
+    options: Options,
+) {
+    if layer.geometry.in_channels_per_group() != 1 {
+        return;
+    }
+    let params = *layer.geometry.params();
+    let input = data(layer.geometry.input_len(), 1);
+    for multiplier in [2, 4] {
+        let geometry = gconv::Conv2dParams {
+            out_channels: params.out_channels * multiplier,
+            ..params
+        }
+        .geometry(layer.geometry.input_shape())
+        .expect("a depthwise layer takes any channel multiplier");
+        let weight = data(geometry.weight_count(), 2);
+        let mut output = vec![0.0f32; geometry.output_len()];
+        let conv = Conv2d::from_geometry(&geometry, &weight, None, options)
+            .expect("the layer list holds valid layers");
+        let threads = conv.threads();
+        group.throughput(Throughput::Elements(geometry.flops()));
+        let id = BenchmarkId::new(short_name, format!("multiplier{multiplier}/t{threads}"));
+        group.bench_function(id, |b| b.iter(|| conv.run(&input, &mut output).unwrap()));
+    }
+    group.throughput(Throughput::Elements(layer.geometry.flops()));
 }
 
 criterion_group!(benches, bench_layers);

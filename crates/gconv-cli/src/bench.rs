@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -45,6 +45,11 @@ pub struct BenchArgs {
     /// of each output starts from it).
     #[arg(long)]
     bias: bool,
+    /// Channel multiplier K of the depthwise layers: each layer with groups = C_in is timed
+    /// with C_out = K·C_in (MobileNet's depth multiplier, `Conv2d(C, K*C, groups=C)`); with
+    /// K > 1 the other layers are left out.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    multiplier: u32,
     /// Minimum time to spend timing each layer, in seconds (after one warm-up run).
     #[arg(
         long,
@@ -55,7 +60,7 @@ pub struct BenchArgs {
     min_time: f64,
     /// Also write one JSON object per layer to this file (suite, layer, threads, peer "gconv",
     /// median_us, gflops, kernel, isa, cpu (the CPU class kernels were chosen for), planning,
-    /// bias, residual, activation, flops, count, runs), the peers script's format.
+    /// bias, residual, activation, multiplier, flops, count, runs), the peers script's format.
     #[arg(long, value_name = "OUT.jsonl")]
     json: Option<PathBuf>,
     /// Peers' results (the JSON lines of shared/peers/bench_peers.py --json): adds the best
@@ -74,6 +79,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         .context("--min-time must be a non-negative number of seconds")?;
     let (suite, all) = load_layers(args.layers.as_deref())?;
     let selected = select_layers(&all, args.filter.as_deref(), args.layers.as_deref())?;
+    let multiplied = multiply(&selected, args.multiplier as usize)?;
+    let selected: Vec<&Layer> = match &multiplied {
+        Some(layers) => layers.iter().collect(),
+        None => selected,
+    };
 
     // Read everything that can fail before spending minutes on timing.
     let peers = args.peers.as_deref().map(Peers::load).transpose()?;
@@ -138,6 +148,40 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         draw(path, &suite, &records, peers.as_ref())?;
     }
     Ok(())
+}
+
+/// With a multiplier `k > 1`, the depthwise layers of `layers` with `k` times their output
+/// channels (the others left out); `None` for `k = 1`.
+fn multiply(layers: &[&Layer], k: usize) -> Result<Option<Vec<Layer>>> {
+    if k == 1 {
+        return Ok(None);
+    }
+    let multiplied: Vec<Layer> = layers
+        .iter()
+        .filter(|layer| layer.geometry.in_channels_per_group() == 1)
+        .map(|layer| {
+            let params = layer.geometry.params();
+            let out_channels = params
+                .out_channels
+                .checked_mul(k)
+                .context("--multiplier makes more output channels than fit in usize")?;
+            let geometry = gconv::Conv2dParams {
+                out_channels,
+                ..*params
+            }
+            .geometry(layer.geometry.input_shape())?;
+            Ok(Layer {
+                geometry,
+                ..(*layer).clone()
+            })
+        })
+        .collect::<Result<_>>()?;
+    if multiplied.is_empty() {
+        bail!(
+            "--multiplier {k} applies to depthwise layers (groups = in_channels), and none was selected"
+        );
+    }
+    Ok(Some(multiplied))
 }
 
 /// The suite name and layers of the list at `path`, or of the built-in published layers.
@@ -243,6 +287,7 @@ fn bench_layer(
         "bias": args.bias,
         "residual": args.residual,
         "activation": args.activation.activation.to_string(),
+        "multiplier": args.multiplier,
         "flops": geometry.flops(),
         "count": layer.count,
         "runs": timings.runs.len(),

@@ -7,7 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use gconv::gconv_kernels::measured::DEFAULT_BUDGET;
-use gconv::{Activation, Conv2d, CpuClass, Isa, Options, Planning, PostOps, Threads, Wisdom};
+use gconv::{
+    Activation, Conv2d, CpuClass, Isa, Options, Planning, PostOps, Threads, UnevenConv2d,
+    UnevenGeometry, Wisdom,
+};
 use gconv_shape::Geometry;
 
 /// Which implementation computes a convolution.
@@ -143,6 +146,15 @@ pub enum Prepared<'a> {
         bias: Option<&'a [f32]>,
         post: PostOps,
     },
+    /// Uneven groups, each run of equal groups on its fast kernel (post-operations fused).
+    Uneven(Box<UnevenConv2d>),
+    /// Uneven groups on the scalar reference, then the post-operations.
+    UnevenReference {
+        geometry: Box<UnevenGeometry>,
+        weight: &'a [f32],
+        bias: Option<&'a [f32]>,
+        post: PostOps,
+    },
 }
 
 impl<'a> Prepared<'a> {
@@ -157,10 +169,7 @@ impl<'a> Prepared<'a> {
     ) -> Result<Prepared<'a>> {
         Ok(match choice {
             KernelChoice::Auto => {
-                let options = execution
-                    .options()
-                    .residual(post.residual)
-                    .activation(post.activation);
+                let options = execution.options().post_ops(post);
                 let conv = Conv2d::from_geometry(geometry, weight, bias, options)?;
                 Prepared::Fast(Box::new(conv))
             }
@@ -176,11 +185,49 @@ impl<'a> Prepared<'a> {
         })
     }
 
-    /// The kernel id (fast kernels) or `reference` / `split-concat`.
+    /// Prepares `choice` for uneven groups: `geometry` and its flat weight, followed by
+    /// `post`.
+    pub fn uneven(
+        choice: KernelChoice,
+        geometry: &UnevenGeometry,
+        weight: &'a [f32],
+        bias: Option<&'a [f32]>,
+        execution: &ExecutionOptions,
+        post: PostOps,
+    ) -> Result<Prepared<'a>> {
+        Ok(match choice {
+            KernelChoice::Auto => {
+                let conv = UnevenConv2d::new(
+                    *geometry.spatial().params(),
+                    geometry.sizes().clone(),
+                    geometry.input_shape(),
+                    weight,
+                    bias,
+                    execution.options().post_ops(post),
+                )?;
+                Prepared::Uneven(Box::new(conv))
+            }
+            KernelChoice::Reference => {
+                post.activation.validate()?;
+                Prepared::UnevenReference {
+                    geometry: Box::new(geometry.clone()),
+                    weight,
+                    bias,
+                    post,
+                }
+            }
+        })
+    }
+
+    /// The kernel id (fast kernels; each run of uneven groups and its kernel) or
+    /// `reference` / `split-concat`.
     pub fn name(&self) -> String {
         match self {
             Prepared::Fast(conv) => conv.kernel_id(),
-            Prepared::Reference { .. } => "reference".to_string(),
+            Prepared::Uneven(conv) => conv.to_string(),
+            Prepared::Reference { .. } | Prepared::UnevenReference { .. } => {
+                "reference".to_string()
+            }
             Prepared::SplitConcat { .. } => "split-concat".to_string(),
         }
     }
@@ -211,6 +258,21 @@ impl<'a> Prepared<'a> {
             } => {
                 check_residual(geometry, *post, residual)?;
                 let result = gconv_reference::conv2d_split_concat(geometry, input, weight, *bias)?;
+                output.copy_from_slice(&result);
+                gconv_reference::post_ops(output, residual, post.activation);
+            }
+            Prepared::Uneven(conv) => match residual {
+                Some(residual) => conv.run_with_residual(input, residual, output)?,
+                None => conv.run(input, output)?,
+            },
+            Prepared::UnevenReference {
+                geometry,
+                weight,
+                bias,
+                post,
+            } => {
+                check_residual(geometry.spatial(), *post, residual)?;
+                let result = gconv_reference::conv2d_uneven(geometry, input, weight, *bias)?;
                 output.copy_from_slice(&result);
                 gconv_reference::post_ops(output, residual, post.activation);
             }

@@ -2,10 +2,12 @@
 
 use anyhow::Result;
 use clap::Args;
-use gconv::{Conv2d, Conv2dParams, CpuClass, Isa};
+use gconv::{Conv2d, Conv2dParams, CpuClass, Isa, UnevenConv2d, UnevenGeometry};
 
 use crate::implementations::ExecutionOptions;
-use crate::options::{ActivationOption, GeometryOptions, parse_pair, parse_shape4};
+use crate::options::{
+    ActivationOption, GeometryOptions, GroupSizeOptions, parse_pair, parse_shape4,
+};
 use gconv::PostOps;
 
 #[derive(Debug, Args)]
@@ -30,6 +32,8 @@ pub struct InfoArgs {
     input_shape: Option<[usize; 4]>,
     #[command(flatten)]
     geometry: GeometryOptions,
+    #[command(flatten)]
+    group_sizes: GroupSizeOptions,
     #[command(flatten)]
     activation: ActivationOption,
     /// The problem adds a residual of the output's shape (as `run --residual` does).
@@ -93,57 +97,101 @@ pub fn info(args: &InfoArgs) -> Result<()> {
             .geometry
             .apply(Conv2dParams::new(in_channels, out_channels, kernel))
             .bias(false);
-        let geometry = params.geometry(input_shape)?;
-        let weight = vec![0.0; geometry.weight_count()];
         args.execution.load_wisdom()?;
         let post = PostOps {
             residual: args.residual,
             activation: args.activation.activation,
         };
-        let options = args
-            .execution
-            .options()
-            .residual(post.residual)
-            .activation(post.activation);
-        let conv = Conv2d::from_geometry(&geometry, &weight, None, options)?;
-        args.execution.save_wisdom()?;
+        let options = args.execution.options().post_ops(post);
         out!();
-        out!(
-            "problem: {input_shape:?} -> {:?}, weight {:?}",
-            geometry.output_shape(),
-            geometry.weight_shape()
-        );
-        out!("family:  {}", conv.family());
-        out!("kernel:  {}", conv.kernel_id());
-        out!("rule:    {} ({})", conv.rule().name(), conv.rule().reason());
+        match args.group_sizes.sizes() {
+            None => {
+                let geometry = params.geometry(input_shape)?;
+                let weight = vec![0.0; geometry.weight_count()];
+                let conv = Conv2d::from_geometry(&geometry, &weight, None, options)?;
+                out!(
+                    "problem: {input_shape:?} -> {:?}, weight {:?}",
+                    geometry.output_shape(),
+                    geometry.weight_shape()
+                );
+                describe(&conv, "")?;
+            }
+            Some(sizes) => {
+                let geometry = UnevenGeometry::new(params, sizes.clone(), input_shape)?;
+                let weight = vec![0.0; geometry.weight_count()];
+                let conv = UnevenConv2d::new(params, sizes, input_shape, &weight, None, options)?;
+                out!(
+                    "problem: {input_shape:?} -> {:?}, uneven groups {}, flat weight of {} elements",
+                    geometry.output_shape(),
+                    geometry.sizes(),
+                    geometry.weight_count()
+                );
+                let per_sample = match conv.runs().count() {
+                    1 => "one run: the ordinary grouped convolution",
+                    _ => {
+                        "each run of equal groups is a grouped convolution of its own, one sample at a time"
+                    }
+                };
+                out!("runs:    {per_sample}");
+                for (run, conv) in conv.runs() {
+                    let groups = match run.groups {
+                        1 => format!("group {}", run.first_group),
+                        count => format!("groups {:?} ({count} groups)", run.group_range()),
+                    };
+                    out!();
+                    out!(
+                        "{groups}: {}→{} channels each, input channels {:?}, output channels {:?}",
+                        run.in_per_group,
+                        run.out_per_group,
+                        run.input_channels(),
+                        run.output_channels()
+                    );
+                    describe(conv, "  ")?;
+                }
+            }
+        }
         if !post.is_none() {
             out!(
                 "post:    {post} after the bias, on each task's piece as it is written (the same kernel as without)"
             );
         }
-        if let Some(measurement) = conv.measurement() {
-            out!(
-                "planned: {measurement}; the table's choice: {}",
-                measurement.table_kernel()
-            );
-            for timing in measurement.timings() {
-                let best = timing.best.map_or("not run".to_string(), |best| {
-                    format!("{:.1} us", best.as_secs_f64() * 1e6)
-                });
-                out!(
-                    "         {:<48} {best:>12}  ({} runs)",
-                    timing.kernel,
-                    timing.runs
-                );
-            }
-        }
-        out!(
-            "runs on: {} thread(s), {}, chosen for a {} CPU",
-            conv.threads(),
-            conv.isa().level(),
-            conv.cpu_class().name()
-        );
+        args.execution.save_wisdom()?;
     }
+    Ok(())
+}
+
+/// The kernel of `conv`, the rule that chose it and why, and how it runs; each line after
+/// `indent`.
+fn describe(conv: &Conv2d, indent: &str) -> Result<()> {
+    out!("{indent}family:  {}", conv.family());
+    out!("{indent}kernel:  {}", conv.kernel_id());
+    out!(
+        "{indent}rule:    {} ({})",
+        conv.rule().name(),
+        conv.rule().reason()
+    );
+    if let Some(measurement) = conv.measurement() {
+        out!(
+            "{indent}planned: {measurement}; the table's choice: {}",
+            measurement.table_kernel()
+        );
+        for timing in measurement.timings() {
+            let best = timing.best.map_or("not run".to_string(), |best| {
+                format!("{:.1} us", best.as_secs_f64() * 1e6)
+            });
+            out!(
+                "{indent}         {:<48} {best:>12}  ({} runs)",
+                timing.kernel,
+                timing.runs
+            );
+        }
+    }
+    out!(
+        "{indent}runs on: {} thread(s), {}, chosen for a {} CPU",
+        conv.threads(),
+        conv.isa().level(),
+        conv.cpu_class().name()
+    );
     Ok(())
 }
 

@@ -23,6 +23,7 @@ mod plot;
 mod run;
 mod shape;
 mod tune;
+mod uneven;
 
 use std::process::ExitCode;
 

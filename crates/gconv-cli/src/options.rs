@@ -3,7 +3,7 @@
 //! `--kernel-size K|KH,KW`, `--input-shape N,C,H,W`.
 
 use clap::Args;
-use gconv_shape::{Activation, Conv2dParams, Padding};
+use gconv_shape::{Activation, Conv2dParams, GroupSizes, Padding};
 
 /// A comma-separated list of 1..=4 non-negative integers, with messages that say which
 /// element is wrong.
@@ -77,6 +77,39 @@ pub struct ActivationOption {
         value_parser = parse_activation
     )]
     pub activation: Activation,
+}
+
+/// A list of group sizes as given (checked against the channel counts later, with the
+/// values named).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeList(pub Vec<usize>);
+
+/// `3,2,2`: one size per group.
+pub fn parse_sizes(text: &str) -> Result<SizeList, String> {
+    parse_list(text, "expected a comma-separated list of channel counts").map(SizeList)
+}
+
+/// Uneven groups (beyond PyTorch), shared by `run` and `info`.
+#[derive(Debug, Clone, Args)]
+pub struct GroupSizeOptions {
+    /// Uneven groups: the input channels of each group, in channel order (e.g. 3,2), adding
+    /// up to C_in; with --out-group-sizes, in place of --groups. The weight is then 1-D: each
+    /// group's [C_out_g, C_in_g, kH, kW] block, concatenated in group order.
+    #[arg(long, value_name = "I1,I2,...", value_parser = parse_sizes, requires = "out_group_sizes")]
+    pub in_group_sizes: Option<SizeList>,
+    /// Uneven groups: the output channels of each group (e.g. 4,4), adding up to C_out.
+    #[arg(long, value_name = "O1,O2,...", value_parser = parse_sizes, requires = "in_group_sizes")]
+    pub out_group_sizes: Option<SizeList>,
+}
+
+impl GroupSizeOptions {
+    /// The group sizes, if given.
+    pub fn sizes(&self) -> Option<GroupSizes> {
+        match (&self.in_group_sizes, &self.out_group_sizes) {
+            (Some(input), Some(output)) => Some(GroupSizes::new(input.0.clone(), output.0.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// The hyper-parameters that `run` cannot read off the tensors, shared by every command that

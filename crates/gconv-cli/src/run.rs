@@ -9,7 +9,8 @@ use gconv_shape::{Conv2dParams, Geometry, ShapeError};
 
 use crate::implementations::{ExecutionOptions, KernelChoice, Prepared};
 use crate::npy;
-use crate::options::{ActivationOption, GeometryOptions};
+use crate::options::{ActivationOption, GeometryOptions, GroupSizeOptions, parse_pair};
+use crate::uneven;
 use gconv::PostOps;
 
 #[derive(Debug, Args)]
@@ -17,7 +18,8 @@ pub struct RunArgs {
     /// Input tensor [N, C_in, H, W], float32 .npy in C order.
     #[arg(long, value_name = "X.npy")]
     input: PathBuf,
-    /// Weight tensor [C_out, C_in/groups, kH, kW], float32 .npy in C order.
+    /// Weight tensor [C_out, C_in/groups, kH, kW], float32 .npy in C order (1-D with
+    /// --in-group-sizes: each group's block, concatenated in group order).
     #[arg(long, value_name = "W.npy")]
     weight: PathBuf,
     /// Bias [C_out], float32 .npy; without it the convolution has no bias.
@@ -25,6 +27,12 @@ pub struct RunArgs {
     bias: Option<PathBuf>,
     #[command(flatten)]
     geometry: GeometryOptions,
+    #[command(flatten)]
+    group_sizes: GroupSizeOptions,
+    /// Kernel size K or KH,KW, for a 1-D weight (--in-group-sizes) whose kernel is not square
+    /// (a square one is read off the weight's length).
+    #[arg(long, allow_hyphen_values = true, value_name = "K|KH,KW", value_parser = parse_pair, requires = "in_group_sizes")]
+    kernel_size: Option<[usize; 2]>,
     /// Residual [N, C_out, H_out, W_out] (the output's shape), float32 .npy: added to the
     /// convolution after the bias and before the activation, y = act(conv(x) + b + R), as in
     /// a ResNet or MobileNetV2 block; applied to each piece of the output as it is computed.
@@ -55,31 +63,55 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let bias = args.bias.as_deref().map(npy::read).transpose()?;
     let residual = args.residual.as_deref().map(npy::read).transpose()?;
 
-    let geometry = geometry_of(args, &input.shape, &weight.shape, bias.as_ref())
-        .context("the tensors do not make a valid convolution")?;
-    if let (Some(path), Some(residual)) = (&args.residual, &residual) {
-        check_residual_shape(path, &residual.shape, &geometry)?;
-    }
-    let bias = bias.as_ref().map(|b| b.data.as_slice());
-    let residual = residual.as_ref().map(|r| r.data.as_slice());
-    args.execution.load_wisdom()?;
     let post = PostOps {
         residual: residual.is_some(),
         activation: args.activation.activation,
     };
-    let prepared = Prepared::new(
-        args.kernel,
-        &geometry,
-        &weight.data,
-        bias,
-        &args.execution,
-        post,
-    )?;
-    let mut output = allocate(&geometry)?;
+    let bias_data = bias.as_ref().map(|b| b.data.as_slice());
+    let residual_data = residual.as_ref().map(|r| r.data.as_slice());
+    args.execution.load_wisdom()?;
+    // Either kind of grouping gives the output's shape and what runs.
+    let (output_shape, prepared) = match args.group_sizes.sizes() {
+        None => {
+            let geometry = geometry_of(args, &input.shape, &weight.shape, bias.as_ref())
+                .context("the tensors do not make a valid convolution")?;
+            let prepared = Prepared::new(
+                args.kernel,
+                &geometry,
+                &weight.data,
+                bias_data,
+                &args.execution,
+                post,
+            )?;
+            (geometry.output_shape(), prepared)
+        }
+        Some(sizes) => {
+            let geometry = uneven::geometry_of(
+                sizes,
+                &args.geometry,
+                args.kernel_size,
+                &input.shape,
+                &weight.shape,
+                bias.as_ref().map(|b| b.shape.as_slice()),
+            )
+            .context("the tensors and group sizes do not make a valid convolution")?;
+            let prepared = Prepared::uneven(
+                args.kernel,
+                &geometry,
+                &weight.data,
+                bias_data,
+                &args.execution,
+                post,
+            )?;
+            (geometry.output_shape(), prepared)
+        }
+    };
+    check_residual_shape(args, residual.as_ref(), output_shape)?;
+    let mut output = allocate(output_shape)?;
     let start = Instant::now();
-    prepared.run(&input.data, residual, &mut output)?;
+    prepared.run(&input.data, residual_data, &mut output)?;
     let elapsed = start.elapsed();
-    npy::write_atomically(&args.output, &geometry.output_shape(), &output)?;
+    npy::write_atomically(&args.output, &output_shape, &output)?;
     args.execution.save_wisdom()?;
     if !args.quiet {
         let then = match post.is_none() {
@@ -89,7 +121,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         eprintln!(
             "gconv: wrote {} {:?} ({}{then}, {:.3} ms)",
             args.output.display(),
-            geometry.output_shape(),
+            output_shape,
             prepared.name(),
             elapsed.as_secs_f64() * 1e3
         );
@@ -99,13 +131,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
 /// The zeroed output buffer, or an error when the machine cannot hold it (absurd padding
 /// makes valid geometries with outputs of terabytes).
-fn allocate(geometry: &Geometry) -> Result<Vec<f32>> {
-    let len = geometry.output_len();
+fn allocate(shape: [usize; 4]) -> Result<Vec<f32>> {
+    // The product fits: a validated geometry's output length is this product.
+    let len = shape.iter().product();
     let mut output = Vec::new();
     output.try_reserve_exact(len).map_err(|_| {
         anyhow::anyhow!(
             "the output {:?} needs {} bytes, more memory than can be allocated",
-            geometry.output_shape(),
+            shape,
             len as u128 * 4
         )
     })?;
@@ -158,9 +191,16 @@ fn geometry_of(
 
 /// The residual must have the output's shape exactly (not merely as many elements: a
 /// transposed or channels-last tensor would be added in the wrong places).
-fn check_residual_shape(path: &Path, shape: &[usize], geometry: &Geometry) -> Result<()> {
-    let output_shape = geometry.output_shape();
-    if shape != output_shape {
+fn check_residual_shape(
+    args: &RunArgs,
+    residual: Option<&npy::Array>,
+    output_shape: [usize; 4],
+) -> Result<()> {
+    let (Some(path), Some(residual)) = (&args.residual, residual) else {
+        return Ok(());
+    };
+    let shape = &residual.shape;
+    if *shape != output_shape {
         bail!(
             "--residual {} has shape {shape:?}; it must have the output's shape {output_shape:?} [N, C_out, H_out, W_out]",
             path.display()

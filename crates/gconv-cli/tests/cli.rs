@@ -1001,3 +1001,225 @@ fn tune_reports_the_tables_distance_from_the_fastest_and_writes_wisdom() {
         assert!(record["table_ratio"].as_f64().unwrap() >= 1.0, "{record}");
     }
 }
+
+/// `--in-group-sizes` / `--out-group-sizes` with a 1-D weight give the reference's uneven
+/// convolution, on the fast kernels and on the reference, with the post-operations too, and
+/// say which kernel each run of equal groups got.
+#[test]
+fn run_takes_uneven_groups_with_a_flat_weight() {
+    use gconv_shape::{GroupSizes, UnevenGeometry};
+    let files = Files::new();
+    let params = Conv2dParams::new(7, 10, [3, 1])
+        .stride([2, 1])
+        .padding(Padding::per_side(1, 0, 0, 1));
+    let sizes = GroupSizes::new([3, 1, 1, 2], [4, 2, 2, 2]);
+    let geometry = UnevenGeometry::new(params, sizes, [2, 7, 6, 9]).unwrap();
+    // Small integers: every sum is exact, so every implementation gives the same bits.
+    let values = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7 + seed * 5) % 9) as f32 - 4.0)
+            .collect()
+    };
+    let (input, weight, bias) = (
+        values(geometry.input_len(), 1),
+        values(geometry.weight_count(), 2),
+        values(10, 3),
+    );
+    let residual = values(geometry.output_len(), 4);
+    let mut expected =
+        gconv_reference::conv2d_uneven(&geometry, &input, &weight, Some(&bias)).unwrap();
+    let input_file = files.npy("x.npy", &geometry.input_shape(), &input);
+    let weight_file = files.npy("w.npy", &[weight.len()], &weight);
+    let bias_file = files.npy("b.npy", &[10], &bias);
+    let residual_file = files.npy("r.npy", &geometry.output_shape(), &residual);
+    let out = files.path("y.npy");
+    let uneven = [
+        "--in-group-sizes",
+        "3,1,1,2",
+        "--out-group-sizes",
+        "4,2,2,2",
+        "--kernel-size",
+        "3,1",
+        "--stride",
+        "2,1",
+        "--padding",
+        "1,0,0,1",
+        "--bias",
+        &bias_file,
+    ];
+    for kernel in ["auto", "reference"] {
+        let output = run_gconv(
+            &input_file,
+            &weight_file,
+            1,
+            &out,
+            &[&uneven[..], &["--kernel", kernel]].concat(),
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(
+            npy_data(&out, &geometry.output_shape()),
+            expected,
+            "{kernel}"
+        );
+        if kernel == "auto" {
+            // Three runs: group 0, groups 1..3 (1→2 each), group 3.
+            let message = stderr(&output);
+            assert!(message.contains("group 0 (3→4): "), "{message}");
+            assert!(message.contains("groups 1..3 (1→2 each): "), "{message}");
+            assert!(message.contains("group 3 (2→2): "), "{message}");
+        }
+    }
+    gconv_reference::post_ops(&mut expected, Some(&residual), gconv::Activation::Relu6);
+    for kernel in ["auto", "reference"] {
+        let fused = [
+            "--residual",
+            &residual_file,
+            "--activation",
+            "relu6",
+            "--kernel",
+            kernel,
+        ];
+        let output = run_gconv(
+            &input_file,
+            &weight_file,
+            1,
+            &out,
+            &[&uneven[..], &fused].concat(),
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(
+            npy_data(&out, &geometry.output_shape()),
+            expected,
+            "{kernel}, fused"
+        );
+    }
+}
+
+/// Each refusal of uneven groups names its rule and leaves an existing output as it was.
+#[test]
+fn uneven_group_refusals_name_the_rule_and_leave_the_output_alone() {
+    let files = Files::new();
+    let input = files.npy("x.npy", &[1, 5, 4, 4], &[1.0; 80]);
+    let flat = files.npy("w.npy", &[180], &[1.0; 180]);
+    let four_d = files.npy("w4.npy", &[8, 5, 3, 3], &[1.0; 360]);
+    let out = files.path("y.npy");
+    std::fs::write(&out, b"precious").unwrap();
+    let cases: [(&[&str], &str, &str); 6] = [
+        (
+            &["--in-group-sizes", "3,3", "--out-group-sizes", "4,4"],
+            &flat,
+            "input group sizes [3, 3] add up to 6, but in_channels is 5",
+        ),
+        (
+            &["--in-group-sizes", "3,2", "--out-group-sizes", "4,4,1"],
+            &flat,
+            "the input group sizes list 2 groups but the output group sizes list 3",
+        ),
+        (
+            &["--in-group-sizes", "5,0", "--out-group-sizes", "4,4"],
+            &flat,
+            "input group 1 of [5, 0] has no channels",
+        ),
+        (
+            &["--in-group-sizes", "3,2", "--out-group-sizes", "4,4"],
+            &four_d,
+            "the weight is 1-D",
+        ),
+        (
+            // (--groups 3 comes from the loop below.)
+            &["--in-group-sizes", "3,2", "--out-group-sizes", "4,4"],
+            &flat,
+            "groups (3) must be 1 or the number of group sizes (2)",
+        ),
+        (&["--in-group-sizes", "3,2"], &flat, "--out-group-sizes"),
+    ];
+    for (flags, weight, message) in cases {
+        let groups = if message.starts_with("groups (3)") {
+            3
+        } else {
+            1
+        };
+        let output = run_gconv(&input, weight, groups, &out, flags);
+        assert!(!output.status.success(), "{flags:?}");
+        assert!(
+            stderr(&output).contains(message),
+            "{flags:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), b"precious", "{flags:?}");
+    }
+}
+
+/// `info` with uneven group sizes names each run of equal groups, its channels, its kernel
+/// and the rule that chose it.
+#[test]
+fn info_explains_the_kernel_of_each_run_of_uneven_groups() {
+    let output = gconv(&[
+        "info",
+        "--in-channels",
+        "7",
+        "--out-channels",
+        "10",
+        "--kernel",
+        "3",
+        "--padding",
+        "1",
+        "--input-shape",
+        "2,7,14,14",
+        "--in-group-sizes",
+        "3,1,1,2",
+        "--out-group-sizes",
+        "4,2,2,2",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for run in [
+        "group 0: 3→4 channels each, input channels 0..3, output channels 0..4",
+        "groups 1..3 (2 groups): 1→2 channels each, input channels 3..5, output channels 4..8",
+        "group 3: 2→2 channels each, input channels 5..7, output channels 8..10",
+    ] {
+        assert!(text.contains(run), "{run}\n{text}");
+    }
+    // The 1→2 run is a depthwise layer with multiplier 2 and gets a depthwise kernel.
+    assert_eq!(text.matches("  kernel:  ").count(), 3, "{text}");
+    assert_eq!(text.matches("  rule:    ").count(), 3, "{text}");
+    assert!(text.contains("  kernel:  dwconv-3x3s1d1-"), "{text}");
+}
+
+/// `bench --multiplier K` times the depthwise layers with K times their output channels and
+/// says so in the JSON lines; without a depthwise layer it is an error.
+#[test]
+fn bench_multiplies_the_depthwise_layers_channels() {
+    let files = Files::new();
+    let json = files.path("multiplied.jsonl");
+    let output = gconv(&[
+        "bench",
+        "--filter",
+        "dw960",
+        "--threads",
+        "1",
+        "--min-time",
+        "0",
+        "--multiplier",
+        "3",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("C960->2880"),
+        "{}",
+        stdout(&output)
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&json).unwrap().trim()).unwrap();
+    assert_eq!(record["multiplier"], 3);
+    assert_eq!(record["flops"], 2u64 * 2880 * 7 * 7 * 9);
+    let output = bench_seed_layer(&["--multiplier", "2"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("applies to depthwise layers"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -103,6 +103,11 @@ impl Options {
         self
     }
 
+    /// Both post-operations at once: `post`'s residual and activation.
+    pub fn post_ops(self, post: PostOps) -> Self {
+        self.residual(post.residual).activation(post.activation)
+    }
+
     /// Chooses the kernel by timing the candidates within [`measured::DEFAULT_BUDGET`] (or
     /// takes what the process's [`crate::Wisdom`] recorded): `Planning::Measure`.
     pub fn measure(self) -> Self {

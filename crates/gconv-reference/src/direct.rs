@@ -48,9 +48,6 @@ pub fn conv2d_into(
     let [batch, in_channels, height, width] = geometry.input_shape();
     let [_, out_channels, out_height, out_width] = geometry.output_shape();
     let [kernel_h, kernel_w] = geometry.kernel_size();
-    let [stride_h, stride_w] = geometry.stride();
-    let [dilation_h, dilation_w] = geometry.dilation();
-    let padding = geometry.padding();
     let in_per_group = geometry.in_channels_per_group();
     let out_per_group = geometry.out_channels_per_group();
 
@@ -64,20 +61,10 @@ pub fn conv2d_into(
                         let ci = group * in_per_group + c;
                         for i in 0..kernel_h {
                             for j in 0..kernel_w {
-                                // Padded coordinates fit in usize: Geometry checked the padded size.
-                                let Some(row) =
-                                    (oh * stride_h + i * dilation_h).checked_sub(padding.top)
+                                let Some([row, col]) = tap_source(geometry, [oh, ow], [i, j])
                                 else {
                                     continue;
                                 };
-                                let Some(col) =
-                                    (ow * stride_w + j * dilation_w).checked_sub(padding.left)
-                                else {
-                                    continue;
-                                };
-                                if row >= height || col >= width {
-                                    continue;
-                                }
                                 let x =
                                     input[((n * in_channels + ci) * height + row) * width + col];
                                 let w =
@@ -96,6 +83,24 @@ pub fn conv2d_into(
         }
     }
     Ok(())
+}
+
+/// The input pixel `[row, col]` that tap `(i, j)` of output `(oh, ow)` reads:
+/// `(oh·sH − pad_top + i·dH, ow·sW − pad_left + j·dW)`, or `None` where that falls on the zero
+/// padding.
+pub(crate) fn tap_source(
+    geometry: &Geometry,
+    [oh, ow]: [usize; 2],
+    [i, j]: [usize; 2],
+) -> Option<[usize; 2]> {
+    let [stride_h, stride_w] = geometry.stride();
+    let [dilation_h, dilation_w] = geometry.dilation();
+    let [height, width] = geometry.input_size();
+    let padding = geometry.padding();
+    // Padded coordinates fit in usize: Geometry checked the padded size.
+    let row = (oh * stride_h + i * dilation_h).checked_sub(padding.top)?;
+    let col = (ow * stride_w + j * dilation_w).checked_sub(padding.left)?;
+    (row < height && col < width).then_some([row, col])
 }
 
 #[cfg(test)]

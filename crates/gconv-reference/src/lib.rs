@@ -10,6 +10,8 @@
 //! * [`conv2d_fused`] — the convolution, then a residual added and an activation applied,
 //!   as PyTorch's separate operations compute them (see [`fused`]); [`post_ops`] is that
 //!   second step alone, [`activate`] one element's activation.
+//! * [`conv2d_uneven`] — groups of unequal channel counts ([`gconv_shape::GroupSizes`]),
+//!   the same formula with each group's own channels and weight block (see [`uneven`]).
 //! * [`dense_conv2d`] — that ordinary convolution, for `groups = 1`.
 //! * [`block_diagonal_weight`] — a grouped weight written as the equivalent dense weight.
 //!
@@ -35,7 +37,9 @@
 pub mod direct;
 pub mod fused;
 pub mod split_concat;
+pub mod uneven;
 
 pub use direct::{conv2d, conv2d_into};
 pub use fused::{activate, conv2d_fused, post_ops};
 pub use split_concat::{block_diagonal_weight, conv2d_split_concat, dense_conv2d};
+pub use uneven::conv2d_uneven;

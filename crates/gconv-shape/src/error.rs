@@ -116,6 +116,61 @@ pub enum ShapeError {
         /// The buffer's length.
         actual: usize,
     },
+    /// An n-dimensional array's shape disagrees with the shape the convolution needs (an
+    /// output or residual array of the wrong shape).
+    #[error("{what} array must have shape {expected:?} (NCHW), got {actual:?}")]
+    ArrayShape {
+        /// `output` or `residual`.
+        what: &'static str,
+        /// The shape the convolution needs.
+        expected: Vec<usize>,
+        /// The array's shape.
+        actual: Vec<usize>,
+    },
+    /// Uneven group sizes listing a different number of input and output groups.
+    #[error(
+        "the input group sizes list {input} groups but the output group sizes list {output}: each group needs both"
+    )]
+    GroupCounts {
+        /// Groups listed for the input channels.
+        input: usize,
+        /// Groups listed for the output channels.
+        output: usize,
+    },
+    /// A group of no channels in uneven group sizes.
+    #[error("{side} group {group} of {sizes:?} has no channels: every group needs at least one")]
+    EmptyGroup {
+        /// `input` or `output`.
+        side: &'static str,
+        /// The empty group (from 0).
+        group: usize,
+        /// The list it is in.
+        sizes: Vec<usize>,
+    },
+    /// Uneven group sizes that do not add up to the channel count.
+    #[error("{side} group sizes {sizes:?} add up to {sum}, but {what} is {channels}")]
+    GroupSizesSum {
+        /// `input` or `output`.
+        side: &'static str,
+        /// The list.
+        sizes: Vec<usize>,
+        /// Its sum.
+        sum: usize,
+        /// `in_channels` or `out_channels`.
+        what: &'static str,
+        /// That channel count.
+        channels: usize,
+    },
+    /// `groups` set to something other than 1 or the number of uneven group sizes.
+    #[error(
+        "groups ({groups}) must be 1 or the number of group sizes ({count}) when group sizes are given"
+    )]
+    GroupsWithSizes {
+        /// The parameters' `groups`.
+        groups: usize,
+        /// Groups listed.
+        count: usize,
+    },
     /// A parameter of an activation is NaN.
     #[error(
         "the {parameter} of activation {activation} is NaN; it must be a number (infinities are allowed)"

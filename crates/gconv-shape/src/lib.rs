@@ -39,6 +39,9 @@
 //!   ([`Conv2dParams::geometry`]): output shape, buffer lengths, FLOPs, each group's channels.
 //! * [`Activation`] — what is applied to each output last (ReLU, ReLU6, clamp, leaky ReLU),
 //!   after the bias and an optional residual.
+//! * [`GroupSizes`] and [`UnevenGeometry`] — groups of unequal channel counts (beyond
+//!   PyTorch): the sizes listed per group for the input and output channels, and the shapes
+//!   they give, with the flat weight's layout.
 //! * [`ShapeError`] — one variant per broken rule, with the values that broke it.
 //! * [`workload`] — lists of published layers (CSV) for benchmarks.
 
@@ -48,6 +51,7 @@
 mod activation;
 mod error;
 mod geometry;
+mod group_sizes;
 mod padding;
 mod params;
 pub mod workload;
@@ -55,5 +59,6 @@ pub mod workload;
 pub use activation::{Activation, ParseActivationError};
 pub use error::ShapeError;
 pub use geometry::Geometry;
+pub use group_sizes::{GroupRun, GroupSizes, UnevenGeometry};
 pub use padding::{Padding, PaddingPerSide};
 pub use params::{Conv2dParams, Spatial, ValidParams};

@@ -210,7 +210,7 @@ impl Conv2d {
 
     /// `work` on the plan of `input_shape`: the first shape's, else one from the cache
     /// ([`Conv2d::plan_for`]).
-    fn with_plan<R>(
+    pub(crate) fn with_plan<R>(
         &self,
         input_shape: [usize; 4],
         work: impl FnOnce(&KernelPlan) -> Result<R, Error>,
@@ -310,7 +310,7 @@ fn cached(
 }
 
 /// `plan` run on `input`, with `residual` if given, into a new output.
-fn forward_on(
+pub(crate) fn forward_on(
     plan: &KernelPlan,
     input: &[f32],
     residual: Option<&[f32]>,
@@ -326,7 +326,16 @@ fn forward_on(
     if let Some(residual) = residual {
         geometry.check_residual_length(residual.len())?;
     }
-    let len = geometry.output_len();
+    let mut output = zeroed_output(geometry.output_len())?;
+    match residual {
+        Some(residual) => plan.run_with_residual(input, residual, &mut output)?,
+        None => plan.run(input, &mut output)?,
+    }
+    Ok(output)
+}
+
+/// An output of `len` zeros, or an error when the machine cannot hold it.
+pub(crate) fn zeroed_output(len: usize) -> Result<Vec<f32>, Error> {
     let mut output = Vec::new();
     output
         .try_reserve_exact(len)
@@ -335,10 +344,6 @@ fn forward_on(
             bytes: len as u128 * 4,
         })?;
     output.resize(len, 0.0);
-    match residual {
-        Some(residual) => plan.run_with_residual(input, residual, &mut output)?,
-        None => plan.run(input, &mut output)?,
-    }
     Ok(output)
 }
 

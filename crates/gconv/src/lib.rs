@@ -43,8 +43,13 @@
 //!   [`Activation`] (`.activation(Activation::Relu6)`). `Options::default().measure()` times the
 //!   candidate kernels of each shape when it is set up and keeps the fastest ([`Planning`]),
 //!   recording it in the process's [`Wisdom`], which a file carries to other processes.
+//! * [`UnevenConv2d`] — groups of unequal channel counts, beyond PyTorch ([`GroupSizes`]:
+//!   input `[3, 2]`, output `[4, 4]`), each run of equal groups on the kernel its shape gets.
 //! * [`Geometry`] — a layer's shapes for one input: output and weight shapes, parameter and
 //!   FLOP counts; from [`Conv2dParams::geometry`] or [`Conv2d::prepare`].
+//! * With the `ndarray` feature, `Conv2d::run_array` and `Conv2d::forward_array` take
+//!   `ndarray`'s `ArrayView4` in any layout (one that is not in standard order is copied
+//!   once) and write an `ArrayViewMut4` or a new `Array4`, checking its shape.
 //! * [`Error`] — every failure, naming the rule and the values that broke it; the shape
 //!   rules are [`ShapeError`]s inside [`Error::Shape`].
 //!
@@ -58,16 +63,23 @@
 pub use gconv_kernels::{
     CpuClass, Error, Family, Isa, Options, Planning, PostOps, Threads, Wisdom,
 };
-pub use gconv_shape::{Activation, Conv2dParams, Geometry, Padding, PaddingPerSide, ShapeError};
+pub use gconv_shape::{
+    Activation, Conv2dParams, Geometry, GroupRun, GroupSizes, Padding, PaddingPerSide, ShapeError,
+    UnevenGeometry,
+};
 
 use gconv_kernels::KernelPlan;
 
+#[cfg(feature = "ndarray")]
+mod arrays;
 mod conv2d;
+mod uneven;
 
 /// Layer lists: the convolution layers of networks (see [`gconv_shape::workload`]).
 pub use gconv_shape::workload;
 
 pub use conv2d::{CACHED_SHAPES, Conv2d};
+pub use uneven::UnevenConv2d;
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../../../README.md")]
