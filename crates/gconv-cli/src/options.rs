@@ -3,7 +3,7 @@
 //! `--kernel-size K|KH,KW`, `--input-shape N,C,H,W`.
 
 use clap::Args;
-use gconv_shape::{Activation, Conv2dParams, GroupSizes, Padding};
+use gconv_shape::{Activation, Conv2dParams, GroupSizes, Padding, PaddingMode};
 
 /// A comma-separated list of 1..=4 non-negative integers, with messages that say which
 /// element is wrong.
@@ -132,9 +132,21 @@ pub struct GeometryOptions {
     /// to the bottom/right) or `valid` (none).
     #[arg(long, allow_hyphen_values = true, value_name = "P|PH,PW|T,B,L,R|same|valid", default_value = "0", value_parser = parse_padding)]
     pub padding: Padding,
+    /// What the padding holds, PyTorch's padding_mode: zeros, reflect (mirrored about the
+    /// edge; each padding smaller than its side), replicate (the edge repeated) or circular
+    /// (wrapped around; each padding at most its side). Modes other than zeros run on the
+    /// reference only, for now (--kernel reference).
+    #[arg(long, value_name = "zeros|reflect|replicate|circular", default_value = "zeros", value_parser = parse_padding_mode)]
+    pub padding_mode: PaddingMode,
     /// Dilation (spacing between kernel taps): D for both axes, or DH,DW.
     #[arg(long, allow_hyphen_values = true, value_name = "D|DH,DW", default_value = "1", value_parser = parse_pair)]
     pub dilation: [usize; 2],
+}
+
+/// `zeros`, `reflect`, `replicate` or `circular`.
+pub fn parse_padding_mode(text: &str) -> Result<PaddingMode, String> {
+    text.parse::<PaddingMode>()
+        .map_err(|error| error.to_string())
 }
 
 impl GeometryOptions {
@@ -144,6 +156,7 @@ impl GeometryOptions {
             .groups(self.groups)
             .stride(self.stride)
             .padding(self.padding)
+            .padding_mode(self.padding_mode)
             .dilation(self.dilation)
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use gconv_shape::{Conv2dParams, Geometry, Padding, PaddingPerSide, ValidParams};
+use gconv_shape::{Conv2dParams, Geometry, Padding, PaddingMode, PaddingPerSide, ValidParams};
 use serde_json::json;
 
 use crate::options::{GeometryOptions, parse_pair, parse_shape4};
@@ -82,6 +82,9 @@ pub fn pytorch_repr(params: &Conv2dParams) -> String {
     if !params.bias {
         text += ", bias=False";
     }
+    if params.padding_mode != PaddingMode::Zeros {
+        text += &format!(", padding_mode={}", params.padding_mode);
+    }
     text + ")"
 }
 
@@ -110,8 +113,12 @@ fn to_table(valid: &ValidParams, geometry: Option<&Geometry>) -> Result<String> 
     table += &row(
         "padding (t, b, l, r)",
         format!(
-            "{}, {}, {}, {}",
-            padding.top, padding.bottom, padding.left, padding.right
+            "{}, {}, {}, {} ({})",
+            padding.top,
+            padding.bottom,
+            padding.left,
+            padding.right,
+            valid.padding_mode()
         ),
     );
     if let Some(geometry) = geometry {
@@ -136,6 +143,7 @@ fn to_json(valid: &ValidParams, geometry: Option<&Geometry>) -> Result<serde_jso
             "top": padding.top, "bottom": padding.bottom,
             "left": padding.left, "right": padding.right,
         },
+        "padding_mode": valid.padding_mode().name(),
         "in_channels_per_group": valid.in_channels_per_group(),
         "out_channels_per_group": valid.out_channels_per_group(),
         "weight_shape": valid.weight_shape(),

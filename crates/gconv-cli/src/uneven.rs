@@ -97,6 +97,7 @@ mod tests {
             groups: 1,
             stride: [1, 1],
             padding: parse_padding("1").unwrap(),
+            padding_mode: gconv::PaddingMode::Zeros,
             dilation: [1, 1],
         }
     }

@@ -1223,3 +1223,112 @@ fn bench_multiplies_the_depthwise_layers_channels() {
         stderr(&output)
     );
 }
+
+/// `--padding-mode` on the reference gives the reference's result in each mode; the fast
+/// kernels refuse the modes they do not compute yet, and a padding the mode does not allow is
+/// refused naming the side; every refusal leaves the output alone.
+#[test]
+fn run_takes_a_padding_mode_on_the_reference_and_names_what_it_refuses() {
+    let files = Files::new();
+    let geometry = |mode: gconv::PaddingMode| {
+        Conv2dParams::new(4, 4, 3)
+            .groups(2)
+            .padding(Padding::per_side(2, 1, 0, 2))
+            .padding_mode(mode)
+            .bias(false)
+            .geometry([1, 4, 3, 5])
+            .unwrap()
+    };
+    let zeros = geometry(gconv::PaddingMode::Zeros);
+    let values =
+        |len: usize| -> Vec<f32> { (0..len).map(|i| ((i * 5) % 11) as f32 - 5.0).collect() };
+    let (input, weight) = (values(zeros.input_len()), values(zeros.weight_count()));
+    let input_file = files.npy("x.npy", &zeros.input_shape(), &input);
+    let weight_file = files.npy("w.npy", &zeros.weight_shape(), &weight);
+    let out = files.path("y.npy");
+    for mode in ["reflect", "replicate", "circular"] {
+        let geometry = geometry(mode.parse().unwrap());
+        let flags = [
+            "--padding",
+            "2,1,0,2",
+            "--padding-mode",
+            mode,
+            "--kernel",
+            "reference",
+        ];
+        let output = run_gconv(&input_file, &weight_file, 2, &out, &flags);
+        assert!(output.status.success(), "{mode}: {}", stderr(&output));
+        let expected = gconv_reference::conv2d(&geometry, &input, &weight, None).unwrap();
+        assert_eq!(npy_data(&out, &geometry.output_shape()), expected, "{mode}");
+    }
+    std::fs::write(&out, b"precious").unwrap();
+    let output = run_gconv(
+        &input_file,
+        &weight_file,
+        2,
+        &out,
+        &["--padding", "1", "--padding-mode", "reflect"],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output)
+            .contains("padding_mode 'reflect' does not run on gconv's vectorised kernels yet"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run_gconv(
+        &input_file,
+        &weight_file,
+        2,
+        &out,
+        &[
+            "--padding",
+            "3,0,0,0",
+            "--padding-mode",
+            "reflect",
+            "--kernel",
+            "reference",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("padding top (3) is not smaller than the input height (3)"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run_gconv(
+        &input_file,
+        &weight_file,
+        2,
+        &out,
+        &["--padding-mode", "mirror"],
+    );
+    assert!(
+        stderr(&output).contains("unknown padding mode 'mirror'"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+
+    let output = gconv(&[
+        "shape",
+        "--in-channels",
+        "4",
+        "--out-channels",
+        "4",
+        "--kernel",
+        "3",
+        "--padding",
+        "1",
+        "--padding-mode",
+        "circular",
+        "--input-shape",
+        "1,4,5,5",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("padding_mode=circular)"),
+        "{}",
+        stdout(&output)
+    );
+}

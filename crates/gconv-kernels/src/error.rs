@@ -68,6 +68,12 @@ pub enum Error {
         /// Whether the plan was made to add a residual ([`crate::Options::residual`]).
         plan_adds: bool,
     },
+    /// A problem the vectorised kernels do not compute yet (the reference does).
+    #[error("{what} does not run on gconv's vectorised kernels yet; gconv_reference computes it")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+    },
     /// A file could not be read or written.
     #[error("cannot access {path}: {reason}")]
     Io {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::num::NonZeroUsize;
 
-use gconv_shape::{Activation, Geometry};
+use gconv_shape::{Activation, Geometry, PaddingMode};
 
 use crate::epilogue::{Fused, Identity, PostPass};
 use crate::exec::workspace::{Output, Workspace};
@@ -267,6 +267,11 @@ impl KernelPlan {
         geometry
             .check_parameter_lengths(weights.weight().len(), weights.bias().map(<[f32]>::len))?;
         options.activation.validate()?;
+        if geometry.padding_mode() != PaddingMode::Zeros {
+            return Err(Error::Unsupported {
+                what: format!("padding_mode '{}'", geometry.padding_mode()),
+            });
+        }
         let isa = match options.isa {
             Some(isa) => Isa::require(isa)?,
             None => Isa::from_env()?.unwrap_or_else(Isa::best),

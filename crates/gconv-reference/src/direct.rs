@@ -8,14 +8,16 @@
 //!                    x[n, grp·G_in + c, oh·sH − pad_top + i·dH, ow·sW − pad_left + j·dW] · w[co, c, i, j]
 //! ```
 //!
-//! where `x` outside `0 ≤ row < H`, `0 ≤ col < W` is the zero padding: those taps contribute no
-//! term. (A non-finite *weight* on a tap that only ever meets padding therefore does not turn
-//! the output into NaN; NaN and infinity in the *input* propagate as in any sum.)
+//! where `x` outside `0 ≤ row < H`, `0 ≤ col < W` is the padding: with the default padding
+//! mode, zeros, and those taps contribute no term; with `reflect`, `replicate` or `circular`
+//! the input pixel the mode copies there (see [`gconv_shape::PaddingMode`]). (A non-finite
+//! *weight* on a tap that only ever meets zero padding therefore does not turn the output into
+//! NaN; NaN and infinity in the *input* propagate as in any sum.)
 //!
 //! The sum runs in the order `c`, `i`, `j` in `f64` (each `f32` product is exact in `f64`), then
 //! the bias is added and the result rounded once to `f32`.
 
-use gconv_shape::{Geometry, ShapeError};
+use gconv_shape::{Geometry, PaddingMode, ShapeError};
 
 /// Grouped convolution of an NCHW `input` with `weight` `[C_out, C_in/g, kH, kW]` and
 /// optional `bias` `[C_out]` (required when the geometry has a bias, refused when not).
@@ -85,9 +87,11 @@ pub fn conv2d_into(
     Ok(())
 }
 
-/// The input pixel `[row, col]` that tap `(i, j)` of output `(oh, ow)` reads:
-/// `(oh·sH − pad_top + i·dH, ow·sW − pad_left + j·dW)`, or `None` where that falls on the zero
-/// padding.
+/// The input pixel `[row, col]` that tap `(i, j)` of output `(oh, ow)` reads: padded position
+/// `(oh·sH + i·dH, ow·sW + j·dW)`, which is input position
+/// `(oh·sH − pad_top + i·dH, ow·sW − pad_left + j·dW)` where that lies in the input, and
+/// elsewhere what the padding mode puts there: `None` for zeros, else the input pixel it
+/// copies (see [`source_index`]).
 pub(crate) fn tap_source(
     geometry: &Geometry,
     [oh, ow]: [usize; 2],
@@ -97,10 +101,33 @@ pub(crate) fn tap_source(
     let [dilation_h, dilation_w] = geometry.dilation();
     let [height, width] = geometry.input_size();
     let padding = geometry.padding();
-    // Padded coordinates fit in usize: Geometry checked the padded size.
-    let row = (oh * stride_h + i * dilation_h).checked_sub(padding.top)?;
-    let col = (ow * stride_w + j * dilation_w).checked_sub(padding.left)?;
-    (row < height && col < width).then_some([row, col])
+    let mode = geometry.padding_mode();
+    // Padded coordinates fit in usize (Geometry checked the padded size), so in i128.
+    let row = (oh * stride_h + i * dilation_h) as i128 - padding.top as i128;
+    let col = (ow * stride_w + j * dilation_w) as i128 - padding.left as i128;
+    Some([
+        source_index(mode, row, height)?,
+        source_index(mode, col, width)?,
+    ])
+}
+
+/// The input index along an axis of `size` elements that position `position` (relative to
+/// the first input element) holds under `mode`; `None` where it is zero padding. Positions
+/// are at most one padding (which Geometry keeps within the mode's limit) outside the input.
+pub(crate) fn source_index(mode: PaddingMode, position: i128, size: usize) -> Option<usize> {
+    let size = size as i128;
+    let index = if (0..size).contains(&position) {
+        position
+    } else {
+        match mode {
+            PaddingMode::Zeros => return None,
+            PaddingMode::Reflect if position < 0 => -position,
+            PaddingMode::Reflect => 2 * (size - 1) - position,
+            PaddingMode::Replicate => position.clamp(0, size - 1),
+            PaddingMode::Circular => position.rem_euclid(size),
+        }
+    };
+    usize::try_from(index).ok()
 }
 
 #[cfg(test)]
@@ -197,5 +224,128 @@ mod tests {
         assert!(conv2d(&geometry, &[1.0; 4], &[1.0], None).is_err());
         let mut output = [0.0; 3];
         assert!(conv2d_into(&geometry, &[1.0; 4], &[1.0], Some(&[0.0]), &mut output).is_err());
+    }
+
+    /// A 1x1 kernel of weight 1 copies the padded input: the padding of each mode, by hand.
+    ///
+    /// ```text
+    /// x = 1 2 3
+    ///     4 5 6
+    /// ```
+    #[test]
+    fn each_padding_mode_by_hand() {
+        let cases = [
+            (
+                PaddingMode::Zeros,
+                [
+                    [0, 0, 0, 0, 0],
+                    [0, 1, 2, 3, 0],
+                    [0, 4, 5, 6, 0],
+                    [0, 0, 0, 0, 0],
+                ],
+            ),
+            (
+                PaddingMode::Reflect,
+                [
+                    [5, 4, 5, 6, 5],
+                    [2, 1, 2, 3, 2],
+                    [5, 4, 5, 6, 5],
+                    [2, 1, 2, 3, 2],
+                ],
+            ),
+            (
+                PaddingMode::Replicate,
+                [
+                    [1, 1, 2, 3, 3],
+                    [1, 1, 2, 3, 3],
+                    [4, 4, 5, 6, 6],
+                    [4, 4, 5, 6, 6],
+                ],
+            ),
+            (
+                PaddingMode::Circular,
+                [
+                    [6, 4, 5, 6, 4],
+                    [3, 1, 2, 3, 1],
+                    [6, 4, 5, 6, 4],
+                    [3, 1, 2, 3, 1],
+                ],
+            ),
+        ];
+        let input = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        for (mode, expected) in cases {
+            let geometry = Conv2dParams::new(1, 1, 1)
+                .padding(Padding::uniform(1))
+                .padding_mode(mode)
+                .bias(false)
+                .geometry([1, 1, 2, 3])
+                .unwrap();
+            let expected: Vec<f32> = expected.iter().flatten().map(|&v| v as f32).collect();
+            assert_eq!(
+                conv2d(&geometry, &input, &[1.0], None).unwrap(),
+                expected,
+                "{mode}"
+            );
+            let split = crate::conv2d_split_concat(&geometry, &input, &[1.0], None).unwrap();
+            assert_eq!(split, expected, "{mode}, split-concat");
+        }
+    }
+
+    /// Padding as large as each mode allows on a 2x3 input: reflect up to 1 row and 2
+    /// columns, circular a whole side (the input again), replicate anything; past that, an
+    /// error naming the side.
+    #[test]
+    fn padding_up_to_each_modes_limit() {
+        let params = |mode, padding| {
+            Conv2dParams::new(1, 1, 1)
+                .padding(padding)
+                .padding_mode(mode)
+                .bias(false)
+        };
+        let input = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        // Reflect 0 rows above, 1 below, 2 columns left: row 2 mirrors row 0; columns −2, −1
+        // mirror columns 2, 1.
+        let geometry = params(PaddingMode::Reflect, Padding::per_side(0, 1, 2, 0))
+            .geometry([1, 1, 2, 3])
+            .unwrap();
+        let output = conv2d(&geometry, &input, &[1.0], None).unwrap();
+        assert_eq!(
+            output,
+            [
+                3.0, 2.0, 1.0, 2.0, 3.0, 6.0, 5.0, 4.0, 5.0, 6.0, 3.0, 2.0, 1.0, 2.0, 3.0
+            ]
+        );
+        // Circular padding of 3 columns on the right: the row again.
+        let geometry = params(PaddingMode::Circular, Padding::per_side(0, 0, 0, 3))
+            .geometry([1, 1, 2, 3])
+            .unwrap();
+        let output = conv2d(&geometry, &input, &[1.0], None).unwrap();
+        assert_eq!(
+            output,
+            [1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 4.0, 5.0, 6.0]
+        );
+        // Replicate 4 rows above a 2-row input.
+        let geometry = params(PaddingMode::Replicate, Padding::per_side(4, 0, 0, 0))
+            .geometry([1, 1, 2, 3])
+            .unwrap();
+        let output = conv2d(&geometry, &input, &[1.0], None).unwrap();
+        assert_eq!(&output[..12], [1.0, 2.0, 3.0].repeat(4));
+
+        let error = params(PaddingMode::Reflect, Padding::per_side(2, 0, 0, 0))
+            .geometry([1, 1, 2, 3])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "padding_mode 'reflect' needs each padding smaller than the input side it mirrors: \
+             padding top (2) is not smaller than the input height (2)"
+        );
+        let error = params(PaddingMode::Circular, Padding::per_side(0, 0, 1, 4))
+            .geometry([1, 1, 2, 3])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "padding_mode 'circular' wraps around the input at most once: \
+             padding right (4) is larger than the input width (3)"
+        );
     }
 }

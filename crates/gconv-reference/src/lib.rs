@@ -12,6 +12,8 @@
 //!   second step alone, [`activate`] one element's activation.
 //! * [`conv2d_uneven`] — groups of unequal channel counts ([`gconv_shape::GroupSizes`]),
 //!   the same formula with each group's own channels and weight block (see [`uneven`]).
+//! * [`conv2d_grad_input`], [`conv2d_grad_weight`], [`conv2d_grad_bias`] — the gradients
+//!   a training framework needs, from the upstream gradient of the output (see [`backward`]).
 //! * [`dense_conv2d`] — that ordinary convolution, for `groups = 1`.
 //! * [`block_diagonal_weight`] — a grouped weight written as the equivalent dense weight.
 //!
@@ -34,11 +36,13 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod backward;
 pub mod direct;
 pub mod fused;
 pub mod split_concat;
 pub mod uneven;
 
+pub use backward::{conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight};
 pub use direct::{conv2d, conv2d_into};
 pub use fused::{activate, conv2d_fused, post_ops};
 pub use split_concat::{block_diagonal_weight, conv2d_split_concat, dense_conv2d};

@@ -2,10 +2,11 @@
 //! slices of the channels, outputs concatenated.
 //!
 //! Written independently of [`crate::direct`]: the input of each group is copied out and padded
-//! with explicit zeros, so the dense convolution has no bounds tests at all; the grouping lives
+//! explicitly (zeros, or for another padding mode the border cells copied one by one as
+//! `F.pad` fills them), so the dense convolution has no bounds tests at all; the grouping lives
 //! only in how the slices are cut and joined again.
 
-use gconv_shape::{Conv2dParams, Geometry, Padding, ShapeError};
+use gconv_shape::{Conv2dParams, Geometry, Padding, PaddingMode, ShapeError};
 
 /// Grouped convolution by splitting the input channels into `g` slices, convolving each with
 /// its `C_out/g` filters by [`dense_conv2d`], and concatenating the outputs along the channels.
@@ -29,6 +30,7 @@ pub fn conv2d_split_concat(
         .stride(geometry.stride())
         .dilation(geometry.dilation())
         .padding(Padding::Explicit(geometry.padding()))
+        .padding_mode(geometry.padding_mode())
         .bias(geometry.has_bias());
     let group_geometry = group_params.geometry([batch, in_per_group, height, width])?;
     let image = height * width;
@@ -63,7 +65,7 @@ pub fn conv2d_split_concat(
     Ok(output)
 }
 
-/// Ordinary (one group) convolution on an explicitly zero-padded copy of the input.
+/// Ordinary (one group) convolution on an explicitly padded copy of the input.
 ///
 /// Refuses a geometry with more than one group: a grouped convolution is
 /// [`conv2d_split_concat`], or this function with [`block_diagonal_weight`].
@@ -99,13 +101,24 @@ pub fn dense_conv2d(
     let padded_h = pad.top + height + pad.bottom;
     let padded_w = pad.left + width + pad.right;
 
+    let mode = geometry.padding_mode();
     let mut padded = vec![0.0f32; batch * channels * padded_h * padded_w];
     for plane in 0..batch * channels {
+        let padded_plane = &mut padded[plane * padded_h * padded_w..][..padded_h * padded_w];
         for row in 0..height {
             let from = (plane * height + row) * width;
-            let to = (plane * padded_h + pad.top + row) * padded_w + pad.left;
-            padded[to..to + width].copy_from_slice(&input[from..from + width]);
+            let to = (pad.top + row) * padded_w + pad.left;
+            padded_plane[to..to + width].copy_from_slice(&input[from..from + width]);
+            // Each input row's left and right padding, as F.pad fills the last axis first.
+            let line = &mut padded_plane[(pad.top + row) * padded_w..][..padded_w];
+            fill_padding(mode, [pad.left, width, pad.right], |from, to| {
+                line[to] = line[from]
+            });
         }
+        // Then whole padded rows above and below, copied from the padded rows.
+        fill_padding(mode, [pad.top, height, pad.bottom], |from, to| {
+            padded_plane.copy_within(from * padded_w..(from + 1) * padded_w, to * padded_w)
+        });
     }
 
     let mut output = Vec::with_capacity(geometry.output_len());
@@ -135,6 +148,35 @@ pub fn dense_conv2d(
         }
     }
     Ok(output)
+}
+
+/// Fills the padding of a line of `before + len + after` cells (elements, or whole rows) whose
+/// cells `before..before + len` hold the input, by `copy(from, to)` calls in an order where
+/// every `from` is already filled, as `mode` says: mirrored about the edge cell (`reflect`),
+/// the edge cell repeated (`replicate`) or the line wrapped around (`circular`); zeros (already
+/// there) copy nothing.
+fn fill_padding(
+    mode: PaddingMode,
+    [before, len, after]: [usize; 3],
+    mut copy: impl FnMut(usize, usize),
+) {
+    let (first, last) = (before, before + len - 1);
+    for k in 1..=before {
+        match mode {
+            PaddingMode::Zeros => return,
+            PaddingMode::Reflect => copy(first + k, first - k),
+            PaddingMode::Replicate => copy(first, first - k),
+            PaddingMode::Circular => copy(last + 1 - k, first - k),
+        }
+    }
+    for k in 1..=after {
+        match mode {
+            PaddingMode::Zeros => return,
+            PaddingMode::Reflect => copy(last - k, last + k),
+            PaddingMode::Replicate => copy(last, last + k),
+            PaddingMode::Circular => copy(first + k - 1, last + k),
+        }
+    }
 }
 
 /// The dense weight `[C_out, C_in, kH, kW]` equivalent to a grouped weight

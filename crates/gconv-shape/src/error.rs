@@ -127,6 +127,21 @@ pub enum ShapeError {
         /// The array's shape.
         actual: Vec<usize>,
     },
+    /// A padding larger than its padding mode allows for the input's size (reflect: smaller
+    /// than the side; circular: at most the side).
+    #[error("{}", padding_mode_message(*mode, side, *padding, axis, *size))]
+    PaddingModeTooLarge {
+        /// The mode.
+        mode: crate::PaddingMode,
+        /// `top`, `bottom`, `left` or `right`.
+        side: &'static str,
+        /// That side's padding.
+        padding: usize,
+        /// `height` or `width`.
+        axis: &'static str,
+        /// The input's size on that axis.
+        size: usize,
+    },
     /// Uneven group sizes listing a different number of input and output groups.
     #[error(
         "the input group sizes list {input} groups but the output group sizes list {output}: each group needs both"
@@ -187,6 +202,24 @@ pub enum ShapeError {
         /// What was being computed.
         what: &'static str,
     },
+}
+
+/// The message of [`ShapeError::PaddingModeTooLarge`], in the spirit of PyTorch's.
+fn padding_mode_message(
+    mode: crate::PaddingMode,
+    side: &str,
+    padding: usize,
+    axis: &str,
+    size: usize,
+) -> String {
+    match mode {
+        crate::PaddingMode::Circular => format!(
+            "padding_mode 'circular' wraps around the input at most once: padding {side} ({padding}) is larger than the input {axis} ({size})"
+        ),
+        _ => format!(
+            "padding_mode '{mode}' needs each padding smaller than the input side it mirrors: padding {side} ({padding}) is not smaller than the input {axis} ({size})"
+        ),
+    }
 }
 
 /// The message of [`ShapeError::BiasShape`]: a missing bias said as such, not as shape `[]`.

@@ -1,7 +1,7 @@
 use std::ops::Range;
 
 use crate::params::checked_product;
-use crate::{Conv2dParams, PaddingPerSide, ShapeError, ValidParams};
+use crate::{Conv2dParams, PaddingMode, PaddingPerSide, ShapeError, ValidParams};
 
 /// A convolution checked against the shape of its input: every size a kernel needs.
 ///
@@ -42,6 +42,7 @@ impl Geometry {
             });
         }
         let padding = params.padding();
+        check_padding_mode(params.padding_mode(), padding, [height, width])?;
         let output_h = output_extent(
             "height",
             height,
@@ -125,9 +126,14 @@ impl Geometry {
         self.params.dilation()
     }
 
-    /// Zero rows and columns on each side.
+    /// Padded rows and columns on each side.
     pub fn padding(&self) -> PaddingPerSide {
         self.params.padding()
+    }
+
+    /// What the padding holds.
+    pub fn padding_mode(&self) -> PaddingMode {
+        self.params.padding_mode()
     }
 
     /// Whether the convolution has a bias.
@@ -431,6 +437,36 @@ fn interior(
         None => 0,
     };
     first..end.max(first)
+}
+
+/// Refuses a side's padding larger than `mode` allows for the input's size on that axis, as
+/// PyTorch's `F.pad` does.
+fn check_padding_mode(
+    mode: PaddingMode,
+    padding: PaddingPerSide,
+    [height, width]: [usize; 2],
+) -> Result<(), ShapeError> {
+    let sides = [
+        ("top", padding.top, "height", height),
+        ("bottom", padding.bottom, "height", height),
+        ("left", padding.left, "width", width),
+        ("right", padding.right, "width", width),
+    ];
+    for (side, padding, axis, size) in sides {
+        if mode
+            .max_padding(size)
+            .is_some_and(|largest| padding > largest)
+        {
+            return Err(ShapeError::PaddingModeTooLarge {
+                mode,
+                side,
+                padding,
+                axis,
+                size,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

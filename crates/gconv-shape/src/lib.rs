@@ -32,7 +32,8 @@
 //!   `[3, 1]` or `(3, 1)` (see [`Spatial`]).
 //! * [`Padding`] — [`Padding::uniform`], [`Padding::symmetric`] (per axis),
 //!   [`Padding::per_side`], [`Padding::Same`] or [`Padding::Valid`]; a geometry holds it
-//!   resolved into [`PaddingPerSide`].
+//!   resolved into [`PaddingPerSide`]; [`PaddingMode`] says what the padding holds (zeros,
+//!   reflect, replicate, circular: PyTorch's `padding_mode`).
 //! * [`ValidParams`] — the parameters checked without an input ([`Conv2dParams::validate`]):
 //!   weight and bias shapes, parameter count.
 //! * [`Geometry`] — the parameters checked against one input shape
@@ -53,6 +54,7 @@ mod error;
 mod geometry;
 mod group_sizes;
 mod padding;
+mod padding_mode;
 mod params;
 pub mod workload;
 
@@ -61,4 +63,5 @@ pub use error::ShapeError;
 pub use geometry::Geometry;
 pub use group_sizes::{GroupRun, GroupSizes, UnevenGeometry};
 pub use padding::{Padding, PaddingPerSide};
+pub use padding_mode::{PaddingMode, ParsePaddingModeError};
 pub use params::{Conv2dParams, Spatial, ValidParams};

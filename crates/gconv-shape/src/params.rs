@@ -1,4 +1,4 @@
-use crate::{Geometry, Padding, PaddingPerSide, ShapeError};
+use crate::{Geometry, Padding, PaddingMode, PaddingPerSide, ShapeError};
 
 /// The hyper-parameters of `torch.nn.Conv2d`, by PyTorch's names.
 ///
@@ -14,8 +14,10 @@ pub struct Conv2dParams {
     pub kernel_size: [usize; 2],
     /// `[sH, sW]`, default `[1, 1]`.
     pub stride: [usize; 2],
-    /// Zero padding, default none.
+    /// Padding, default none.
     pub padding: Padding,
+    /// What the padding holds, default zeros ([`PaddingMode`]).
+    pub padding_mode: PaddingMode,
     /// `[dH, dW]`, the spacing between kernel taps, default `[1, 1]`.
     pub dilation: [usize; 2],
     /// `g`, which must divide both channel counts; default 1.
@@ -73,6 +75,7 @@ impl Conv2dParams {
             kernel_size: kernel_size.per_axis(),
             stride: [1, 1],
             padding: Padding::Valid,
+            padding_mode: PaddingMode::Zeros,
             dilation: [1, 1],
             groups: 1,
             bias: true,
@@ -88,6 +91,12 @@ impl Conv2dParams {
     /// Sets the padding.
     pub fn padding(mut self, padding: Padding) -> Self {
         self.padding = padding;
+        self
+    }
+
+    /// Sets what the padding holds (PyTorch's `padding_mode`).
+    pub fn padding_mode(mut self, mode: PaddingMode) -> Self {
+        self.padding_mode = mode;
         self
     }
 
@@ -215,9 +224,14 @@ impl ValidParams {
         self.params.dilation
     }
 
-    /// Zero rows and columns on each side, with `same` and `valid` resolved.
+    /// Padded rows and columns on each side, with `same` and `valid` resolved.
     pub fn padding(&self) -> PaddingPerSide {
         self.padding
+    }
+
+    /// What the padding holds.
+    pub fn padding_mode(&self) -> PaddingMode {
+        self.params.padding_mode
     }
 
     /// Whether the convolution has a bias.

@@ -5,7 +5,9 @@
 //! windows that only ever meet padding. Each size is built from the output backwards, so every
 //! generated problem is valid and none is rejected.
 
-use gconv_shape::{Activation, Conv2dParams, Geometry, Padding, ShapeError};
+use gconv_shape::{
+    Activation, Conv2dParams, Geometry, Padding, PaddingMode, PaddingPerSide, ShapeError,
+};
 
 use crate::Problem;
 use proptest::collection::vec;
@@ -227,6 +229,30 @@ pub fn residuals(problem: &Problem) -> impl Strategy<Value = Option<Vec<f32>>> +
         false => (-1.0f32..1.0).boxed(),
     };
     proptest::option::of(vec(values, len))
+}
+
+/// `geometry` in padding mode `mode`, each side's padding cut to the most the mode allows for
+/// the input's size (so padding as large as PyTorch accepts is common); the geometry
+/// unchanged where that would leave no output. The input and weight shapes stay the same, so
+/// a [`Problem`]'s data serve both.
+pub fn in_padding_mode(geometry: &Geometry, mode: PaddingMode) -> Geometry {
+    let [height, width] = geometry.input_size();
+    let limit = |padding: usize, size: usize| {
+        mode.max_padding(size)
+            .map_or(padding, |max| padding.min(max))
+    };
+    let padding = geometry.padding();
+    let sides = PaddingPerSide {
+        top: limit(padding.top, height),
+        bottom: limit(padding.bottom, height),
+        left: limit(padding.left, width),
+        right: limit(padding.right, width),
+    };
+    let params = geometry
+        .params()
+        .padding(Padding::Explicit(sides))
+        .padding_mode(mode);
+    params.geometry(geometry.input_shape()).unwrap_or(*geometry)
 }
 
 /// A problem for `geometry` with every value drawn from `values`.

@@ -3,7 +3,7 @@
 //! block-diagonal weight. All sum in f64 in the same order, so they agree exactly.
 
 use gconv_reference::{block_diagonal_weight, conv2d, conv2d_split_concat, dense_conv2d};
-use gconv_shape::Conv2dParams;
+use gconv_shape::{Conv2dParams, PaddingMode};
 use gconv_testkit::strategy::{self, Limits};
 use proptest::prelude::*;
 
@@ -19,6 +19,19 @@ fn same_values(left: &[f32], right: &[f32]) -> bool {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Both references in every padding mode: the mode's index map against F.pad's copies.
+    #[test]
+    fn reference_equals_split_then_concatenate_in_every_padding_mode(
+        problem in strategy::problems(Limits::default()),
+        mode in proptest::sample::select(PaddingMode::ALL.to_vec()),
+    ) {
+        let geometry = strategy::in_padding_mode(&problem.geometry, mode);
+        let bias = problem.bias.as_deref();
+        let direct = conv2d(&geometry, &problem.input, &problem.weight, bias).unwrap();
+        let split = conv2d_split_concat(&geometry, &problem.input, &problem.weight, bias).unwrap();
+        prop_assert!(same_values(&direct, &split), "{mode}: {direct:?}\n!=\n{split:?}");
+    }
 
     #[test]
     fn reference_equals_split_then_concatenate(problem in strategy::problems(Limits::default())) {

@@ -64,8 +64,8 @@ pub use gconv_kernels::{
     CpuClass, Error, Family, Isa, Options, Planning, PostOps, Threads, Wisdom,
 };
 pub use gconv_shape::{
-    Activation, Conv2dParams, Geometry, GroupRun, GroupSizes, Padding, PaddingPerSide, ShapeError,
-    UnevenGeometry,
+    Activation, Conv2dParams, Geometry, GroupRun, GroupSizes, Padding, PaddingMode, PaddingPerSide,
+    ShapeError, UnevenGeometry,
 };
 
 use gconv_kernels::KernelPlan;

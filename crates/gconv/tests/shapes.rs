@@ -167,3 +167,29 @@ fn a_bias_given_to_parameters_without_one_is_an_error() {
     .unwrap();
     assert!(!conv.geometry().has_bias());
 }
+
+/// A padding mode other than zeros is refused by the fast kernels with an error that says
+/// so, rather than computed with zeros.
+#[test]
+fn padding_modes_other_than_zeros_are_refused_by_the_kernels() {
+    use gconv::PaddingMode;
+    for mode in [
+        PaddingMode::Reflect,
+        PaddingMode::Replicate,
+        PaddingMode::Circular,
+    ] {
+        let params = Conv2dParams::new(4, 4, 3)
+            .groups(4)
+            .padding(Padding::uniform(1))
+            .padding_mode(mode)
+            .bias(false);
+        let error =
+            Conv2d::new(params, [1, 4, 8, 8], &[0.5; 36], None, Options::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "padding_mode '{mode}' does not run on gconv's vectorised kernels yet; gconv_reference computes it"
+            )
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! The reference's gradients against its forward pass, over the testkit's random problems
+//! (every group shape, stride, dilation, per-side padding in every padding mode, batch): the adjoint identities
+//! `⟨conv(x, w), gy⟩ = ⟨x, grad_input(gy, w)⟩ = ⟨w, grad_weight(x, gy)⟩`, exactly on small
+//! integers and within the rounding of the three references' outputs otherwise.
+
+use gconv::PaddingMode;
+use gconv_testkit::Problem;
+use gconv_testkit::strategy::{self, Limits};
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+/// `Σ a·b` in `f64` (exact products), and the number of terms.
+fn dot(a: &[f32], b: &[f32]) -> (f64, usize) {
+    let sum = a
+        .iter()
+        .zip(b)
+        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+        .sum();
+    (sum, a.len())
+}
+
+/// A problem (no bias: the identities are about the linear part) and an upstream gradient of
+/// its output's shape, of the same kind of values.
+fn problems_with_gradients() -> impl Strategy<Value = (Problem, Vec<f32>, bool)> {
+    let modes = proptest::sample::select(PaddingMode::ALL.to_vec());
+    let problems = prop_oneof![
+        strategy::problems(Limits::default()).prop_map(|problem| (problem, false)),
+        strategy::integer_problems(Limits::default()).prop_map(|problem| (problem, true)),
+    ];
+    (problems, modes).prop_flat_map(|((problem, integers), mode)| {
+        let problem = Problem {
+            geometry: strategy::in_padding_mode(&problem.geometry, mode),
+            ..problem
+        };
+        let values = match integers {
+            true => (-4i8..=4).prop_map(f32::from).boxed(),
+            false => (-1.0f32..1.0).boxed(),
+        };
+        let len = problem.geometry.output_len();
+        (Just(problem), vec(values, len), Just(integers))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(strategy::cases(128)))]
+
+    #[test]
+    fn the_gradients_are_the_adjoints_of_the_forward_reference(
+        (problem, grad_output, integers) in problems_with_gradients()
+    ) {
+        let geometry = problem.geometry.params().bias(false).geometry(problem.geometry.input_shape())
+            .unwrap();
+        let (x, w, gy) = (&problem.input, &problem.weight, &grad_output);
+        let y = gconv_reference::conv2d(&geometry, x, w, None).unwrap();
+        let grad_input = gconv_reference::conv2d_grad_input(&geometry, gy, w).unwrap();
+        let grad_weight = gconv_reference::conv2d_grad_weight(&geometry, x, gy).unwrap();
+        let (forward, _) = dot(&y, gy);
+        let (through_input, _) = dot(x, &grad_input);
+        let (through_weight, _) = dot(w, &grad_weight);
+        // All three sums run over the same products x·w·gy; each reference output is its
+        // f64 sum rounded once to f32, an error below 2^-24 of that output's Σ|x·w| (or
+        // Σ|gy·w|, Σ|gy·x|). So each side is within 2^-24·T of the exact value, with
+        // T = Σ|x·w·gy| over every product; twice that between two sides, and a margin.
+        let absolute = |values: &[f32]| values.iter().map(|v| v.abs()).collect::<Vec<_>>();
+        let magnitudes = gconv_reference::conv2d(&geometry, &absolute(x), &absolute(w), None).unwrap();
+        let (total, _) = dot(&magnitudes, &absolute(gy));
+        let bound = match integers {
+            true => 0.0,
+            false => 2.0 * f64::from(f32::EPSILON) * total + 1e-30,
+        };
+        prop_assert!(
+            (forward - through_input).abs() <= bound,
+            "<conv(x, w), gy> = {forward}, <x, grad_input> = {through_input}, bound {bound}"
+        );
+        prop_assert!(
+            (forward - through_weight).abs() <= bound,
+            "<conv(x, w), gy> = {forward}, <w, grad_weight> = {through_weight}, bound {bound}"
+        );
+    }
+}
