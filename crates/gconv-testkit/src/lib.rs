@@ -12,6 +12,10 @@
 //!   coordinates; [`check_fused_against_reference`] does so for a convolution followed by a
 //!   residual add and an activation (strategies: [`strategy::activations`],
 //!   [`strategy::residuals`]).
+//! * [`gradients`] — the same for the backward passes: [`check_gradient_against_reference`]
+//!   for the gradient of the input, the weight or the bias, its tolerance derived from each
+//!   gradient's reduction length (the weight's sums run over the batch and every output
+//!   position); strategy: [`strategy::gradient_problems`], in every padding mode.
 //!
 //! Without the `strategies` feature the crate does not depend on proptest, so a binary can use
 //! the tolerance and the diff to check its own results.
@@ -59,6 +63,7 @@
 
 pub mod data;
 pub mod diff;
+pub mod gradients;
 mod problem;
 #[cfg(feature = "strategies")]
 pub mod strategy;
@@ -67,6 +72,7 @@ pub mod tolerance;
 pub use diff::{
     OutputDiff, check_against_reference, check_fused_against_reference, compare_outputs,
 };
+pub use gradients::{Gradient, check_gradient_against_reference};
 pub use problem::Problem;
 #[cfg(feature = "strategies")]
 pub use strategy::Limits;

@@ -194,6 +194,23 @@ pub fn problems_with_non_finite_input(limits: Limits) -> impl Strategy<Value = P
     })
 }
 
+/// Problems for the backward passes, in every padding mode (each side's padding as large as the
+/// mode allows, see [`in_padding_mode`]), with an upstream gradient of the output's shape:
+/// random data in `[-1, 1)`, or small integers everywhere (where
+/// [`crate::check_gradient_against_reference`] is exact).
+pub fn gradient_problems(limits: Limits) -> impl Strategy<Value = (Problem, Vec<f32>)> {
+    let modes = select(PaddingMode::ALL.to_vec());
+    (geometries(limits), modes, any::<bool>()).prop_flat_map(|(geometry, mode, integers)| {
+        let geometry = in_padding_mode(&geometry, mode);
+        let values = match integers {
+            true => (-4i8..=4).prop_map(f32::from).boxed(),
+            false => (-1.0f32..1.0).boxed(),
+        };
+        let grad_output = vec(values.clone(), geometry.output_len());
+        (with_data(geometry, values), grad_output)
+    })
+}
+
 /// Every activation, parameters biased to where implementations part: bounds that cut
 /// through the data, equal or in the wrong order (`torch.clamp` then gives `max`), infinite
 /// bounds, slopes of 0, 1, negative and steeper than 1.

@@ -62,3 +62,58 @@ proptest! {
         prop_assert!(check_against_reference(&problem, &without_bias).is_err());
     }
 }
+
+mod gradients {
+    use gconv_testkit::gradients::reference_gradient;
+    use gconv_testkit::strategy::{self, Limits};
+    use gconv_testkit::{Gradient, OutputDiff, check_gradient_against_reference};
+    use proptest::prelude::*;
+
+    const ALL: [Gradient; 3] = [Gradient::Input, Gradient::Weight, Gradient::Bias];
+
+    proptest! {
+        #[test]
+        fn the_reference_passes_its_own_gradient_checks(
+            (problem, grad_output) in strategy::gradient_problems(Limits::default())
+        ) {
+            for gradient in ALL {
+                let actual = reference_gradient(&problem, &grad_output, gradient);
+                prop_assert_eq!(
+                    check_gradient_against_reference(&problem, &grad_output, gradient, &actual),
+                    Ok(()),
+                    "{:?}", gradient
+                );
+            }
+        }
+
+        /// One element moved by a hundredth of its magnitude (far more than any rounding
+        /// of its reduction, long as the weight's is) is caught, for each gradient.
+        #[test]
+        fn a_gradient_element_off_by_a_hundredth_is_caught(
+            (problem, grad_output) in strategy::gradient_problems(Limits::default()),
+            pick in any::<prop::sample::Index>(),
+        ) {
+            for gradient in ALL {
+                let mut actual = reference_gradient(&problem, &grad_output, gradient);
+                let index = pick.index(actual.len());
+                let absolute = |values: &[f32]| values.iter().map(|v| v.abs()).collect::<Vec<_>>();
+                let magnitude_problem = gconv_testkit::Problem {
+                    input: absolute(&problem.input),
+                    weight: absolute(&problem.weight),
+                    ..problem.clone()
+                };
+                let magnitude =
+                    reference_gradient(&magnitude_problem, &absolute(&grad_output), gradient)[index];
+                if magnitude <= 1e-3 {
+                    continue;
+                }
+                actual[index] += magnitude / 100.0;
+                let verdict = check_gradient_against_reference(&problem, &grad_output, gradient, &actual);
+                prop_assert!(
+                    matches!(verdict, Err(OutputDiff::Values { count: 1, .. })),
+                    "{:?}: {:?}", gradient, verdict
+                );
+            }
+        }
+    }
+}

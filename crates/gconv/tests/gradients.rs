@@ -3,10 +3,7 @@
 //! `⟨conv(x, w), gy⟩ = ⟨x, grad_input(gy, w)⟩ = ⟨w, grad_weight(x, gy)⟩`, exactly on small
 //! integers and within the rounding of the three references' outputs otherwise.
 
-use gconv::PaddingMode;
-use gconv_testkit::Problem;
 use gconv_testkit::strategy::{self, Limits};
-use proptest::collection::vec;
 use proptest::prelude::*;
 
 /// `Σ a·b` in `f64` (exact products), and the number of terms.
@@ -19,35 +16,15 @@ fn dot(a: &[f32], b: &[f32]) -> (f64, usize) {
     (sum, a.len())
 }
 
-/// A problem (no bias: the identities are about the linear part) and an upstream gradient of
-/// its output's shape, of the same kind of values.
-fn problems_with_gradients() -> impl Strategy<Value = (Problem, Vec<f32>, bool)> {
-    let modes = proptest::sample::select(PaddingMode::ALL.to_vec());
-    let problems = prop_oneof![
-        strategy::problems(Limits::default()).prop_map(|problem| (problem, false)),
-        strategy::integer_problems(Limits::default()).prop_map(|problem| (problem, true)),
-    ];
-    (problems, modes).prop_flat_map(|((problem, integers), mode)| {
-        let problem = Problem {
-            geometry: strategy::in_padding_mode(&problem.geometry, mode),
-            ..problem
-        };
-        let values = match integers {
-            true => (-4i8..=4).prop_map(f32::from).boxed(),
-            false => (-1.0f32..1.0).boxed(),
-        };
-        let len = problem.geometry.output_len();
-        (Just(problem), vec(values, len), Just(integers))
-    })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(strategy::cases(128)))]
 
     #[test]
     fn the_gradients_are_the_adjoints_of_the_forward_reference(
-        (problem, grad_output, integers) in problems_with_gradients()
+        (problem, grad_output) in strategy::gradient_problems(Limits::default())
     ) {
+        let integers = problem.input.iter().chain(&problem.weight).chain(&grad_output)
+            .all(|v| v.fract() == 0.0);
         let geometry = problem.geometry.params().bias(false).geometry(problem.geometry.input_shape())
             .unwrap();
         let (x, w, gy) = (&problem.input, &problem.weight, &grad_output);
