@@ -1,11 +1,13 @@
 use std::fmt;
+use std::ops::Range;
 
 use gconv_shape::{GroupRun, GroupSizes, UnevenGeometry};
 
-use crate::{Conv2d, Conv2dParams, Error, Isa, Options, PostOps};
+use crate::{Conv2d, Conv2dParams, Error, Geometry, Isa, Options, PostOps};
 
 /// A convolution whose groups have unequal channel counts ([`GroupSizes`]), with its
-/// weights, for one input shape.
+/// weights, ready to run on the input shape it was made for and on any other its parameters
+/// accept ([`UnevenConv2d::run_shaped`]).
 ///
 /// Consecutive groups of equal sizes form a run ([`GroupSizes::runs`]), which is an ordinary
 /// grouped convolution: each run is a [`Conv2d`] of its own, on the kernel and tier its shape
@@ -86,7 +88,53 @@ impl UnevenConv2d {
     /// Convolves NCHW `input` of the shape given to [`UnevenConv2d::new`] into the NCHW
     /// `output` buffer, of `geometry().output_len()` elements. Allocates nothing.
     pub fn run(&self, input: &[f32], output: &mut [f32]) -> Result<(), Error> {
-        self.run_parts(input, None, output)
+        self.run_parts(self.geometry.spatial(), input, None, output)
+    }
+
+    /// Convolves NCHW `input` of `input_shape` (any batch size, height and width the
+    /// parameters accept) into `output` of the matching output shape ([`UnevenConv2d::prepare`]).
+    /// Each run's [`Conv2d`] sets the shape up on its first use and keeps it, as
+    /// [`Conv2d::run_shaped`] does; a shape already set up allocates nothing.
+    pub fn run_shaped(
+        &self,
+        input_shape: [usize; 4],
+        input: &[f32],
+        output: &mut [f32],
+    ) -> Result<(), Error> {
+        let spatial = self.shaped(input_shape)?;
+        self.run_parts(&spatial, input, None, output)
+    }
+
+    /// [`UnevenConv2d::run_shaped`] with a residual (see [`UnevenConv2d::run_with_residual`]).
+    pub fn run_shaped_with_residual(
+        &self,
+        input_shape: [usize; 4],
+        input: &[f32],
+        residual: &[f32],
+        output: &mut [f32],
+    ) -> Result<(), Error> {
+        let spatial = self.shaped(input_shape)?;
+        self.run_parts(&spatial, input, Some(residual), output)
+    }
+
+    /// [`UnevenConv2d::forward`] for an input of `input_shape`.
+    pub fn forward_shaped(
+        &self,
+        input_shape: [usize; 4],
+        input: &[f32],
+    ) -> Result<Vec<f32>, Error> {
+        let spatial = self.shaped(input_shape)?;
+        self.forward_parts(&spatial, input, None)
+    }
+
+    /// Sets `input_shape` up in every run ahead of its first use, and returns its shapes (with
+    /// one group: the output shape is `output_shape()`).
+    pub fn prepare(&self, input_shape: [usize; 4]) -> Result<Geometry, Error> {
+        let spatial = self.shaped(input_shape)?;
+        for (run, conv) in &self.runs {
+            conv.prepare(self.run_shape(run, &spatial))?;
+        }
+        Ok(spatial)
     }
 
     /// [`UnevenConv2d::run`] for a convolution made with [`Options::residual`]: adds
@@ -97,13 +145,13 @@ impl UnevenConv2d {
         residual: &[f32],
         output: &mut [f32],
     ) -> Result<(), Error> {
-        self.run_parts(input, Some(residual), output)
+        self.run_parts(self.geometry.spatial(), input, Some(residual), output)
     }
 
     /// Convolves NCHW `input` into a new output; an output the machine cannot hold is an
     /// error, not an abort.
     pub fn forward(&self, input: &[f32]) -> Result<Vec<f32>, Error> {
-        self.forward_parts(input, None)
+        self.forward_parts(self.geometry.spatial(), input, None)
     }
 
     /// [`UnevenConv2d::forward`] with a residual (see [`UnevenConv2d::run_with_residual`]).
@@ -112,7 +160,7 @@ impl UnevenConv2d {
         input: &[f32],
         residual: &[f32],
     ) -> Result<Vec<f32>, Error> {
-        self.forward_parts(input, Some(residual))
+        self.forward_parts(self.geometry.spatial(), input, Some(residual))
     }
 
     /// The validated shapes and group sizes.
@@ -137,13 +185,32 @@ impl UnevenConv2d {
         self.post_ops
     }
 
+    /// The shapes of `input_shape` with one group (the group sizes were checked against the
+    /// channel counts when the convolution was made, and the input's channels are checked
+    /// here); allocates nothing.
+    fn shaped(&self, input_shape: [usize; 4]) -> Result<Geometry, Error> {
+        Ok(self.geometry.spatial().params().geometry(input_shape)?)
+    }
+
+    /// The input shape of `run`'s convolution for an input of `spatial`'s shape: the whole
+    /// batch when there is one run, one sample otherwise.
+    fn run_shape(&self, run: &GroupRun, spatial: &Geometry) -> [usize; 4] {
+        let [batch, _, height, width] = spatial.input_shape();
+        let batch = if self.runs.len() == 1 { batch } else { 1 };
+        [batch, run.groups * run.in_per_group, height, width]
+    }
+
     /// Every check a run makes, made before anything is written, so that an error leaves
     /// `output` as it was.
-    fn check(&self, input: usize, residual: Option<usize>, output: usize) -> Result<(), Error> {
-        let spatial = self.geometry.spatial();
+    fn check(
+        &self,
+        spatial: &Geometry,
+        input: usize,
+        residual: Option<usize>,
+        output: usize,
+    ) -> Result<(), Error> {
         let bias = spatial.has_bias().then(|| spatial.out_channels());
-        self.geometry
-            .check_buffer_lengths(input, self.geometry.weight_count(), bias, output)?;
+        spatial.check_buffer_lengths(input, spatial.weight_count(), bias, output)?;
         if residual.is_some() != self.post_ops.residual {
             return Err(Error::Residual {
                 plan_adds: self.post_ops.residual,
@@ -157,20 +224,28 @@ impl UnevenConv2d {
 
     fn run_parts(
         &self,
+        spatial: &Geometry,
         input: &[f32],
         residual: Option<&[f32]>,
         output: &mut [f32],
     ) -> Result<(), Error> {
-        self.check(input.len(), residual.map(<[f32]>::len), output.len())?;
-        if let [(_, conv)] = self.runs.as_slice() {
+        self.check(
+            spatial,
+            input.len(),
+            residual.map(<[f32]>::len),
+            output.len(),
+        )?;
+        if let [(run, conv)] = self.runs.as_slice() {
+            let shape = self.run_shape(run, spatial);
             return match residual {
-                Some(residual) => conv.run_with_residual(input, residual, output),
-                None => conv.run(input, output),
+                Some(residual) => conv.run_shaped_with_residual(shape, input, residual, output),
+                None => conv.run_shaped(shape, input, output),
             };
         }
-        let [batch, in_channels, height, width] = self.geometry.input_shape();
-        let [_, out_channels, out_height, out_width] = self.geometry.output_shape();
+        let [batch, in_channels, height, width] = spatial.input_shape();
+        let [_, out_channels, out_height, out_width] = spatial.output_shape();
         let (plane, out_plane) = (height * width, out_height * out_width);
+        let channels = |range: Range<usize>, plane: usize| range.start * plane..range.end * plane;
         for sample in 0..batch {
             let sample_input = &input[sample * in_channels * plane..][..in_channels * plane];
             let outputs =
@@ -178,33 +253,38 @@ impl UnevenConv2d {
             let sample_output = &mut output[outputs.clone()];
             let sample_residual = residual.map(|residual| &residual[outputs]);
             for (run, conv) in &self.runs {
-                let channels = |range: std::ops::Range<usize>, plane: usize| {
-                    range.start * plane..range.end * plane
-                };
+                let shape = self.run_shape(run, spatial);
                 let run_input = &sample_input[channels(run.input_channels(), plane)];
                 let run_outputs = channels(run.output_channels(), out_plane);
                 let run_output = &mut sample_output[run_outputs.clone()];
                 match sample_residual {
-                    Some(residual) => {
-                        conv.run_with_residual(run_input, &residual[run_outputs], run_output)?
-                    }
-                    None => conv.run(run_input, run_output)?,
+                    Some(residual) => conv.run_shaped_with_residual(
+                        shape,
+                        run_input,
+                        &residual[run_outputs],
+                        run_output,
+                    )?,
+                    None => conv.run_shaped(shape, run_input, run_output)?,
                 }
             }
         }
         Ok(())
     }
 
-    fn forward_parts(&self, input: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>, Error> {
-        let len = self.geometry.output_len();
+    fn forward_parts(
+        &self,
+        spatial: &Geometry,
+        input: &[f32],
+        residual: Option<&[f32]>,
+    ) -> Result<Vec<f32>, Error> {
+        let len = spatial.output_len();
         // The inputs first: a wrong one must not cost an allocation of the output.
-        self.check(input.len(), residual.map(<[f32]>::len), len)?;
+        self.check(spatial, input.len(), residual.map(<[f32]>::len), len)?;
         let mut output = crate::conv2d::zeroed_output(len)?;
-        self.run_parts(input, residual, &mut output)?;
+        self.run_parts(spatial, input, residual, &mut output)?;
         Ok(output)
     }
 }
-
 impl fmt::Display for UnevenConv2d {
     /// `groups 0..2 (3→4 each): <kernel>; group 2 (2→4): <kernel>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

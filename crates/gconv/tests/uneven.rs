@@ -347,3 +347,62 @@ fn refusals_name_the_rule_and_leave_the_output_untouched() {
         "output group sizes [4, 3] add up to 7, but out_channels is 8"
     );
 }
+
+/// Other input shapes run through the same convolution give the bits of one made for that
+/// shape, with one run of groups (the whole batch at once) and with several (a sample at a
+/// time), with and without a residual; a shape the parameters refuse is an error.
+#[test]
+fn other_shapes_match_a_convolution_made_for_them() {
+    let params = Conv2dParams::new(9, 9, 3).padding(gconv::Padding::uniform(1));
+    // One run of three equal groups, then two runs (1-channel outputs, then 4).
+    for sizes in [
+        GroupSizes::new([3, 3, 3], [3, 3, 3]),
+        GroupSizes::new([3, 3, 3], [1, 4, 4]),
+    ] {
+        let first = [1, 9, 8, 8];
+        let geometry = UnevenGeometry::new(params, sizes.clone(), first).unwrap();
+        let weight = gconv_testkit::data::uniform(geometry.weight_count(), 5);
+        let bias = gconv_testkit::data::uniform(9, 6);
+        let options = Options::default()
+            .residual(true)
+            .activation(Activation::Relu);
+        let conv =
+            UnevenConv2d::new(params, sizes.clone(), first, &weight, Some(&bias), options).unwrap();
+        for shape in [[3, 9, 5, 11], [2, 9, 8, 8], [1, 9, 1, 1]] {
+            let made =
+                UnevenConv2d::new(params, sizes.clone(), shape, &weight, Some(&bias), options)
+                    .unwrap();
+            let output_len = conv.prepare(shape).unwrap().output_len();
+            let input = gconv_testkit::data::uniform(shape.iter().product(), 7);
+            let residual = gconv_testkit::data::uniform(output_len, 8);
+            let expected = made.forward_with_residual(&input, &residual).unwrap();
+            let mut output = vec![f32::NAN; output_len];
+            conv.run_shaped_with_residual(shape, &input, &residual, &mut output)
+                .unwrap();
+            assert_eq!(same_bits(&output, &expected), None, "{sizes}, {shape:?}");
+        }
+        let error = conv.prepare([1, 8, 8, 8]).unwrap_err();
+        assert!(error.to_string().contains("in_channels (9)"), "{error}");
+    }
+    // Without post-operations, forward_shaped and run_shaped agree.
+    let params = Conv2dParams::new(9, 10, 3).padding(gconv::Padding::uniform(1));
+    let sizes = GroupSizes::new([4, 5], [6, 4]);
+    let geometry = UnevenGeometry::new(params, sizes.clone(), [1, 9, 6, 6]).unwrap();
+    let weight = gconv_testkit::data::uniform(geometry.weight_count(), 1);
+    let bias = gconv_testkit::data::uniform(10, 2);
+    let conv = UnevenConv2d::new(
+        params,
+        sizes,
+        [1, 9, 6, 6],
+        &weight,
+        Some(&bias),
+        Options::default(),
+    )
+    .unwrap();
+    let shape = [2, 9, 7, 3];
+    let input = gconv_testkit::data::uniform(2 * 9 * 7 * 3, 3);
+    let forwarded = conv.forward_shaped(shape, &input).unwrap();
+    let mut output = vec![0.0; forwarded.len()];
+    conv.run_shaped(shape, &input, &mut output).unwrap();
+    assert_eq!(same_bits(&output, &forwarded), None);
+}
