@@ -97,4 +97,44 @@ fn a_shape_already_set_up_runs_without_allocating() {
             }
         }
     }
+    uneven_groups_run_without_allocating();
+}
+
+/// Uneven groups too: every run of every shape set up, with several runs of groups (a
+/// sample at a time) and with a residual. (Called from the one test of this binary: two
+/// tests would count each other's allocations.)
+fn uneven_groups_run_without_allocating() {
+    use gconv::{GroupSizes, UnevenConv2d};
+    let params = Conv2dParams::new(9, 12, 3).padding(Padding::uniform(1));
+    let sizes = GroupSizes::new([1, 1, 1, 6], [2, 2, 2, 6]);
+    let weight = vec![0.25; 3 * 2 * 9 + 6 * 6 * 9];
+    let bias = vec![0.5; 12];
+    for threads in [1, 2] {
+        let options = Options::default().threads(threads).residual(true);
+        let conv = UnevenConv2d::new(
+            params,
+            sizes.clone(),
+            [1, 9, 20, 20],
+            &weight,
+            Some(&bias),
+            options,
+        )
+        .unwrap();
+        for shape in [[1, 9, 20, 20], [3, 9, 17, 23]] {
+            let output_len = conv.prepare(shape).unwrap().output_len();
+            let input = vec![1.0; shape.iter().product()];
+            let residual = vec![0.5; output_len];
+            let mut output = vec![0.0; output_len];
+            for round in 0..3 {
+                let before = ALLOCATIONS.load(Ordering::SeqCst);
+                conv.run_shaped_with_residual(shape, &input, &residual, &mut output)
+                    .unwrap();
+                let allocations = ALLOCATIONS.load(Ordering::SeqCst) - before;
+                assert_eq!(
+                    allocations, 0,
+                    "{shape:?}, {threads} threads, round {round}"
+                );
+            }
+        }
+    }
 }
