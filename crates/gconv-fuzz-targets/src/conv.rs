@@ -1,6 +1,9 @@
 //! Target `conv`: small arbitrary valid problems and data through every instruction-set tier
 //! the CPU has and every thread count from 1 to 3, each compared with the reference; with
-//! post-operations (a residual, an activation) when the bytes go on past the problem.
+//! post-operations (a residual, an activation) when the bytes go on past the problem; and
+//! with a padding mode after those: refused by the kernels, which do not compute modes yet,
+//! and computed alike by the reference's two formulations (the mode's index map and F.pad's
+//! copies), or refused by the shape rules naming the mode.
 //!
 //! Data are uniform, small integers (on which every summation order is exact, so the fast
 //! kernels must match the reference exactly), or either with NaN, infinities, signed zeros,
@@ -9,7 +12,7 @@
 //! while the reference, like the formula, has no term there at all.
 
 use arbitrary::{Result, Unstructured};
-use gconv::{Activation, Conv2d, Conv2dParams, Isa, Options, Padding};
+use gconv::{Activation, Conv2d, Conv2dParams, Isa, Options, Padding, PaddingMode, ShapeError};
 use gconv_testkit::{Problem, check_against_reference, check_fused_against_reference, data};
 
 /// Values planted in the input: the IEEE special cases and magnitudes at the edges.
@@ -35,6 +38,47 @@ pub fn conv(data: &[u8]) {
         return;
     };
     check(&problem, &post);
+    if let Ok(mode) = bytes.choose(&PaddingMode::ALL) {
+        check_padding_mode(&problem, *mode);
+    }
+}
+
+/// `problem`'s parameters in padding mode `mode`: refused with the mode's own error when a
+/// side's padding is beyond its limit; otherwise refused by the kernels (unless zeros) and
+/// computed alike by the reference's two formulations.
+fn check_padding_mode(problem: &Problem, mode: PaddingMode) {
+    let params = problem.geometry.params().padding_mode(mode);
+    let geometry = match params.geometry(problem.geometry.input_shape()) {
+        Ok(geometry) => geometry,
+        Err(ShapeError::PaddingModeTooLarge { mode: refused, .. }) if refused == mode => return,
+        Err(error) => panic!(
+            "{mode}: {:?} refused for another reason: {error}",
+            problem.geometry
+        ),
+    };
+    if mode != PaddingMode::Zeros {
+        let refused = Conv2d::from_geometry(
+            &geometry,
+            &problem.weight,
+            problem.bias.as_deref(),
+            Options::default().threads(1),
+        );
+        assert!(
+            matches!(refused, Err(gconv::Error::Unsupported { .. })),
+            "{mode}: the kernels must refuse a padding mode they do not compute"
+        );
+    }
+    let bias = problem.bias.as_deref();
+    let direct = gconv_reference::conv2d(&geometry, &problem.input, &problem.weight, bias)
+        .expect("the buffers match the geometry");
+    let split =
+        gconv_reference::conv2d_split_concat(&geometry, &problem.input, &problem.weight, bias)
+            .expect("the buffers match the geometry");
+    let same = direct
+        .iter()
+        .zip(&split)
+        .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()));
+    assert!(same, "{mode}: the references differ on {geometry:?}");
 }
 
 /// What follows the convolution: an optional residual and an activation.
@@ -229,6 +273,23 @@ mod tests {
         assert!(post.residual.is_some());
         assert_ne!(post.activation, Activation::Identity);
         check(&problem, &post);
+    }
+
+    /// Bytes past the post-operations choose a padding mode: each mode of a small problem
+    /// with padding on every side, within the modes' limits and past reflect's.
+    #[test]
+    fn every_padding_mode_is_refused_by_the_kernels_and_agreed_by_the_references() {
+        let mut problem = problem(&mut Unstructured::new(&[7; 64])).unwrap().unwrap();
+        for padding in [1, 2, 40] {
+            let params = problem.geometry.params().padding(Padding::uniform(padding));
+            let Ok(geometry) = params.geometry(problem.geometry.input_shape()) else {
+                continue;
+            };
+            problem.geometry = geometry;
+            for mode in PaddingMode::ALL {
+                check_padding_mode(&problem, mode);
+            }
+        }
     }
 
     #[test]
