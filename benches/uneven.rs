@@ -53,7 +53,7 @@ fn bench_uneven(c: &mut Criterion) {
     let mut group = c.benchmark_group("uneven");
     for (name, params, sizes, input_shape) in cases() {
         let geometry =
-            UnevenGeometry::new(params, sizes.clone(), input_shape).expect("the cases are valid");
+            UnevenGeometry::new(params, sizes, input_shape).expect("the cases are valid");
         let input = data(geometry.input_len(), 1);
         let weight = data(geometry.weight_count(), 2);
         let mut output = vec![0.0f32; geometry.output_len()];
@@ -64,14 +64,14 @@ fn bench_uneven(c: &mut Criterion) {
         }
         for threads in thread_counts {
             let options = Options::default().threads(threads);
-            let conv =
-                UnevenConv2d::new(params, sizes.clone(), input_shape, &weight, None, options)
-                    .expect("the cases are valid");
+            let conv = UnevenConv2d::from_geometry(&geometry, &weight, None, options)
+                .expect("the cases are valid");
             let id = BenchmarkId::new(name, format!("whole/t{threads}"));
             group.bench_function(id, |b| b.iter(|| conv.run(&input, &mut output).unwrap()));
 
             // Each run on its own contiguous input of the whole batch.
-            let apart: Vec<(Conv2d, Vec<f32>, Vec<f32>)> = sizes
+            let mut apart: Vec<(Conv2d, Vec<f32>, Vec<f32>)> = geometry
+                .sizes()
                 .runs()
                 .iter()
                 .map(|run| {
@@ -90,7 +90,6 @@ fn bench_uneven(c: &mut Criterion) {
                     (conv, input, output)
                 })
                 .collect();
-            let mut apart = apart;
             let id = BenchmarkId::new(name, format!("runs-apart/t{threads}"));
             group.bench_function(id, |b| {
                 b.iter(|| {

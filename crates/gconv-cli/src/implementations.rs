@@ -197,14 +197,8 @@ impl<'a> Prepared<'a> {
     ) -> Result<Prepared<'a>> {
         Ok(match choice {
             KernelChoice::Auto => {
-                let conv = UnevenConv2d::new(
-                    *geometry.spatial().params(),
-                    geometry.sizes().clone(),
-                    geometry.input_shape(),
-                    weight,
-                    bias,
-                    execution.options().post_ops(post),
-                )?;
+                let options = execution.options().post_ops(post);
+                let conv = UnevenConv2d::from_geometry(geometry, weight, bias, options)?;
                 Prepared::Uneven(Box::new(conv))
             }
             KernelChoice::Reference => {
@@ -246,7 +240,7 @@ impl<'a> Prepared<'a> {
                 bias,
                 post,
             } => {
-                check_residual(geometry, *post, residual)?;
+                post.check_residual(geometry, residual.map(<[f32]>::len))?;
                 gconv_reference::conv2d_into(geometry, input, weight, *bias, output)?;
                 gconv_reference::post_ops(output, residual, post.activation);
             }
@@ -256,7 +250,7 @@ impl<'a> Prepared<'a> {
                 bias,
                 post,
             } => {
-                check_residual(geometry, *post, residual)?;
+                post.check_residual(geometry, residual.map(<[f32]>::len))?;
                 let result = gconv_reference::conv2d_split_concat(geometry, input, weight, *bias)?;
                 output.copy_from_slice(&result);
                 gconv_reference::post_ops(output, residual, post.activation);
@@ -271,7 +265,7 @@ impl<'a> Prepared<'a> {
                 bias,
                 post,
             } => {
-                check_residual(geometry.spatial(), *post, residual)?;
+                post.check_residual(geometry.spatial(), residual.map(<[f32]>::len))?;
                 let result = gconv_reference::conv2d_uneven(geometry, input, weight, *bias)?;
                 output.copy_from_slice(&result);
                 gconv_reference::post_ops(output, residual, post.activation);
@@ -279,17 +273,6 @@ impl<'a> Prepared<'a> {
         }
         Ok(())
     }
-}
-
-/// A residual given exactly when `post` adds one, of the output's length: the reference's
-/// side of what a fast plan checks itself.
-fn check_residual(geometry: &Geometry, post: PostOps, residual: Option<&[f32]>) -> Result<()> {
-    match (residual, post.residual) {
-        (Some(residual), true) => geometry.check_residual_length(residual.len())?,
-        (None, false) => {}
-        (_, plan_adds) => return Err(gconv::Error::Residual { plan_adds }.into()),
-    }
-    Ok(())
 }
 
 /// Every implementation, for the demo: the reference, its split-concat twin, and the fast

@@ -117,9 +117,9 @@ pub fn info(args: &InfoArgs) -> Result<()> {
                 describe(&conv, "")?;
             }
             Some(sizes) => {
-                let geometry = UnevenGeometry::new(params, sizes.clone(), input_shape)?;
+                let geometry = UnevenGeometry::new(params, sizes, input_shape)?;
                 let weight = vec![0.0; geometry.weight_count()];
-                let conv = UnevenConv2d::new(params, sizes, input_shape, &weight, None, options)?;
+                let conv = UnevenConv2d::from_geometry(&geometry, &weight, None, options)?;
                 out!(
                     "problem: {input_shape:?} -> {:?}, uneven groups {}, flat weight of {} elements",
                     geometry.output_shape(),

@@ -136,6 +136,20 @@ impl PostOps {
         }
     }
 
+    /// Checks that a residual of `residual` elements is given exactly when these
+    /// post-operations add one, and then that it has `geometry`'s output length.
+    pub fn check_residual(
+        &self,
+        geometry: &Geometry,
+        residual: Option<usize>,
+    ) -> Result<(), Error> {
+        match (residual, self.residual) {
+            (Some(len), true) => Ok(geometry.check_residual_length(len)?),
+            (None, false) => Ok(()),
+            (_, plan_adds) => Err(Error::Residual { plan_adds }),
+        }
+    }
+
     /// Whether outputs are stored as the convolution left them.
     pub fn is_none(&self) -> bool {
         *self == PostOps::default()

@@ -54,6 +54,17 @@ impl UnevenConv2d {
         options: Options,
     ) -> Result<UnevenConv2d, Error> {
         let geometry = UnevenGeometry::new(params, sizes, input_shape)?;
+        Self::from_geometry(&geometry, weight, bias, options)
+    }
+
+    /// [`UnevenConv2d::new`] for shapes already validated: checks the flat `weight` and the
+    /// `bias` against `geometry` and sets up each run of equal groups.
+    pub fn from_geometry(
+        geometry: &UnevenGeometry,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        options: Options,
+    ) -> Result<UnevenConv2d, Error> {
         geometry.check_buffer_lengths(
             geometry.input_len(),
             weight.len(),
@@ -62,7 +73,7 @@ impl UnevenConv2d {
         )?;
         let runs = geometry.sizes().runs();
         let batch = match runs.len() {
-            1 => input_shape[0],
+            1 => geometry.input_shape()[0],
             _ => 1,
         };
         let runs = runs
@@ -79,7 +90,7 @@ impl UnevenConv2d {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(UnevenConv2d {
-            geometry,
+            geometry: geometry.clone(),
             runs,
             post_ops: PostOps::of(&options),
         })
@@ -211,15 +222,7 @@ impl UnevenConv2d {
     ) -> Result<(), Error> {
         let bias = spatial.has_bias().then(|| spatial.out_channels());
         spatial.check_buffer_lengths(input, spatial.weight_count(), bias, output)?;
-        if residual.is_some() != self.post_ops.residual {
-            return Err(Error::Residual {
-                plan_adds: self.post_ops.residual,
-            });
-        }
-        if let Some(residual) = residual {
-            spatial.check_residual_length(residual)?;
-        }
-        Ok(())
+        self.post_ops.check_residual(spatial, residual)
     }
 
     fn run_parts(

@@ -87,14 +87,8 @@ fn uneven_problems() -> impl Strategy<Value = UnevenProblem> {
 }
 
 fn make(problem: &UnevenProblem, options: Options) -> UnevenConv2d {
-    let spatial = problem.geometry.spatial();
-    UnevenConv2d::new(
-        Conv2dParams {
-            bias: problem.bias.is_some(),
-            ..*spatial.params()
-        },
-        problem.geometry.sizes().clone(),
-        problem.geometry.input_shape(),
+    UnevenConv2d::from_geometry(
+        &problem.geometry,
         &problem.weight,
         problem.bias.as_deref(),
         options,
