@@ -38,7 +38,7 @@ pub fn conv2d_grad_input(
     weight: &[f32],
 ) -> Result<Vec<f32>, ShapeError> {
     check_grad_output(geometry, grad_output)?;
-    check_length(geometry, "weight", &geometry.weight_shape(), weight.len())?;
+    check_length("weight", &geometry.weight_shape(), weight.len())?;
     let [batch, in_channels, height, width] = geometry.input_shape();
     let [_, out_channels, out_height, out_width] = geometry.output_shape();
     let [kernel_h, kernel_w] = geometry.kernel_size();
@@ -85,7 +85,7 @@ pub fn conv2d_grad_weight(
     grad_output: &[f32],
 ) -> Result<Vec<f32>, ShapeError> {
     check_grad_output(geometry, grad_output)?;
-    check_length(geometry, "input", &geometry.input_shape(), input.len())?;
+    check_length("input", &geometry.input_shape(), input.len())?;
     let [batch, in_channels, height, width] = geometry.input_shape();
     let [_, out_channels, out_height, out_width] = geometry.output_shape();
     let [kernel_h, kernel_w] = geometry.kernel_size();
@@ -143,25 +143,12 @@ pub fn conv2d_grad_bias(geometry: &Geometry, grad_output: &[f32]) -> Result<Vec<
 }
 
 fn check_grad_output(geometry: &Geometry, grad_output: &[f32]) -> Result<(), ShapeError> {
-    check_length(
-        geometry,
-        "grad_output",
-        &geometry.output_shape(),
-        grad_output.len(),
-    )
+    check_length("grad_output", &geometry.output_shape(), grad_output.len())
 }
 
-fn check_length(
-    geometry: &Geometry,
-    what: &'static str,
-    shape: &[usize],
-    actual: usize,
-) -> Result<(), ShapeError> {
-    let expected = match what {
-        "weight" => geometry.weight_count(),
-        "input" => geometry.input_len(),
-        _ => geometry.output_len(),
-    };
+/// That a buffer of `actual` elements holds `shape` (whose product Geometry checked fits).
+fn check_length(what: &'static str, shape: &[usize], actual: usize) -> Result<(), ShapeError> {
+    let expected = shape.iter().product();
     if actual == expected {
         return Ok(());
     }

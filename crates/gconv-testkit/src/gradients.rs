@@ -79,6 +79,19 @@ pub fn reference_gradient(problem: &Problem, grad_output: &[f32], gradient: Grad
     .expect("a Problem's buffers match its geometry, and grad_output its output")
 }
 
+/// Each element's magnitude: the same gradient of the absolute values (`Σ|gy·w|` per input
+/// pixel, `Σ|gy·x|` per weight, `Σ|gy|` per bias), the scale its rounding error is bounded by.
+pub fn gradient_magnitudes(problem: &Problem, grad_output: &[f32], gradient: Gradient) -> Vec<f32> {
+    let absolute = |values: &[f32]| values.iter().map(|v| v.abs()).collect::<Vec<_>>();
+    let absolute_problem = Problem {
+        geometry: problem.geometry,
+        input: absolute(&problem.input),
+        weight: absolute(&problem.weight),
+        bias: None,
+    };
+    reference_gradient(&absolute_problem, &absolute(grad_output), gradient)
+}
+
 /// Compares an implementation's `gradient` of `problem` (for the upstream gradient
 /// `grad_output`, the output's shape) with the reference's: exactly on small integers,
 /// otherwise within [`Tolerance::for_reduction`] of [`Gradient::reduction_len`] on each
@@ -90,14 +103,7 @@ pub fn check_gradient_against_reference(
     actual: &[f32],
 ) -> Result<(), OutputDiff> {
     let expected = reference_gradient(problem, grad_output, gradient);
-    let absolute = |values: &[f32]| values.iter().map(|v| v.abs()).collect::<Vec<_>>();
-    let absolute_problem = Problem {
-        geometry: problem.geometry,
-        input: absolute(&problem.input),
-        weight: absolute(&problem.weight),
-        bias: None,
-    };
-    let magnitudes = reference_gradient(&absolute_problem, &absolute(grad_output), gradient);
+    let magnitudes = gradient_magnitudes(problem, grad_output, gradient);
     let data = problem
         .input
         .iter()

@@ -64,7 +64,7 @@ proptest! {
 }
 
 mod gradients {
-    use gconv_testkit::gradients::reference_gradient;
+    use gconv_testkit::gradients::{gradient_magnitudes, reference_gradient};
     use gconv_testkit::strategy::{self, Limits};
     use gconv_testkit::{Gradient, OutputDiff, check_gradient_against_reference};
     use proptest::prelude::*;
@@ -96,14 +96,7 @@ mod gradients {
             for gradient in ALL {
                 let mut actual = reference_gradient(&problem, &grad_output, gradient);
                 let index = pick.index(actual.len());
-                let absolute = |values: &[f32]| values.iter().map(|v| v.abs()).collect::<Vec<_>>();
-                let magnitude_problem = gconv_testkit::Problem {
-                    input: absolute(&problem.input),
-                    weight: absolute(&problem.weight),
-                    ..problem.clone()
-                };
-                let magnitude =
-                    reference_gradient(&magnitude_problem, &absolute(&grad_output), gradient)[index];
+                let magnitude = gradient_magnitudes(&problem, &grad_output, gradient)[index];
                 if magnitude <= 1e-3 {
                     continue;
                 }
