@@ -563,12 +563,14 @@ mod tests {
         }
     }
 
-    /// A depthwise layer no other test measures (wisdom is per process: each test its own
-    /// problem).
+    /// A grouped layer no other test measures (wisdom is per process: each test its own
+    /// problem). Grouped, not depthwise: its bodies and packings compete on every tier,
+    /// where a depthwise layer's AVX2 choice can be the unpacked kernel, whose order of sums
+    /// no other kernel shares, so that it competes with nothing.
     fn measured_geometry(width: usize) -> Geometry {
         geometry(
             Conv2dParams::new(64, 64, 3)
-                .groups(64)
+                .groups(8)
                 .padding(Padding::uniform(1))
                 .bias(false),
             [1, 64, 10, width],
