@@ -360,6 +360,40 @@ rule_test!(
         )
 );
 
+/// Depthwise layers with a `side`-square window dilated by `dilation`, rows of the output
+/// widths `widths` and up to twelve rows more than the window reaches, any padding up to
+/// half the window: the streamed kernel's bands.
+fn banded(
+    side: usize,
+    dilation: usize,
+    widths: impl Strategy<Value = usize>,
+) -> impl Strategy<Value = Geometry> {
+    let half = side / 2;
+    let reach = (side - 1) * dilation;
+    (
+        (1..=2usize, 1..=4usize, 1..=2usize),
+        0..=half,
+        reach + 1..=reach + 12,
+        widths,
+    )
+        .prop_map(
+            move |((batch, channels, multiplier), padding, height, out_width)| {
+                let padding = padding * dilation;
+                Depthwise {
+                    batch,
+                    channels,
+                    multiplier,
+                    kernel: [side, side],
+                    padding: Padding::uniform(padding),
+                    dilation,
+                    plane: [height, out_width + reach - 2 * padding],
+                    ..DEPTHWISE
+                }
+                .geometry()
+            },
+        )
+}
+
 /// Short bands below AVX-512, for the lanes of `isa`: windows of `2·half + 1` for `half` in
 /// `halves`, dilated by each of `dilations`, rows of at most `max_vectors` vectors (and of
 /// at most twelve rolling sums).
@@ -371,30 +405,8 @@ fn short_bands(
 ) -> impl Strategy<Value = Geometry> {
     (halves, dilations).prop_flat_map(move |(half, dilation)| {
         let side = 2 * half + 1;
-        let reach = (side - 1) * dilation;
         let widths = well_filled_widths(isa.lanes(), (12 / (side - 1)).min(max_vectors));
-        (
-            (1..=2usize, 1..=4usize, 1..=2usize),
-            0..=half,
-            reach + 1..=reach + 12,
-            widths,
-        )
-            .prop_map(
-                move |((batch, channels, multiplier), padding, height, out_width)| {
-                    let padding = padding * dilation;
-                    Depthwise {
-                        batch,
-                        channels,
-                        multiplier,
-                        kernel: [side, side],
-                        padding: Padding::uniform(padding),
-                        dilation,
-                        plane: [height, out_width + reach - 2 * padding],
-                        ..DEPTHWISE
-                    }
-                    .geometry()
-                },
-            )
+        banded(side, dilation, widths)
     })
 }
 
@@ -411,6 +423,28 @@ rule_test!(
     "depthwise-streamed-stride-1-short-bands",
     [Isa::X86_64V3],
     short_bands(Isa::X86_64V3, 1..=3, 1..=1, usize::MAX)
+);
+
+/// Windows of five and seven rows on AVX2 whose rows hold more rolling sums than registers
+/// (three to five vectors of outputs for 7x7, four or five for 5x5, each at least 85 %
+/// full), on planes too short for the unpacked kernel to share their rows: the streamed
+/// kernel with its sums spilled.
+fn spilled_bands() -> impl Strategy<Value = Geometry> {
+    let lanes = Isa::X86_64V3.lanes();
+    (2..=3usize).prop_flat_map(move |half| {
+        let side = 2 * half + 1;
+        let fewest = 12 / (side - 1) + 1;
+        let widths = (fewest..=5usize)
+            .prop_flat_map(move |vectors| (17 * lanes * vectors).div_ceil(20)..=lanes * vectors);
+        banded(side, 1, widths)
+    })
+}
+
+rule_test!(
+    depthwise_streamed_stride_1_spilled_bands_avx2,
+    "depthwise-streamed-stride-1-short-bands",
+    [Isa::X86_64V3],
+    spilled_bands()
 );
 
 rule_test!(

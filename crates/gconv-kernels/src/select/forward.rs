@@ -95,19 +95,27 @@ pub static RULES: [Rule; 15] = [
         name: "depthwise-streamed-stride-1-short-bands",
         reason: "below AVX-512, where a band's rolling sums fit beside its taps in sixteen \
                  registers and the rows fill four fifths of their vectors; dilated windows \
-                 of up to 5x5 on AVX2 (masked loads) where the rows are one band",
+                 of up to 5x5 on AVX2 (masked loads) where the rows are one band; on AVX2, \
+                 5xN and 7xN windows on rows that fill 85 % of their vectors, sums spilled, \
+                 where the unpacked kernel would not share their rows",
         choose: |facts| {
             Ok(streamed_if(facts, |geometry, isa| {
                 let [_, out_w] = geometry.output_size();
                 let side = geometry.kernel_size()[0];
                 let lanes = isa.lanes();
                 let vectors = out_w.div_ceil(lanes);
+                let undilated = geometry.dilation() == [1, 1];
                 let dilated_fits =
                     isa == Isa::X86_64V3 && vectors <= streamed::MAX_BAND && side <= 5;
-                geometry.stride() == [1, 1]
-                    && (geometry.dilation() == [1, 1] || dilated_fits)
+                let in_registers = (undilated || dilated_fits)
                     && vectors * (side - 1) <= 12
-                    && 5 * out_w >= 4 * lanes * vectors
+                    && 5 * out_w >= 4 * lanes * vectors;
+                let tall_spilled = isa == Isa::X86_64V3
+                    && undilated
+                    && side >= 5
+                    && 20 * out_w >= 17 * lanes * vectors
+                    && !(unpacked::suits(geometry) && unpacked_stride_one_pays(geometry, isa));
+                geometry.stride() == [1, 1] && (in_registers || tall_spilled)
             }))
         },
     },

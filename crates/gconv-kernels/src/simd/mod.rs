@@ -744,18 +744,55 @@ mod tests {
         }
     }
 
+    /// `store_lanes` for every run of lanes, empty and whole included, from a base before
+    /// the buffer: each stores exactly its lanes, each to its own place (the AVX2 tier builds
+    /// a run from pieces of 4, 2 and 1 lanes, so every length and start takes its own path).
+    fn check_store_lanes<S: Simd<Elem = f32>>(simd: S) {
+        let lanes = S::LANES;
+        let values: Vec<f32> = (0..lanes).map(|lane| 10.0 + lane as f32).collect();
+        for first in 0..=lanes {
+            for end in first..=lanes {
+                let mut stored = vec![-1.0f32; lanes + 2];
+                // SAFETY: lanes `first..end` land on `stored[first + 1..end + 1]`, inside it.
+                unsafe {
+                    simd.store_lanes(
+                        stored.as_mut_ptr().wrapping_add(1),
+                        simd.load(values.as_ptr()),
+                        first,
+                        end,
+                    )
+                };
+                for (index, &value) in stored.iter().enumerate() {
+                    let lane = index.wrapping_sub(1);
+                    let expected = if (first..end).contains(&lane) {
+                        values[lane]
+                    } else {
+                        -1.0
+                    };
+                    assert_eq!(
+                        value, expected,
+                        "element {index} after lanes {first}..{end}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_tier_this_cpu_has_shuffles_and_stores_as_defined() {
         check(portable::F32);
+        check_store_lanes(portable::F32);
         check_activations(portable::F32);
         #[cfg(target_arch = "x86_64")]
         {
             if let Some(simd) = x86_64_v3::F32::detect() {
                 check(simd);
+                check_store_lanes(simd);
                 check_activations(simd);
             }
             if let Some(simd) = x86_64_v4::F32::detect() {
                 check(simd);
+                check_store_lanes(simd);
                 check_activations(simd);
             }
         }

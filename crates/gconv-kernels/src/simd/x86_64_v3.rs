@@ -1,13 +1,14 @@
 //! The x86-64-v3 tier: AVX2 + FMA, 8 lanes.
 
 use std::arch::x86_64::{
-    __m256, __m256i, _CMP_GT_OQ, _mm256_add_ps, _mm256_alignr_epi8, _mm256_and_si256,
-    _mm256_blendv_ps, _mm256_castpd_ps, _mm256_castps_pd, _mm256_castps_si256, _mm256_castsi256_ps,
-    _mm256_cmp_ps, _mm256_cmpeq_epi32, _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps,
-    _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps,
-    _mm256_permute2f128_ps, _mm256_permute4x64_pd, _mm256_set1_epi32, _mm256_set1_ps,
-    _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps,
-    _mm256_unpacklo_ps,
+    __m128i, __m256, __m256i, _CMP_GT_OQ, _mm_castps_si128, _mm_movehl_ps, _mm_store_ss,
+    _mm_storel_epi64, _mm_storeu_ps, _mm256_add_epi32, _mm256_add_ps, _mm256_alignr_epi8,
+    _mm256_and_si256, _mm256_blendv_ps, _mm256_castpd_ps, _mm256_castps_pd, _mm256_castps_si256,
+    _mm256_castps256_ps128, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmpeq_epi32,
+    _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_max_ps,
+    _mm256_min_ps, _mm256_mul_ps, _mm256_permute2f128_ps, _mm256_permute4x64_pd,
+    _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32,
+    _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 
 use super::Simd;
@@ -88,14 +89,36 @@ unsafe impl Simd for F32 {
 
     #[inline(always)]
     unsafe fn store_lanes(self, base: *mut f32, vector: __m256, first: usize, end: usize) {
-        // SAFETY: the token proves AVX2; lanes outside `first..end` are masked off and not
-        // accessed, the caller guarantees the others are writable.
+        // Not `vmaskmovps`: AMD's AVX2 cores (Zen 2 and 3) take about 16 cycles per masked
+        // store (TUNING.md, "Partial stores on AVX2"). The lanes are moved down to lane 0 and
+        // stored as at most a 4-, a 2- and a 1-lane piece, as in XNNPACK's AVX tails.
+        // SAFETY: the token proves AVX2; only `base + first .. base + end` is written, which
+        // the caller guarantees is writable (`base` itself is never dereferenced).
         unsafe {
-            let lane: __m256i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            // first <= lane  <=>  lane > first - 1;  lane < end  <=>  end > lane.
-            let from = _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(first as i32 - 1));
-            let to = _mm256_cmpgt_epi32(_mm256_set1_epi32(end as i32), lane);
-            _mm256_maskstore_ps(base, _mm256_and_si256(from, to), vector);
+            if first == 0 && end == 8 {
+                return _mm256_storeu_ps(base, vector);
+            }
+            let from_first = _mm256_add_epi32(
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                _mm256_set1_epi32(first as i32),
+            );
+            let moved = _mm256_permutevar8x32_ps(vector, from_first);
+            let mut target = base.wrapping_add(first);
+            let count = end - first;
+            let mut piece = _mm256_castps256_ps128(moved);
+            if count & 4 != 0 {
+                _mm_storeu_ps(target, piece);
+                piece = _mm256_extractf128_ps::<1>(moved);
+                target = target.add(4);
+            }
+            if count & 2 != 0 {
+                _mm_storel_epi64(target.cast::<__m128i>(), _mm_castps_si128(piece));
+                piece = _mm_movehl_ps(piece, piece);
+                target = target.add(2);
+            }
+            if count & 1 != 0 {
+                _mm_store_ss(target, piece);
+            }
         }
     }
 
