@@ -114,7 +114,7 @@ pub static RULES: [Rule; 15] = [
                     && undilated
                     && side >= 5
                     && 20 * out_w >= 17 * lanes * vectors
-                    && !(unpacked::suits(geometry) && unpacked_stride_one_pays(geometry, isa));
+                    && !unpacked_applies(geometry, isa, 1);
                 geometry.stride() == [1, 1] && (in_registers || tall_spilled)
             }))
         },
@@ -268,13 +268,17 @@ fn lanes_choice(facts: &Facts<'_>) -> Choice {
 /// The unpacked depthwise kernel for a problem of stride `stride` (both axes) where it pays.
 fn unpacked_at(facts: &Facts<'_>, stride: usize) -> Result<Option<Choice>, Error> {
     let Problem { geometry, isa, .. } = facts.problem;
+    Ok(unpacked_applies(geometry, isa, stride).then_some(Choice::DepthwiseUnpacked))
+}
+
+/// Whether the unpacked depthwise kernel runs `geometry` at stride `stride` (both axes) on
+/// `isa`: it suits the problem and pays there.
+fn unpacked_applies(geometry: &Geometry, isa: Isa, stride: usize) -> bool {
     let pays = match stride {
         1 => unpacked_stride_one_pays,
         _ => unpacked_stride_two_pays,
     };
-    let applies =
-        unpacked::suits(geometry) && geometry.stride() == [stride, stride] && pays(geometry, isa);
-    Ok(applies.then_some(Choice::DepthwiseUnpacked))
+    unpacked::suits(geometry) && geometry.stride() == [stride, stride] && pays(geometry, isa)
 }
 
 /// Stride 2 on the unpacked kernel: windows of three rows without vertical dilation (and on

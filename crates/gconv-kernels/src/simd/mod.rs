@@ -618,27 +618,6 @@ mod tests {
                 "lane {lane} of a multiply-add under mask {mask:#b}"
             );
         }
-        let mut stored = vec![0.0f32; lanes + 2];
-        // SAFETY: lanes 2..LANES-1 land on `stored[3..LANES]`.
-        unsafe {
-            simd.store_lanes(
-                stored.as_mut_ptr().add(1),
-                simd.load(values.as_ptr()),
-                2,
-                lanes - 1,
-            )
-        };
-        let expected: Vec<f32> = (0..lanes + 2)
-            .map(|i| {
-                if (3..lanes).contains(&i) {
-                    (i - 1) as f32
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        assert_eq!(stored, expected);
-
         // The slice methods: whole vectors, and prefixes that touch nothing past their slice.
         let mut whole = vec![-1.0f32; lanes + 1];
         simd.store_into(&mut whole, simd.load_from(&values[1..]));
